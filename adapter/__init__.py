@@ -1,0 +1,27 @@
+"""Keybridge: CRM webhooks in, Keycloak operations, identity events back to the CRM."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from .config import Settings
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """The web application. `config` may hold KEYBRIDGE_SETTINGS (a Settings) or Flask keys."""
+    from . import api, errors, webhooks
+    from .runtime import Keybridge
+
+    app = Flask(__name__)
+    config = dict(config or {})
+    settings = config.pop("KEYBRIDGE_SETTINGS", None) or Settings.from_env()
+    app.config.update(config)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["keybridge"] = Keybridge(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    errors.init_app(app)
+    webhooks.init_app(app)
+    api.init_app(app)
+    return app

@@ -1,0 +1,55 @@
+"""Operator endpoints: health, the OpenAPI document, dead letters."""
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from sqlalchemy import text
+
+from .errors import ApiError
+
+from . import dead_letters
+from .openapi import openapi_document
+
+bp = Blueprint("api", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    with current_app.extensions["keybridge"].db.session() as session:
+        session.execute(text("SELECT 1"))
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())
+
+
+@bp.before_request
+def require_operator_token():
+    """/api/* is for operators: `Authorization: Bearer $KEYBRIDGE_OPERATOR_TOKEN`."""
+    if not request.path.startswith("/api/"):
+        return None
+    expected = current_app.extensions["keybridge"].settings.operator_token
+    if not expected:
+        raise ApiError(403, "The operator API is off: set KEYBRIDGE_OPERATOR_TOKEN on the adapter to use it.")
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "Send Authorization: Bearer <KEYBRIDGE_OPERATOR_TOKEN>.")
+    return None
+
+
+@bp.get("/api/dead-letters")
+def list_dead_letters():
+    return jsonify({"dead_letters": dead_letters.list_all(current_app.extensions["keybridge"].db)})
+
+
+@bp.post("/api/dead-letters/<kind>/<item_id>/replay")
+def replay_dead_letter(kind: str, item_id: str):
+    dead_letters.replay(current_app.extensions["keybridge"].db, kind, item_id)
+    return jsonify({"status": "requeued"}), 202
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,133 @@
+"""`keybridge`: the worker, operator commands and a signed-webhook sender for CRM admins.
+
+    keybridge worker                      run the worker (jobs, Keycloak events, outbound delivery)
+    keybridge send TYPE DATA.json         sign and POST one event to the adapter
+    keybridge demo                        the dev stack's demo: an account and an invited contact
+    keybridge dead-letters list|replay    what kept failing, and sending it again
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import uuid
+from datetime import datetime, timezone
+
+import click
+import requests
+
+from .config import ConfigError, Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _kb():
+    from .runtime import Keybridge
+
+    return Keybridge(_settings())
+
+
+@click.group()
+def main() -> None:
+    """Keybridge adapter commands."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+def worker() -> None:
+    """Run the worker until stopped (SIGTERM or Ctrl-C)."""
+    from .jobs.worker import Worker
+
+    try:
+        Worker(_kb()).run_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+def post_event(url: str, secret: str, event_type: str, data: dict, webhook_id: str | None = None) -> requests.Response:
+    """Sign {type, timestamp, data} with `secret` and POST it; the same thing a CRM does."""
+    from .webhooks.signatures import sign
+
+    body = json.dumps({"type": event_type, "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                       "data": data}).encode()
+    return requests.post(url, data=body, headers=sign(secret, webhook_id or f"msg_{uuid.uuid4().hex}", body), timeout=30)
+
+
+def _first_secret(settings: Settings) -> str:
+    if not settings.webhook_secrets:
+        raise click.ClickException("Set KEYBRIDGE_WEBHOOK_SECRETS (the whsec_ secret shared with the CRM) to sign events.")
+    return settings.webhook_secrets[0]
+
+
+@main.command()
+@click.argument("event_type")
+@click.argument("data_file", type=click.File("r"))
+@click.option("--url", default="http://127.0.0.1:8000/webhooks/crm", show_default=True)
+@click.option("--id", "webhook_id", default=None, help="webhook-id to use (repeat one to test idempotency)")
+def send(event_type: str, data_file, url: str, webhook_id: str | None) -> None:
+    """Sign and POST one event whose data is read from DATA_FILE ('-' for stdin)."""
+    settings = _settings()
+    response = post_event(url, _first_secret(settings), event_type, json.load(data_file), webhook_id)
+    click.echo(f"{response.status_code} {response.text.strip()}")
+    if response.status_code >= 400:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:8000/webhooks/crm", show_default=True)
+@click.option("--email", default="jane.doe@acme.example", show_default=True)
+def demo(url: str, email: str) -> None:
+    """Post a signed account.upserted and contact.invite_requested, as a CRM would."""
+    secret = _first_secret(_settings())
+    account = {"account_id": "ACC-DEMO-1", "name": "Acme Corporation", "domains": ["acme.example"],
+               "contract": {"status": "active", "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2027-12-31T23:59:59Z"}}
+    contact = {"contact_id": "CON-DEMO-1", "email": email, "account_id": "ACC-DEMO-1", "first_name": "Jane",
+               "last_name": "Doe", "roles": ["Buyer"], "org_admin": False}
+    for event_type, data, webhook_id in (("account.upserted", account, "demo-account-1"),
+                                         ("contact.invite_requested", contact, "demo-invite-1")):
+        r = post_event(url, secret, event_type, data, webhook_id)
+        click.echo(f"{event_type}: {r.status_code} {r.text.strip()}")
+        if r.status_code >= 400:
+            raise click.ClickException(f"the adapter refused {event_type}")
+
+
+@main.group("dead-letters")
+def dead_letters_group() -> None:
+    """Jobs and outbound events that kept failing."""
+
+
+@dead_letters_group.command("list")
+def dead_letters_list() -> None:
+    from . import dead_letters
+
+    items = dead_letters.list_all(_kb().db)
+    if not items:
+        click.echo("no dead letters")
+    for item in items:
+        click.echo(f"{item['kind']:8} {item['id']:40} {item['what']:40} attempts={item['attempts']} {item['error'] or ''}")
+
+
+@dead_letters_group.command("replay")
+@click.argument("kind", type=click.Choice(["job", "outbound"]))
+@click.argument("item_id", required=False)
+@click.option("--all", "replay_all", is_flag=True, help="replay every dead letter of KIND")
+def dead_letters_replay(kind: str, item_id: str | None, replay_all: bool) -> None:
+    """Requeue a dead letter (or --all of KIND); the worker sends it again."""
+    from . import dead_letters
+    from .errors import ApiError
+
+    kb = _kb()
+    ids = [i["id"] for i in dead_letters.list_all(kb.db) if i["kind"] == kind] if replay_all else [item_id]
+    if not ids or ids == [None]:
+        raise click.ClickException("give an id (see `keybridge dead-letters list`) or --all")
+    for one in ids:
+        try:
+            dead_letters.replay(kb.db, kind, one)
+        except ApiError as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(f"requeued {kind} {one}")

@@ -1,0 +1,92 @@
+"""Settings read from the environment (KEYBRIDGE_*), validated once at start-up.
+
+Every setting has one name, documented in `.env.example`; a bad value fails
+with an error that names the variable and says what to put there.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+PUBLIC_WEBMAIL_DOMAINS = (
+    "gmail.com googlemail.com yahoo.com yahoo.co.uk ymail.com hotmail.com hotmail.co.uk "
+    "outlook.com live.com msn.com aol.com icloud.com me.com mac.com gmx.com gmx.de gmx.net "
+    "web.de mail.com proton.me protonmail.com yandex.com yandex.ru zoho.com qq.com 163.com "
+    "mail.ru fastmail.com tutanota.com hey.com"
+).split()
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+@dataclass
+class Settings:
+    database_url: str = f"sqlite:///{REPO_ROOT / '.data' / 'keybridge.db'}"
+    webhook_secrets: list[str] = field(default_factory=list)
+    webhook_tolerance_seconds: int = 300
+    max_body_bytes: int = 5 * 1024 * 1024
+    keycloak_url: str = "http://localhost:8080"
+    keycloak_realm: str = "customers"
+    keycloak_client_id: str = "keybridge-adapter"
+    keycloak_client_secret: str = ""
+    keycloak_timeout_seconds: int = 20
+    operator_token: str = ""
+    crm_events_url: str = ""
+    crm_events_secret: str = ""
+    role_mapping: str = str(REPO_ROOT / "realm-config" / "role-mapping.json")
+    lead_webmail_policy: str = "refuse"
+    public_webmail_domains: list[str] = field(default_factory=lambda: list(PUBLIC_WEBMAIL_DOMAINS))
+    invite_redirect_uri: str = ""
+    invite_expires_in_days: int = 7
+    events_poll_seconds: float = 2.0
+    events_start: str = "beginning"
+    job_retry_window_seconds: int = 24 * 3600
+    outbox_retry_window_seconds: int = 24 * 3600
+    retry_max_delay_seconds: int = 300
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Build settings from KEYBRIDGE_* variables, then apply `overrides`.
+
+        Raises ConfigError naming the variable when a value cannot be used.
+        """
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        for f in fields(cls):
+            name = "KEYBRIDGE_" + f.name.upper()
+            if name not in env or env[name] == "":
+                continue
+            raw = env[name]
+            default = getattr(cls(), f.name)
+            try:
+                if isinstance(default, bool):
+                    values[f.name] = raw.lower() in ("1", "true", "yes", "on")
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                elif isinstance(default, list):
+                    values[f.name] = [p for p in raw.replace(",", " ").split() if p]
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a valid {type(default).__name__}; fix it in your environment or .env") from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.lead_webmail_policy not in ("refuse", "allow"):
+            raise ConfigError("KEYBRIDGE_LEAD_WEBMAIL_POLICY must be 'refuse' or 'allow'")
+        for secret in self.webhook_secrets:
+            if not secret.startswith("whsec_"):
+                raise ConfigError("KEYBRIDGE_WEBHOOK_SECRETS: each secret must look like whsec_<base64>, as in the Standard Webhooks spec")
+        if self.crm_events_secret and not self.crm_events_secret.startswith("whsec_"):
+            raise ConfigError("KEYBRIDGE_CRM_EVENTS_SECRET must look like whsec_<base64>")
+        if self.events_start not in ("beginning", "now"):
+            raise ConfigError("KEYBRIDGE_EVENTS_START must be 'beginning' or 'now'")

@@ -1,0 +1,67 @@
+"""Outbound connectors: a base interface, a registry, one module per CRM.
+
+A connector describes itself with class attributes (`key`, `name`) and turns one
+identity event into a call on the CRM. All connectors share one error vocabulary:
+`RetryableError` (timeouts, 5xx, 429 with its Retry-After) or `ConnectorError`
+(a refusal retrying cannot fix).
+"""
+from __future__ import annotations
+
+import abc
+
+import requests
+
+from ..jobs import PermanentError, RetryableError
+
+
+class NotRegistered(LookupError):
+    pass
+
+
+class ConnectorError(PermanentError):
+    """The CRM refused the event (4xx other than 408/429)."""
+
+    @classmethod
+    def from_response(cls, response: requests.Response, what: str) -> Exception:
+        code = response.status_code
+        if code in (408, 429) or code >= 500:
+            retry_after = response.headers.get("Retry-After")
+            try:
+                delay = float(retry_after) if retry_after else None
+            except ValueError:
+                delay = None
+            return RetryableError(f"CRM answered {code} to {what}", retry_after=delay)
+        return cls(f"CRM refused {what} ({code}): {response.text[:300]}")
+
+
+class Connector(abc.ABC):
+    key: str = ""
+    name: str = ""
+
+    @abc.abstractmethod
+    def deliver(self, event_id: str, body: dict) -> None:
+        """Deliver one event; raise RetryableError or ConnectorError on failure."""
+
+
+_registry: dict[str, type[Connector]] = {}
+
+
+def register(cls: type[Connector]) -> type[Connector]:
+    _registry[cls.key] = cls
+    return cls
+
+
+def get(key: str) -> type[Connector]:
+    try:
+        return _registry[key]
+    except KeyError:
+        raise NotRegistered(f"No connector {key!r}; known: {sorted(_registry)}") from None
+
+
+def from_settings(settings) -> Connector | None:
+    """The connector the settings ask for, or None when no CRM endpoint is configured."""
+    from . import generic  # noqa: F401  (registers itself)
+
+    if settings.crm_events_url:
+        return get("generic").from_settings(settings)
+    return None

@@ -1,0 +1,136 @@
+"""The contract in code: inbound event types with their marshmallow schemas,
+and the outbound identity event types (see ../shared/spec/crm-contract.md)."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+EMAIL = fields.Email
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ContractSchema(_Strict):
+    status = fields.Str(required=True, validate=validate.OneOf(["active", "suspended", "expired", "none"]))
+    starts_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
+    ends_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
+
+
+class AdminContactSchema(_Strict):
+    contact_id = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    email = EMAIL(required=True)
+    first_name = fields.Str(load_default=None, allow_none=True)
+    last_name = fields.Str(load_default=None, allow_none=True)
+
+
+class AccountUpsertedSchema(_Strict):
+    account_id = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=255))
+    domains = fields.List(fields.Str(validate=validate.Regexp(r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$", error="Not a domain name, e.g. example.com.")), load_default=list)
+    contract = fields.Nested(ContractSchema, load_default=None, allow_none=True)
+    admin_contact = fields.Nested(AdminContactSchema, load_default=None, allow_none=True)
+
+
+class ContactUpsertedSchema(_Strict):
+    contact_id = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    email = EMAIL(required=True)
+    account_id = fields.Str(load_default=None, allow_none=True)
+    first_name = fields.Str(load_default=None, allow_none=True)
+    last_name = fields.Str(load_default=None, allow_none=True)
+    phone = fields.Str(load_default=None, allow_none=True)
+    roles = fields.List(fields.Str(), load_default=None, allow_none=True)
+    status = fields.Str(load_default="active", validate=validate.OneOf(["active", "left"]))
+
+
+class ContactInviteSchema(_Strict):
+    contact_id = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    email = EMAIL(required=True)
+    account_id = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    first_name = fields.Str(load_default=None, allow_none=True)
+    last_name = fields.Str(load_default=None, allow_none=True)
+    roles = fields.List(fields.Str(), load_default=list)
+    org_admin = fields.Bool(load_default=False)
+    redirect_uri = fields.Url(load_default=None, allow_none=True, require_tld=False)
+    expires_in_days = fields.Int(load_default=None, allow_none=True, validate=validate.Range(min=1, max=90))
+    resend = fields.Bool(load_default=False)
+
+
+class LeadInviteSchema(_Strict):
+    lead_id = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    email = EMAIL(required=True)
+    first_name = fields.Str(load_default=None, allow_none=True)
+    last_name = fields.Str(load_default=None, allow_none=True)
+    company = fields.Str(load_default=None, allow_none=True)
+    redirect_uri = fields.Url(load_default=None, allow_none=True, require_tld=False)
+    expires_in_days = fields.Int(load_default=None, allow_none=True, validate=validate.Range(min=1, max=90))
+    resend = fields.Bool(load_default=False)
+
+
+class BatchItemField(fields.Dict):
+    """One batch item: validated with the single-invite schema of its `kind`."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        kind = value.get("kind")
+        if kind not in ("contact", "lead"):
+            raise ValidationError({"kind": ["Must be one of: contact, lead."]})
+        schema = ContactInviteSchema() if kind == "contact" else LeadInviteSchema()
+        item = schema.load({k: v for k, v in value.items() if k != "kind"})
+        item["kind"] = kind
+        return item
+
+
+class BatchRequestedSchema(_Strict):
+    batch_id = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    items = fields.List(BatchItemField(), required=True, validate=validate.Length(min=1, max=10_000))
+
+
+class RegistrationDecidedSchema(_Strict):
+    decision = fields.Str(required=True, validate=validate.OneOf(["approved", "rejected"]))
+    user_id = fields.Str(load_default=None, allow_none=True)
+    email = EMAIL(load_default=None, allow_none=True)
+    account_id = fields.Str(load_default=None, allow_none=True)
+    roles = fields.List(fields.Str(), load_default=list)
+
+    @validates_schema
+    def _who(self, data, **kwargs):
+        if not data.get("user_id") and not data.get("email"):
+            raise ValidationError("Give user_id or email of the registration decided.", "user_id")
+
+
+INBOUND_SCHEMAS: dict[str, type[Schema]] = {
+    "account.upserted": AccountUpsertedSchema,
+    "contact.upserted": ContactUpsertedSchema,
+    "contact.invite_requested": ContactInviteSchema,
+    "lead.invite_requested": LeadInviteSchema,
+    "invitations.batch_requested": BatchRequestedSchema,
+    "registration.decided": RegistrationDecidedSchema,
+}
+
+
+class EnvelopeSchema(Schema):
+    """The body every native webhook has: {type, timestamp, data}."""
+
+    class Meta:
+        unknown = RAISE
+
+    type = fields.Str(required=True, validate=validate.Length(min=1, max=80))
+    timestamp = fields.AwareDateTime(required=True, default_timezone=None)
+    data = fields.Dict(required=True)
+
+
+# Outbound identity events (adapter -> CRM).
+IDENTITY_REGISTERED = "identity.registered"
+IDENTITY_PROFILE_UPDATED = "identity.profile_updated"
+IDENTITY_EMAIL_VERIFIED = "identity.email_verified"
+IDENTITY_ACCESS_CHANGED = "identity.access_changed"
+IDENTITY_ACTIVITY = "identity.activity"
+MEMBERSHIP_CHANGED = "membership.changed"
+REGISTRATION_PENDING_APPROVAL = "registration.pending_approval"
+INVITATION_SENT = "invitation.sent"
+INVITATION_ACCEPTED = "invitation.accepted"
+INVITATION_EXPIRED = "invitation.expired"
+INVITATION_SKIPPED = "invitation.skipped"
+INVITATION_BATCH_COMPLETED = "invitation.batch_completed"

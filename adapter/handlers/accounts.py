@@ -1,0 +1,69 @@
+"""account.upserted: the CRM account's Organization exists and matches the CRM."""
+from __future__ import annotations
+
+import re
+
+from . import audit, invitations
+
+MANAGED_ATTRIBUTES = ("crm_account_id", "contract_status", "contract_ends_at")
+
+
+def organization_alias(account_id: str) -> str:
+    """A stable, URL-safe alias derived from the CRM id (names may change, ids do not)."""
+    return "crm-" + re.sub(r"[^a-z0-9-]+", "-", account_id.lower()).strip("-")
+
+
+def desired_organization(data: dict) -> dict:
+    contract = data.get("contract") or {}
+    ends_at = contract.get("ends_at")
+    attributes = {
+        "crm_account_id": [data["account_id"]],
+        "contract_status": [contract.get("status", "none")],
+        "contract_ends_at": [ends_at.isoformat().replace("+00:00", "Z")] if ends_at else [],
+    }
+    return {
+        "name": data["name"],
+        "alias": organization_alias(data["account_id"]),
+        "enabled": True,
+        "attributes": attributes,
+        "domains": [{"name": d.lower(), "verified": False} for d in data.get("domains") or []],
+    }
+
+
+def ensure_organization(kb, data: dict, cause: str) -> dict:
+    """Create or update the account's organization; returns it. Calls nothing when it already matches."""
+    want = desired_organization(data)
+    org = kb.keycloak.find_organization(data["account_id"])
+    if org is None:
+        org_id = kb.keycloak.create_organization(want)
+        with kb.db.session() as session:
+            audit.record(session, "organization.created", f"account:{data['account_id']}", cause, {"organization_id": org_id})
+        return kb.keycloak.get_organization(org_id)
+    attributes = dict(org.get("attributes") or {})
+    changed_attrs = {k: v for k, v in want["attributes"].items() if attributes.get(k, []) != v}
+    have_domains = sorted(d["name"] for d in org.get("domains") or [])
+    want_domains = sorted(d["name"] for d in want["domains"])
+    if not changed_attrs and org.get("name") == want["name"] and have_domains == want_domains:
+        return org
+    attributes.update(want["attributes"])
+    updated = {**org, "name": want["name"], "attributes": {k: v for k, v in attributes.items() if v},
+               "domains": [{"name": d, "verified": False} for d in want_domains]}
+    kb.keycloak.update_organization(org["id"], updated)
+    with kb.db.session() as session:
+        audit.record(session, "organization.updated", f"account:{data['account_id']}", cause,
+                     {"attributes": changed_attrs, "domains": want_domains})
+    return kb.keycloak.get_organization(org["id"])
+
+
+def handle_account_upserted(kb, data: dict, cause: str) -> str:
+    ensure_organization(kb, data, cause)
+    contract = data.get("contract") or {}
+    admin = data.get("admin_contact")
+    if admin and contract.get("status") == "active":
+        invitations.invite_contact(kb, {
+            "contact_id": admin["contact_id"], "email": admin["email"], "account_id": data["account_id"],
+            "first_name": admin.get("first_name"), "last_name": admin.get("last_name"),
+            "roles": [], "org_admin": True, "resend": False,
+        }, cause)
+    return "ok"
+

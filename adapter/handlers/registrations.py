@@ -1,0 +1,62 @@
+"""Keycloak user events that mean someone registered, turned into CRM facts.
+
+- REGISTER / INVITE_ORG carrying an organization invitation (details.token_id) or the
+  email of a pending contact invitation: the contact registered or joined.
+- UPDATE_PASSWORD / UPDATE_CREDENTIAL by a user with a pending lead invitation: the
+  lead chose a password through the invitation link, i.e. registered.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from sqlalchemy import or_, select
+
+from ..models import Invitation
+from . import invitations
+
+log = logging.getLogger(__name__)
+
+CONTACT_REGISTRATION_TYPES = {"REGISTER", "INVITE_ORG"}
+LEAD_REGISTRATION_TYPES = {"UPDATE_PASSWORD", "UPDATE_CREDENTIAL"}
+OPEN = ("sent", "sending", "new")
+
+
+def handle_keycloak_event(kb, event: dict) -> str:
+    kind = event.get("type")
+    user_id = event.get("userId")
+    details = event.get("details") or {}
+    when = datetime.fromtimestamp(event["time"] / 1000, tz=timezone.utc) if event.get("time") else None
+    cause = f"keycloak event {event.get('id')} ({kind})"
+    if not user_id:
+        return "ignored"
+    if kind in CONTACT_REGISTRATION_TYPES:
+        inv_id = _contact_invitation_for(kb, details)
+        if inv_id is None:
+            log.info("%s for %s matches no invitation (self-registration)", kind, user_id)
+            return "no_invitation"
+        invitations.complete_contact_registration(kb, inv_id, user_id, cause, when)
+        return "registered"
+    if kind in LEAD_REGISTRATION_TYPES:
+        with kb.db.session() as session:
+            inv = session.scalar(select(Invitation).where(
+                Invitation.kind == "lead", Invitation.keycloak_user_id == user_id, Invitation.status.in_(OPEN)))
+            inv_id = inv.id if inv else None
+        if inv_id is None:
+            return "ignored"
+        invitations.complete_lead_registration(kb, inv_id, user_id, cause, when)
+        return "registered"
+    return "ignored"
+
+
+def _contact_invitation_for(kb, details: dict) -> int | None:
+    token_id = details.get("token_id")
+    email = (details.get("email") or "").lower()
+    with kb.db.session() as session:
+        conditions = [Invitation.keycloak_invitation_id == token_id] if token_id else []
+        if email:
+            conditions.append((Invitation.email == email) & Invitation.status.in_(OPEN))
+        if not conditions:
+            return None
+        inv = session.scalar(select(Invitation).where(Invitation.kind == "contact", or_(*conditions)).order_by(Invitation.id.desc()))
+        return inv.id if inv else None

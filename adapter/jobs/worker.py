@@ -1,0 +1,84 @@
+"""The worker process: runs due jobs, reads Keycloak's event log, delivers outbound events.
+
+Each pass does a bounded amount of each; `run_forever` sleeps only when a pass found
+nothing to do. Failures of Keycloak or the CRM never stop the loop: they reschedule.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+from .. import jobs, keycloak_events, outbox
+from ..handlers import run_job
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, kb, batch: int = 50):
+        self.kb = kb
+        self.batch = batch
+        self._stop = False
+        self._next_poll = 0.0
+
+    def run_jobs(self) -> int:
+        """Run up to `batch` due jobs; returns how many ran."""
+        ran = 0
+        for _ in range(self.batch):
+            with self.kb.db.session() as session:
+                job = jobs.claim(session)
+            if job is None:
+                break
+            ran += 1
+            self._run_one(job)
+        return ran
+
+    def _run_one(self, job) -> None:
+        settings = self.kb.settings
+        try:
+            outcome = run_job(self.kb, job)
+        except Exception as exc:  # noqa: BLE001 — every failure is recorded on the job
+            with self.kb.db.session() as session:
+                current = session.get(type(job), job.id)
+                status = jobs.fail(session, current, exc, settings.job_retry_window_seconds, settings.retry_max_delay_seconds)
+            level = logging.WARNING if status == "dead" else logging.INFO
+            log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
+            return
+        with self.kb.db.session() as session:
+            jobs.finish(session, session.get(type(job), job.id))
+        log.info("job %s %s/%s -> %s", job.id, job.kind, job.ref, outcome)
+
+    def poll_keycloak(self, force: bool = False) -> int:
+        now = time.monotonic()
+        if not force and now < self._next_poll:
+            return 0
+        self._next_poll = now + self.kb.settings.events_poll_seconds
+        try:
+            return keycloak_events.poll(self.kb)
+        except jobs.RetryableError as exc:
+            log.info("Keycloak event log not readable yet: %s", exc)
+            return 0
+
+    def deliver(self) -> int:
+        counts = outbox.deliver_due(self.kb.db, self.kb.connector, self.kb.settings)
+        return counts["delivered"] + counts["dead"]
+
+    def run_once(self, force_poll: bool = True) -> int:
+        """One pass of everything; returns how much work was done (0 = idle)."""
+        return self.poll_keycloak(force_poll) + self.run_jobs() + self.deliver()
+
+    def run_forever(self, idle_sleep: float = 0.5) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
+        while not self._stop:
+            try:
+                busy = self.run_once(force_poll=False)
+            except Exception:  # noqa: BLE001 — storage hiccup: log it, keep going
+                log.exception("worker pass failed; retrying")
+                busy = 0
+            if not busy:
+                time.sleep(idle_sleep)
+
+    def stop(self) -> None:
+        self._stop = True

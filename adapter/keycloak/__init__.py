@@ -1,0 +1,268 @@
+"""The only place that talks to Keycloak: python-keycloak plus the few raw calls it lacks.
+
+Every failure is translated into the job vocabulary: `RetryableError` when Keycloak
+is down, slow or overloaded (the job is retried later), `PermanentError` when it
+refuses the request for a reason retrying cannot fix.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from urllib.parse import quote
+
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak.exceptions import KeycloakConnectionError, KeycloakError
+
+from ..jobs import PermanentError, RetryableError
+
+log = logging.getLogger(__name__)
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, KeycloakConnectionError):
+        return RetryableError(f"Keycloak unreachable while trying to {what}: {exc}")
+    code = getattr(exc, "response_code", None)
+    if code is None or code >= 500 or code in (401, 408, 429):
+        # 401 here means our token expired mid-flight or Keycloak restarted: a new token fixes it.
+        return RetryableError(f"Keycloak answered {code} while trying to {what}")
+    body = getattr(exc, "error_message", b"")
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    return PermanentError(f"Keycloak refused to {what} ({code}): {str(body)[:500]}")
+
+
+def keycloak_call(what: str):
+    """Decorator: run a Keycloak call and translate its failures (see module docstring)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (RetryableError, PermanentError):
+                raise
+            except KeycloakError as exc:
+                raise _translate(exc, what) from exc
+            except OSError as exc:  # requests' ConnectionError/Timeout are OSErrors
+                raise RetryableError(f"Keycloak unreachable while trying to {what}: {exc}") from exc
+
+        return inner
+
+    return wrap
+
+
+def _check(response, what: str, ok=(200, 201, 204)):
+    if response.status_code in ok:
+        return response
+    code = response.status_code
+    if code >= 500 or code in (401, 408, 429):
+        raise RetryableError(f"Keycloak answered {code} while trying to {what}")
+    raise PermanentError(f"Keycloak refused to {what} ({code}): {response.text[:500]}")
+
+
+class KeycloakGateway:
+    """Keycloak operations Keybridge needs, in domain words, for one realm."""
+
+    def __init__(self, server_url: str, realm: str, client_id: str, client_secret: str, timeout: int = 20):
+        self.realm = realm
+        self.server_url = server_url.rstrip("/")
+        self._connection = KeycloakOpenIDConnection(
+            server_url=self.server_url + "/",
+            realm_name=realm,
+            user_realm_name=realm,
+            client_id=client_id,
+            client_secret_key=client_secret,
+            timeout=timeout,
+        )
+        self._admin: KeycloakAdmin | None = None
+        self._role_cache: dict[str, dict] = {}
+
+    @classmethod
+    def from_settings(cls, settings) -> "KeycloakGateway":
+        return cls(settings.keycloak_url, settings.keycloak_realm, settings.keycloak_client_id,
+                   settings.keycloak_client_secret, settings.keycloak_timeout_seconds)
+
+    @property
+    def admin(self) -> KeycloakAdmin:
+        if self._admin is None:
+            try:
+                self._admin = KeycloakAdmin(connection=self._connection)
+            except KeycloakError as exc:
+                raise _translate(exc, "log in as the adapter's service account") from exc
+            except OSError as exc:
+                raise RetryableError(f"Keycloak unreachable at {self.server_url}: {exc}") from exc
+        return self._admin
+
+    def _path(self, rest: str) -> str:
+        return f"admin/realms/{self.realm}/{rest}"
+
+    # -- organizations -------------------------------------------------------------
+
+    @keycloak_call("find the organization of a CRM account")
+    def find_organization(self, account_id: str) -> dict | None:
+        """The organization whose attribute crm_account_id is `account_id`, with attributes; or None."""
+        query = {"q": f"crm_account_id:{account_id}", "exact": "true", "briefRepresentation": "false", "first": 0, "max": 10}
+        found = [o for o in self.admin.get_organizations(query) if account_id in (o.get("attributes") or {}).get("crm_account_id", [])]
+        if len(found) > 1:
+            raise PermanentError(f"Several organizations carry crm_account_id={account_id}: {[o['id'] for o in found]}; merge them in Keycloak.")
+        return found[0] if found else None
+
+    @keycloak_call("read an organization")
+    def get_organization(self, org_id: str) -> dict:
+        return self.admin.get_organization(org_id)
+
+    @keycloak_call("create an organization")
+    def create_organization(self, representation: dict) -> str:
+        return self.admin.create_organization(representation)
+
+    @keycloak_call("update an organization")
+    def update_organization(self, org_id: str, representation: dict) -> None:
+        self.admin.update_organization(org_id, representation)
+
+    @keycloak_call("list an organization's pending invitations")
+    def organization_invitations(self, org_id: str, email: str | None = None) -> list[dict]:
+        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/invitations"), **({"email": email} if email else {}))
+        invitations = _check(r, "list invitations").json()
+        if email:
+            invitations = [i for i in invitations if (i.get("email") or "").lower() == email.lower()]
+        return invitations
+
+    @keycloak_call("invite a new person to an organization")
+    def invite_new_member(self, org_id: str, email: str, first_name: str | None, last_name: str | None) -> None:
+        form = {"email": email, "firstName": first_name or "", "lastName": last_name or ""}
+        self._form_post(f"organizations/{org_id}/members/invite-user", form, "send an organization invitation")
+
+    @keycloak_call("resend an organization invitation")
+    def resend_organization_invitation(self, org_id: str, invitation_id: str) -> None:
+        r = self.admin.connection.raw_post(self._path(f"organizations/{org_id}/invitations/{invitation_id}/resend"), data=None)
+        _check(r, "resend an invitation")
+
+    @keycloak_call("invite an existing user to an organization")
+    def invite_existing_member(self, org_id: str, user_id: str) -> None:
+        self._form_post(f"organizations/{org_id}/members/invite-existing-user", {"id": user_id}, "send an organization join invitation")
+
+    @keycloak_call("check an organization membership")
+    def is_member(self, org_id: str, user_id: str) -> bool:
+        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/members/{user_id}"))
+        if r.status_code == 404:
+            return False
+        _check(r, "check a membership")
+        return True
+
+    @keycloak_call("add a member to an organization")
+    def add_member(self, org_id: str, user_id: str) -> None:
+        r = self.admin.connection.raw_post(self._path(f"organizations/{org_id}/members"), data=user_id)
+        if r.status_code == 409:
+            return  # already a member
+        _check(r, "add a member")
+
+    @keycloak_call("remove a member from an organization")
+    def remove_member(self, org_id: str, user_id: str) -> None:
+        r = self.admin.connection.raw_delete(self._path(f"organizations/{org_id}/members/{user_id}"))
+        if r.status_code == 404:
+            return
+        _check(r, "remove a member")
+
+    def _form_post(self, rest: str, form: dict, what: str) -> None:
+        connection = self.admin.connection
+        connection.add_param_headers("Content-Type", "application/x-www-form-urlencoded")
+        try:
+            r = connection.raw_post(self._path(rest), data=form)
+        finally:
+            connection.add_param_headers("Content-Type", "application/json")
+        _check(r, what)
+
+    # -- users -----------------------------------------------------------------------
+
+    @keycloak_call("find a user by email")
+    def find_user_by_email(self, email: str) -> dict | None:
+        users = self.admin.get_users({"email": email, "exact": "true"})
+        users = [u for u in users if (u.get("email") or "").lower() == email.lower()]
+        return users[0] if users else None
+
+    @keycloak_call("find a user by CRM id")
+    def find_user_by_attribute(self, name: str, value: str) -> dict | None:
+        users = self.admin.get_users({"q": f"{name}:{value}", "exact": "true"})
+        users = [u for u in users if value in (u.get("attributes") or {}).get(name, [])]
+        return users[0] if users else None
+
+    @keycloak_call("read a user")
+    def get_user(self, user_id: str) -> dict | None:
+        r = self.admin.connection.raw_get(self._path(f"users/{quote(user_id)}"))
+        if r.status_code == 404:
+            return None
+        return _check(r, "read a user").json()
+
+    @keycloak_call("create a user")
+    def create_user(self, representation: dict) -> str:
+        return self.admin.create_user(representation, exist_ok=False)
+
+    @keycloak_call("update a user")
+    def update_user(self, user_id: str, representation: dict) -> None:
+        self.admin.update_user(user_id, representation)
+
+    def set_user_attributes(self, user: dict, attributes: dict[str, list[str]]) -> bool:
+        """Merge `attributes` into the user's; returns whether anything changed (no call if not)."""
+        current = dict(user.get("attributes") or {})
+        merged = {**current, **attributes}
+        if merged == current:
+            return False
+        rep = {k: user[k] for k in ("username", "email", "firstName", "lastName", "enabled", "emailVerified") if k in user}
+        rep["attributes"] = merged
+        self.update_user(user["id"], rep)
+        user["attributes"] = merged
+        return True
+
+    @keycloak_call("check a user's credentials")
+    def has_password(self, user_id: str) -> bool:
+        return any(c.get("type") == "password" for c in self.admin.get_credentials(user_id))
+
+    @keycloak_call("send an execute-actions email")
+    def send_actions_email(self, user_id: str, actions: list[str], lifespan_seconds: int,
+                           client_id: str | None = None, redirect_uri: str | None = None) -> None:
+        params = {"lifespan": lifespan_seconds}
+        if client_id and redirect_uri:
+            params.update(client_id=client_id, redirect_uri=redirect_uri)
+        r = self.admin.connection.raw_put(self._path(f"users/{user_id}/execute-actions-email"), data=json.dumps(actions), **params)
+        _check(r, "send the invitation email")
+
+    # -- roles -----------------------------------------------------------------------
+
+    @keycloak_call("read a realm role")
+    def realm_role(self, name: str) -> dict:
+        if name not in self._role_cache:
+            self._role_cache[name] = self.admin.get_realm_role(name)
+        return self._role_cache[name]
+
+    @keycloak_call("read a user's realm roles")
+    def user_realm_roles(self, user_id: str) -> set[str]:
+        return {r["name"] for r in self.admin.get_realm_roles_of_user(user_id)}
+
+    @keycloak_call("assign realm roles")
+    def ensure_realm_roles(self, user_id: str, wanted: set[str], managed: set[str] | None = None) -> tuple[set[str], set[str]]:
+        """Give the user every role in `wanted`; take away roles in `managed` that are not wanted.
+
+        Returns (added, removed). Roles outside `managed` are never removed.
+        """
+        have = self.user_realm_roles(user_id)
+        add = set(wanted) - have
+        remove = (set(managed or ()) & have) - set(wanted)
+        if add:
+            self.admin.assign_realm_roles(user_id, [self.realm_role(n) for n in sorted(add)])
+        if remove:
+            self.admin.delete_realm_roles_of_user(user_id, [self.realm_role(n) for n in sorted(remove)])
+        return add, remove
+
+    # -- event log -------------------------------------------------------------------
+
+    @keycloak_call("read the realm's event log")
+    def user_events(self, date_from_ms: int, first: int, max_results: int) -> list[dict]:
+        """User events at or after `date_from_ms`, oldest first."""
+        query = {"dateFrom": str(date_from_ms), "direction": "asc", "first": first, "max": max_results}
+        r = self.admin.connection.raw_get(self._path("events"), **query)
+        return _check(r, "read the event log").json()
+
+    @keycloak_call("check that Keycloak is reachable")
+    def ping(self) -> None:
+        self.admin.get_realm_roles(brief_representation=True, search_text="lead")

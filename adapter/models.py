@@ -1,0 +1,111 @@
+"""Every table Keybridge keeps: the inbox of webhooks, the job queue, invitations,
+the outbox of identity events, the Keycloak event cursor and the audit trail."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import Base, utcnow
+
+
+class InboundEvent(Base):
+    """A webhook exactly as accepted; `id` is the sender's webhook-id (the idempotency key)."""
+
+    __tablename__ = "inbound_events"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40), default="crm")
+    type: Mapped[str] = mapped_column(String(80))
+    payload: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Job(Base):
+    """One unit of work for the worker, retried with backoff, dead after the retry window."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    ref: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued running done dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("kind", "ref", name="uq_jobs_kind_ref"),
+        Index("ix_jobs_due", "status", "run_at"),
+    )
+
+
+class Invitation(Base):
+    """What Keybridge promised a CRM record: one invitation per contact or lead."""
+
+    __tablename__ = "invitations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(10))  # contact | lead
+    crm_id: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    organization_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="new")  # new sending sent accepted skipped
+    details: Mapped[dict] = mapped_column(JSON, default=dict)  # names, roles, org_admin, redirect
+    keycloak_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    keycloak_invitation_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    sent_count: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    __table_args__ = (UniqueConstraint("kind", "crm_id", name="uq_invitations_kind_crm_id"),)
+
+
+class OutboxEvent(Base):
+    """An identity event owed to the CRM; `id` is its stable event id (webhook-id outbound)."""
+
+    __tablename__ = "outbox_events"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    type: Mapped[str] = mapped_column(String(80))
+    data: Mapped[dict] = mapped_column(JSON)
+    dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending delivered dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    window_started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)  # reset by a replay
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+
+class Cursor(Base):
+    """A durable reading position, e.g. in Keycloak's event log."""
+
+    __tablename__ = "cursors"
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    position: Mapped[dict] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class SeenKeycloakEvent(Base):
+    """Keycloak event ids already turned into jobs, so an overlapping re-read repeats nothing."""
+
+    __tablename__ = "seen_keycloak_events"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    time_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class AuditEntry(Base):
+    """What Keybridge changed in Keycloak, why, and when."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(80))
+    subject: Mapped[str] = mapped_column(String(300), index=True)
+    cause: Mapped[str] = mapped_column(String(300))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)

@@ -1,0 +1,31 @@
+"""What a Keybridge process holds: settings, storage, the Keycloak gateway, the role mapping, the connector."""
+from __future__ import annotations
+
+from functools import cached_property
+
+from . import connectors
+from .config import Settings
+from .db import Database
+from .keycloak import KeycloakGateway
+from .roles import RoleMapping
+
+
+class Keybridge:
+    def __init__(self, settings: Settings, keycloak: KeycloakGateway | None = None):
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.db.create_all()
+        if keycloak is not None:
+            self.keycloak = keycloak
+
+    @cached_property
+    def keycloak(self) -> KeycloakGateway:
+        return KeycloakGateway.from_settings(self.settings)
+
+    @cached_property
+    def roles(self) -> RoleMapping:
+        return RoleMapping.load(self.settings.role_mapping)
+
+    @cached_property
+    def connector(self):
+        return connectors.from_settings(self.settings)

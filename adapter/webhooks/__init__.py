@@ -1,0 +1,10 @@
+"""Inbound webhooks: one shared verify-and-store path, one small module per dialect."""
+from __future__ import annotations
+
+from flask import Flask
+
+from . import crm
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(crm.bp)

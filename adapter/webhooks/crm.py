@@ -1,0 +1,73 @@
+"""`POST /webhooks/crm`: the native format, signed with Standard Webhooks.
+
+The request is only stored here (event + job, one transaction); the worker does the work.
+Order of checks: size (413), signature (401), JSON (400), type (200 ignored), schema (422),
+then duplicate (200) or stored (202).
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from .. import jobs
+from ..errors import ApiError
+from ..events import INBOUND_SCHEMAS, EnvelopeSchema
+from ..models import InboundEvent
+from .signatures import verify_standard_webhook
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks_crm", __name__)
+
+
+@bp.post("/webhooks/crm")
+def receive_crm_event():
+    settings = current_app.extensions["keybridge"].settings
+    body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH answers 413 before we get here
+    verify_standard_webhook(settings.webhook_secrets, request.headers, body, settings.webhook_tolerance_seconds)
+    webhook_id = request.headers["webhook-id"]
+
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"Body is not valid JSON: {exc}. Send {{\"type\", \"timestamp\", \"data\"}} as application/json.") from None
+    if not isinstance(envelope, dict):
+        raise ApiError(400, "Body must be a JSON object: {\"type\", \"timestamp\", \"data\"}.")
+    try:
+        EnvelopeSchema().load(envelope)
+    except ValidationError as exc:
+        raise ApiError(422, "The envelope does not match the contract; see errors.", exc.messages) from None
+
+    event_type = envelope["type"]
+    schema = INBOUND_SCHEMAS.get(event_type)
+    if schema is None:
+        log.info("ignored webhook %s of unknown type %r", webhook_id, event_type)
+        return jsonify({"status": "ignored"}), 200
+    try:
+        schema().load(envelope["data"])
+    except ValidationError as exc:
+        raise ApiError(422, f"data does not match the schema of {event_type}; see errors.", {"data": exc.messages}) from None
+
+    status = store_inbound_event(webhook_id, "crm", envelope)
+    if status == "duplicate":
+        return jsonify({"status": "duplicate"}), 200
+    return jsonify({"status": "accepted"}), 202
+
+
+def store_inbound_event(webhook_id: str, source: str, envelope: dict) -> str:
+    """Store the event and its job in one transaction; 'accepted' or 'duplicate'."""
+    db = current_app.extensions["keybridge"].db
+    try:
+        with db.session() as session:
+            if session.get(InboundEvent, webhook_id) is not None:
+                return "duplicate"
+            session.add(InboundEvent(id=webhook_id, source=source, type=envelope["type"], payload=envelope))
+            session.flush()
+            jobs.enqueue(session, "inbound_event", webhook_id)
+    except IntegrityError:
+        return "duplicate"  # a concurrent delivery of the same webhook-id won the race
+    log.info("accepted webhook %s type=%s", webhook_id, envelope["type"])
+    return "accepted"
