@@ -10,6 +10,9 @@ printed per message:
 
 Usage:
     python scripts/mailsink.py --host 127.0.0.1 --port 1025 --dir .data/dev/mail [--pid-file FILE]
+    python scripts/mailsink.py --dir .data/dev/mail --wait-for ADDRESS [--timeout 60]
+        (no server: waits until DIR holds a message to ADDRESS, prints its line;
+         exit code 1 after the timeout)
 """
 
 from __future__ import annotations
@@ -110,6 +113,20 @@ def read_mails(directory: str | os.PathLike, to: str | None = None) -> list[Mail
     return mails
 
 
+def wait_for_mail(directory: str, address: str, timeout: float) -> int:
+    """Prints the newest message to `address` once there is one; 1 if none came in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        mails = read_mails(directory, to=address)
+        if mails:
+            print(summary_line(mails[-1]), flush=True)
+            return 0
+        if time.monotonic() >= deadline:
+            print(f"mailsink: no message to {address} in {directory} after {timeout:.0f}s", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+
+
 class MailDirHandler:
     """aiosmtpd handler: store, then print the summary line."""
 
@@ -149,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=1025)
     parser.add_argument("--dir", required=True, help="folder for the .eml files")
     parser.add_argument("--pid-file", help="write this process's pid here while it runs")
+    parser.add_argument("--wait-for", metavar="ADDRESS", help="do not serve: wait for a message to ADDRESS in --dir")
+    parser.add_argument("--timeout", type=float, default=60, help="seconds --wait-for waits (default 60)")
     args = parser.parse_args(argv)
+    if args.wait_for:
+        return wait_for_mail(args.dir, args.wait_for, args.timeout)
 
     from aiosmtpd.controller import Controller
 
