@@ -1,0 +1,378 @@
+"""An in-memory Keycloak for unit tests: the boundary faked, never the adapter code.
+
+`FakeKeycloak` has the public methods of `adapter.keycloak.KeycloakGateway` and answers
+them from dictionaries, the way the real gateway would for one realm:
+
+- organizations with attributes and domains, members, organization invitations
+  (status PENDING until the invitee registers: `register_invited_user`),
+- users with attributes, realm roles (those of realm-config/customers-realm.json) and a password flag,
+- the realm's user event log (`add_event`, read by `user_events`, dateFrom inclusive, oldest first),
+- every email Keycloak would have sent (`emails`), and every call made (`calls`).
+
+Failures are injected at the boundary only: `down = True` makes every call raise
+`RetryableError` (Keycloak unreachable); `fail_next(method)` makes the next call of one
+method raise; `go_down_after(method)` lets one call succeed and then takes Keycloak down
+(a crash right after Keycloak did something).
+
+The helpers at the end (`make_everything_due`, `outbox_events`, ...) read and age the
+adapter's own storage; they never replace adapter code.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+import json
+import time
+
+from adapter.jobs import PermanentError, RetryableError
+from adapter.keycloak import KeycloakGateway
+
+
+def realm_roles_of_realm_config() -> list[str]:
+    """The realm roles declared in realm-config/customers-realm.json: the fake has exactly those."""
+    from adapter.config import REPO_ROOT
+
+    realm = json.loads((REPO_ROOT / "realm-config" / "customers-realm.json").read_text())
+    return [role["name"] for role in realm["roles"]["realm"]]
+
+
+def _kc(fn):
+    """Record the call and apply the injected failures before running the fake."""
+
+    @functools.wraps(fn)
+    def inner(self, *args, **kwargs):
+        name = fn.__name__
+        self.calls.append((name, args, kwargs))
+        if self.down:
+            raise RetryableError(f"Keycloak unreachable while trying to {name} (fake is down)")
+        if self._fail_next.get(name):
+            self._fail_next[name] -= 1
+            raise self._fail_with.pop(name, None) or RetryableError(f"Keycloak answered 503 while trying to {name} (injected)")
+        result = fn(self, *args, **kwargs)
+        if name in self._down_after:
+            self._down_after.discard(name)
+            self.down = True
+        return copy.deepcopy(result)
+
+    return inner
+
+
+class FakeKeycloak:
+    """One realm of Keycloak, in memory. See the module docstring."""
+
+    def __init__(self, realm: str = "customers", realm_roles=None):
+        self.realm = realm
+        self.down = False
+        self.calls: list[tuple[str, tuple, dict]] = []
+        self.emails: list[dict] = []
+        self.organizations: dict[str, dict] = {}
+        self.members: dict[str, set[str]] = {}
+        self.invitations: dict[str, dict] = {}  # invitation id -> {id, organizationId, email, status, ...}
+        self.users: dict[str, dict] = {}
+        self.user_roles: dict[str, set[str]] = {}
+        self.passwords: set[str] = set()
+        names = realm_roles_of_realm_config() if realm_roles is None else realm_roles
+        self.realm_roles: dict[str, dict] = {n: {"id": f"role-{n}", "name": n} for n in names}
+        self.events: list[dict] = []
+        self._ids = itertools.count(1)
+        self._fail_next: dict[str, int] = {}
+        self._fail_with: dict[str, Exception] = {}
+        self._down_after: set[str] = set()
+
+    # -- failure injection (test controls, not Keycloak API) ---------------------------
+
+    def fail_next(self, method: str, times: int = 1, error: Exception | None = None) -> None:
+        """The next `times` calls of `method` raise `error` (RetryableError by default)."""
+        self._fail_next[method] = times
+        if error is not None:
+            self._fail_with[method] = error
+
+    def go_down_after(self, method: str) -> None:
+        """The next call of `method` succeeds, then Keycloak is down."""
+        self._down_after.add(method)
+
+    def calls_to(self, method: str) -> list[tuple[tuple, dict]]:
+        return [(a, k) for n, a, k in self.calls if n == method]
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids):04d}"
+
+    # -- organizations -----------------------------------------------------------------
+
+    @_kc
+    def find_organization(self, account_id: str) -> dict | None:
+        found = [o for o in self.organizations.values() if account_id in (o.get("attributes") or {}).get("crm_account_id", [])]
+        if len(found) > 1:
+            raise PermanentError(f"Several organizations carry crm_account_id={account_id}")
+        return found[0] if found else None
+
+    @_kc
+    def get_organization(self, org_id: str) -> dict:
+        if org_id not in self.organizations:
+            raise PermanentError(f"Keycloak refused to read an organization (404): {org_id}")
+        return self.organizations[org_id]
+
+    @_kc
+    def create_organization(self, representation: dict) -> str:
+        for org in self.organizations.values():
+            if org["name"] == representation["name"] or org.get("alias") == representation.get("alias"):
+                raise PermanentError("Keycloak refused to create an organization (409): name or alias in use")
+        org_id = self._new_id("org")
+        org = copy.deepcopy(representation)
+        org["id"] = org_id
+        org.setdefault("attributes", {})
+        org.setdefault("domains", [])
+        self.organizations[org_id] = org
+        self.members[org_id] = set()
+        return org_id
+
+    @_kc
+    def update_organization(self, org_id: str, representation: dict) -> None:
+        if org_id not in self.organizations:
+            raise PermanentError(f"Keycloak refused to update an organization (404): {org_id}")
+        org = copy.deepcopy(representation)
+        org["id"] = org_id
+        self.organizations[org_id] = org
+
+    @_kc
+    def organization_invitations(self, org_id: str, email: str | None = None) -> list[dict]:
+        found = [i for i in self.invitations.values() if i["organizationId"] == org_id]
+        if email:
+            found = [i for i in found if i["email"].lower() == email.lower()]
+        return found
+
+    @_kc
+    def invite_new_member(self, org_id: str, email: str, first_name: str | None, last_name: str | None) -> None:
+        self._require_org(org_id)
+        invitation = self._pending_invitation(org_id, email, first_name, last_name)
+        self.emails.append({"kind": "org_invite", "to": email.lower(), "organization_id": org_id, "invitation_id": invitation["id"]})
+
+    @_kc
+    def resend_organization_invitation(self, org_id: str, invitation_id: str) -> None:
+        invitation = self.invitations.get(invitation_id)
+        if invitation is None or invitation["organizationId"] != org_id:
+            raise PermanentError(f"Keycloak refused to resend an invitation (404): {invitation_id}")
+        self.emails.append({"kind": "org_invite_resend", "to": invitation["email"], "organization_id": org_id, "invitation_id": invitation_id})
+
+    @_kc
+    def invite_existing_member(self, org_id: str, user_id: str) -> None:
+        self._require_org(org_id)
+        user = self.users.get(user_id)
+        if user is None:
+            raise PermanentError(f"Keycloak refused to send an organization join invitation (404): {user_id}")
+        invitation = self._pending_invitation(org_id, user["email"], user.get("firstName"), user.get("lastName"))
+        self.emails.append({"kind": "org_invite_existing", "to": user["email"], "organization_id": org_id,
+                            "invitation_id": invitation["id"], "user_id": user_id})
+
+    @_kc
+    def is_member(self, org_id: str, user_id: str) -> bool:
+        return user_id in self.members.get(org_id, set())
+
+    @_kc
+    def add_member(self, org_id: str, user_id: str) -> None:
+        self._require_org(org_id)
+        if user_id not in self.users:
+            raise PermanentError(f"Keycloak refused to add a member (404): {user_id}")
+        self.members[org_id].add(user_id)
+
+    @_kc
+    def remove_member(self, org_id: str, user_id: str) -> None:
+        self.members.get(org_id, set()).discard(user_id)
+
+    def _require_org(self, org_id: str) -> None:
+        if org_id not in self.organizations:
+            raise PermanentError(f"Keycloak refused the call (404): no organization {org_id}")
+
+    def _pending_invitation(self, org_id, email, first_name, last_name) -> dict:
+        invitation = {"id": self._new_id("inv"), "organizationId": org_id, "email": email.lower(),
+                      "firstName": first_name or "", "lastName": last_name or "", "status": "PENDING",
+                      "sentDate": int(time.time())}
+        self.invitations[invitation["id"]] = invitation
+        return invitation
+
+    # -- users -------------------------------------------------------------------------
+
+    @_kc
+    def find_user_by_email(self, email: str) -> dict | None:
+        found = [u for u in self.users.values() if (u.get("email") or "").lower() == email.lower()]
+        return found[0] if found else None
+
+    @_kc
+    def find_user_by_attribute(self, name: str, value: str) -> dict | None:
+        found = [u for u in self.users.values() if value in (u.get("attributes") or {}).get(name, [])]
+        return found[0] if found else None
+
+    @_kc
+    def get_user(self, user_id: str) -> dict | None:
+        return self.users.get(user_id)
+
+    @_kc
+    def create_user(self, representation: dict) -> str:
+        return self._create_user(representation)
+
+    def _create_user(self, representation: dict) -> str:
+        email = (representation.get("email") or "").lower()
+        username = (representation.get("username") or email).lower()
+        for user in self.users.values():
+            if user["username"] == username or (email and user.get("email") == email):
+                raise PermanentError("Keycloak refused to create a user (409): User exists with same username or email")
+        user_id = self._new_id("user")
+        user = copy.deepcopy(representation)
+        user.update(id=user_id, username=username, email=email)
+        user.setdefault("attributes", {})
+        user.setdefault("enabled", True)
+        self.users[user_id] = user
+        self.user_roles[user_id] = set()
+        return user_id
+
+    @_kc
+    def update_user(self, user_id: str, representation: dict) -> None:
+        if user_id not in self.users:
+            raise PermanentError(f"Keycloak refused to update a user (404): {user_id}")
+        self.users[user_id].update(copy.deepcopy(representation))
+
+    # Not a Keycloak call but a merge over update_user: use the gateway's own code, not a copy of it.
+    set_user_attributes = KeycloakGateway.set_user_attributes
+
+    @_kc
+    def has_password(self, user_id: str) -> bool:
+        return user_id in self.passwords
+
+    @_kc
+    def send_actions_email(self, user_id: str, actions: list[str], lifespan_seconds: int,
+                           client_id: str | None = None, redirect_uri: str | None = None) -> None:
+        user = self.users.get(user_id)
+        if user is None:
+            raise PermanentError(f"Keycloak refused to send the invitation email (404): {user_id}")
+        self.emails.append({"kind": "actions", "to": user["email"], "user_id": user_id, "actions": list(actions),
+                            "lifespan": lifespan_seconds, "client_id": client_id, "redirect_uri": redirect_uri})
+
+    # -- roles -------------------------------------------------------------------------
+
+    @_kc
+    def realm_role(self, name: str) -> dict:
+        if name not in self.realm_roles:
+            raise PermanentError(f"Keycloak refused to read a realm role (404): {name}")
+        return self.realm_roles[name]
+
+    @_kc
+    def user_realm_roles(self, user_id: str) -> set[str]:
+        return set(self.user_roles.get(user_id, set()))
+
+    @_kc
+    def ensure_realm_roles(self, user_id: str, wanted: set[str], managed: set[str] | None = None) -> tuple[set[str], set[str]]:
+        if user_id not in self.users:
+            raise PermanentError(f"Keycloak refused to assign realm roles (404): {user_id}")
+        unknown = set(wanted) - set(self.realm_roles)
+        if unknown:
+            raise PermanentError(f"Keycloak refused to assign realm roles (404): {sorted(unknown)}")
+        have = self.user_roles[user_id]
+        add = set(wanted) - have
+        remove = (set(managed or ()) & have) - set(wanted)
+        have |= add
+        have -= remove
+        return add, remove
+
+    # -- event log ---------------------------------------------------------------------
+
+    @_kc
+    def user_events(self, date_from_ms: int, first: int, max_results: int) -> list[dict]:
+        """User events at or after `date_from_ms` (inclusive), oldest first, paged by first/max."""
+        matching = sorted((e for e in self.events if e["time"] >= date_from_ms), key=lambda e: e["time"])
+        return matching[first:first + max_results]
+
+    @_kc
+    def ping(self) -> None:
+        return None
+
+    # -- what happens in Keycloak without the adapter (test controls) ------------------
+
+    def add_event(self, type: str, user_id: str | None, details: dict | None = None, time_ms: int | None = None,
+                  event_id: str | None = None) -> dict:
+        """Append a user event to the realm's log, as Keycloak does when someone acts."""
+        event = {"id": event_id or self._new_id("evt"), "time": time_ms if time_ms is not None else int(time.time() * 1000),
+                 "type": type, "realmId": self.realm, "clientId": "account-console", "userId": user_id,
+                 "details": dict(details or {})}
+        self.events.append(event)
+        return event
+
+    def add_user(self, email: str, first_name: str = "", last_name: str = "", password: bool = False, **attributes) -> str:
+        """A user that exists in Keycloak already (registered earlier, or by an admin)."""
+        user_id = self._create_user({"username": email, "email": email, "firstName": first_name, "lastName": last_name,
+                                     "enabled": True, "attributes": {k: list(v) for k, v in attributes.items()}})
+        if password:
+            self.passwords.add(user_id)
+        return user_id
+
+    def register_invited_user(self, invitation_id: str, first_name: str = "Jane", last_name: str = "Doe") -> tuple[str, dict]:
+        """The invitee follows the link and registers: the user exists, the invitation is used up,
+        and a REGISTER event carrying the invitation id (details.token_id) is in the log.
+
+        Membership and roles are left to the adapter, which is what the tests look at.
+        Returns (user_id, event).
+        """
+        invitation = self.invitations.pop(invitation_id)
+        user_id = self.add_user(invitation["email"], first_name, last_name, password=True)
+        event = self.add_event("REGISTER", user_id, {"token_id": invitation_id, "email": invitation["email"],
+                                                     "username": invitation["email"], "register_method": "form"})
+        return user_id, event
+
+    def choose_password(self, user_id: str) -> dict:
+        """The lead follows the execute-actions link and sets a password: UPDATE_PASSWORD in the log."""
+        self.passwords.add(user_id)
+        return self.add_event("UPDATE_PASSWORD", user_id, {"custom_required_action": "UPDATE_PASSWORD"})
+
+    def pending_invitations(self, email: str | None = None) -> list[dict]:
+        return [i for i in self.invitations.values() if i["status"] == "PENDING" and (email is None or i["email"] == email.lower())]
+
+    def emails_to(self, email: str) -> list[dict]:
+        return [m for m in self.emails if m["to"] == email.lower()]
+
+
+# -- helpers for tests that drive the runtime ----------------------------------------------
+
+def make_everything_due(kb) -> None:
+    """Time passes: every queued job and pending outbound event is due now (backoffs elapsed)."""
+    from sqlalchemy import update
+
+    from adapter.db import utcnow
+    from adapter.models import Job, OutboxEvent
+
+    with kb.db.session() as session:
+        session.execute(update(Job).where(Job.status == "queued").values(run_at=utcnow()))
+        session.execute(update(OutboxEvent).where(OutboxEvent.status == "pending").values(next_attempt_at=utcnow()))
+
+
+def outbox_events(kb, event_type: str | None = None) -> list:
+    """Identity events owed or sent to the CRM, oldest first (detached rows)."""
+    from sqlalchemy import select
+
+    from adapter.models import OutboxEvent
+
+    with kb.db.session() as session:
+        query = select(OutboxEvent).order_by(OutboxEvent.seq)
+        if event_type:
+            query = query.where(OutboxEvent.type == event_type)
+        return list(session.scalars(query))
+
+
+def all_jobs(kb, kind: str | None = None) -> list:
+    from sqlalchemy import select
+
+    from adapter.models import Job
+
+    with kb.db.session() as session:
+        query = select(Job).order_by(Job.id)
+        if kind:
+            query = query.where(Job.kind == kind)
+        return list(session.scalars(query))
+
+
+def invitation_row(kb, kind: str, crm_id: str):
+    from sqlalchemy import select
+
+    from adapter.models import Invitation
+
+    with kb.db.session() as session:
+        return session.scalar(select(Invitation).where(Invitation.kind == kind, Invitation.crm_id == crm_id))
