@@ -3,14 +3,16 @@
 # any number of named instances, each with its own home, H2 database and ports.
 #
 #   scripts/keycloak.sh fetch
-#   scripts/keycloak.sh start  --name NAME --http-port PORT [--mgmt-port PORT]
+#   scripts/keycloak.sh start  --name NAME --http-port PORT [--mgmt-port PORT] [--reimport-if-changed]
 #   scripts/keycloak.sh stop   --name NAME
 #   scripts/keycloak.sh status --name NAME
 #   scripts/keycloak.sh reset  --name NAME      (stop and delete its data: the realm is imported again)
 #
 # An instance NAME lives in .data/NAME/: keycloak/ is its home (a copy of the
 # distribution, because start-dev rewrites lib/quarkus and keeps H2 under
-# data/), keycloak.pid and keycloak.log sit beside it.
+# data/), keycloak.pid and keycloak.log sit beside it. The realm is imported
+# on the instance's first start only; start warns when realm-config changed
+# since, and --reimport-if-changed resets the instance instead (for tests).
 #
 # start needs KEYBRIDGE_KEYCLOAK_CLIENT_SECRET, KC_SMTP_HOST and KC_SMTP_PORT:
 # realm-config/*-realm.json refers to them as ${VAR} placeholders, which
@@ -27,7 +29,7 @@ die() { echo "keycloak.sh: $*" >&2; exit 1; }
 say() { echo "keycloak.sh: $*"; }
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -71,7 +73,7 @@ fetch() {
 
 # --- instance helpers --------------------------------------------------------
 
-NAME="" HTTP_PORT="" MGMT_PORT=""
+NAME="" HTTP_PORT="" MGMT_PORT="" REIMPORT_IF_CHANGED=0
 
 parse_instance_args() {
     while [[ $# -gt 0 ]]; do
@@ -79,6 +81,7 @@ parse_instance_args() {
             --name) NAME="${2:?--name needs a value}"; shift 2 ;;
             --http-port) HTTP_PORT="${2:?--http-port needs a value}"; shift 2 ;;
             --mgmt-port) MGMT_PORT="${2:?--mgmt-port needs a value}"; shift 2 ;;
+            --reimport-if-changed) REIMPORT_IF_CHANGED=1; shift ;;
             *) die "unknown argument: $1 (see scripts/keycloak.sh --help)" ;;
         esac
     done
@@ -89,6 +92,17 @@ parse_instance_args() {
     PID_FILE="$INSTANCE_DIR/keycloak.pid"
     LOG_FILE="$INSTANCE_DIR/keycloak.log"
     PORT_FILE="$INSTANCE_DIR/keycloak.port"
+    HASH_FILE="$INSTANCE_DIR/keycloak.realm-config.sha256"
+}
+
+realm_config_hash() {
+    cat "$REPO_DIR"/realm-config/*-realm.json 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+
+realm_config_changed() {
+    # True when this instance holds a realm imported from other realm files.
+    [[ -d "$KC_HOME/data/h2" ]] || return 1
+    [[ "$(cat "$HASH_FILE" 2>/dev/null)" != "$(realm_config_hash)" ]]
 }
 
 running_pid() {
@@ -141,6 +155,9 @@ prepare_home() {
     ln -sfn "$REPO_DIR/keycloak-theme/keybridge" "$KC_HOME/themes/keybridge"
     # Import files are refreshed on every start; Keycloak only imports a realm
     # that does not exist yet, so a changed realm file needs `reset`.
+    if [[ ! -d "$KC_HOME/data/h2" ]]; then
+        realm_config_hash >"$HASH_FILE"
+    fi
     mkdir -p "$KC_HOME/data/import"
     rm -f "$KC_HOME/data/import/"*.json
     local realm_file found=0
@@ -159,6 +176,14 @@ start() {
     [[ -n "$HTTP_PORT" ]] || die "--http-port PORT is required for start"
     MGMT_PORT="${MGMT_PORT:-$((HTTP_PORT + 1000))}"
     local pid
+    if realm_config_changed; then
+        if [[ $REIMPORT_IF_CHANGED == 1 ]]; then
+            say "realm-config changed since instance '$NAME' imported it: resetting it"
+            reset --name "$NAME"
+        else
+            say "warning: realm-config changed since instance '$NAME' imported it; run scripts/keycloak.sh reset --name $NAME to import it again"
+        fi
+    fi
     if pid="$(running_pid)"; then
         if realm_answers "$HTTP_PORT"; then
             say "instance '$NAME' already running (pid $pid) at http://localhost:$HTTP_PORT"
@@ -264,7 +289,7 @@ status() {
 reset() {
     parse_instance_args "$@"
     stop --name "$NAME"
-    rm -rf "$KC_HOME" "$KC_HOME.partial" "$LOG_FILE" "$PORT_FILE"
+    rm -rf "$KC_HOME" "$KC_HOME.partial" "$LOG_FILE" "$PORT_FILE" "$HASH_FILE"
     say "instance '$NAME' data deleted: the next start imports realm-config again"
 }
 
