@@ -25,6 +25,8 @@ def list_all(db) -> list[dict]:
 
 def replay(db, kind: str, item_id: str) -> None:
     """Requeue one dead letter; raises ApiError(404/409/400) saying what is wrong."""
+    if kind == "job" and not str(item_id).isdigit():
+        raise ApiError(404, f"No job {item_id}; job ids are numbers, see `keybridge dead-letters list`.")
     try:
         with db.session() as session:
             if kind == "job":

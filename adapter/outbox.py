@@ -41,14 +41,19 @@ def deliver_due(db, connector, settings, limit: int = 100) -> dict[str, int]:
     if connector is None:
         return counts
     with db.session() as session:
+        # The oldest pending events, due or not: one waiting for its retry holds back
+        # the ones after it, so the CRM sees events in the order they happened.
         due = session.scalars(
             select(OutboxEvent)
-            .where(OutboxEvent.status == "pending", OutboxEvent.next_attempt_at <= utcnow())
+            .where(OutboxEvent.status == "pending")
             .order_by(OutboxEvent.seq)
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
+        now = utcnow()
         for event in due:
+            if event.next_attempt_at > now:
+                break
             event.attempts += 1
             try:
                 connector.deliver(event.id, envelope(event))

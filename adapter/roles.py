@@ -19,6 +19,8 @@ class RoleMapping:
             raw = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ValueError(f"Role mapping {path} not found; set KEYBRIDGE_ROLE_MAPPING to realm-config/role-mapping.json") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"Role mapping {path} is not valid JSON ({exc}); fix the file") from None
         business = frozenset(raw.get("business_roles", []))
         crm = {name.strip().lower(): frozenset(roles) for name, roles in raw.get("crm_roles", {}).items()}
         unknown = {r for roles in crm.values() for r in roles} | set(raw.get("default_business_roles", []))

@@ -62,10 +62,11 @@ def _record_sent(kb, inv_id: int, cause: str) -> None:
         audit.record(session, "invitation.sent", f"{inv.kind}:{inv.crm_id}", cause, {"email": inv.email, "count": inv.sent_count})
 
 
-def _record_skipped(kb, inv_id: int, reason: str, cause: str) -> None:
+def _record_skipped(kb, inv_id: int, reason: str, cause: str, status: str = "skipped") -> None:
+    """Tell the CRM no invitation went out and why; `status` is what the record becomes."""
     with kb.db.session() as session:
         inv = session.get(Invitation, inv_id)
-        inv.status = "skipped"
+        inv.status = status
         key = "contact_id" if inv.kind == "contact" else "lead_id"
         data = {key: inv.crm_id, "email": inv.email, "account_id": inv.account_id, "reason": reason}
         outbox.record(session, INVITATION_SKIPPED, data, f"{INVITATION_SKIPPED}:{inv.kind}:{inv.crm_id}:{inv.email}:{reason}")
@@ -93,11 +94,9 @@ def invite_contact(kb, data: dict, cause: str) -> str:
             return "accepted"
         ensure_contact_identity(kb, inv_id, user)
         if status != "accepted":
-            _set_status(kb, inv_id, status="accepted", keycloak_user_id=user["id"], accepted_at=utcnow())
-            _record_skipped(kb, inv_id, "already_member", cause)
+            _set_status(kb, inv_id, keycloak_user_id=user["id"], accepted_at=utcnow())
+            _record_skipped(kb, inv_id, "already_member", cause, status="accepted")
         return "already_member"
-    if status == "accepted":
-        return "accepted"
 
     pending = [i for i in kb.keycloak.organization_invitations(org["id"], email) if i.get("status", "PENDING") == "PENDING"]
     if pending and not data.get("resend"):
@@ -114,7 +113,7 @@ def invite_contact(kb, data: dict, cause: str) -> str:
         kb.keycloak.invite_existing_member(org["id"], user["id"])
     else:
         kb.keycloak.invite_new_member(org["id"], email, data.get("first_name"), data.get("last_name"))
-    fresh = kb.keycloak.organization_invitations(org["id"], email)
+    fresh = [i for i in kb.keycloak.organization_invitations(org["id"], email) if i.get("status", "PENDING") == "PENDING"]
     _set_status(kb, inv_id, keycloak_invitation_id=fresh[0]["id"] if fresh else None,
                 keycloak_user_id=user["id"] if user else None)
     _record_sent(kb, inv_id, cause)
@@ -176,11 +175,13 @@ def invite_lead(kb, data: dict, cause: str) -> str:
         if status in ("sent", "sending"):
             complete_lead_registration(kb, inv_id, user["id"], cause)
             return "accepted"
-        _set_status(kb, inv_id, status="accepted", accepted_at=utcnow())
-        _record_skipped(kb, inv_id, "already_registered", cause)
+        _set_status(kb, inv_id, accepted_at=utcnow())
+        _record_skipped(kb, inv_id, "already_registered", cause, status="accepted")
         return "already_registered"
-    if status in ("sent", "sending") and not data.get("resend"):
+    if status == "sent" and not data.get("resend"):
         return "pending"
+    # 'sending' means an earlier attempt did not finish: Keycloak keeps no record of
+    # actions emails, so send (the only window for a duplicate is a crash mid-call).
 
     _set_status(kb, inv_id, status="sending")
     days = data.get("expires_in_days") or kb.settings.invite_expires_in_days
