@@ -109,6 +109,57 @@ def _pid_alive(pid_file: Path, signature: str) -> int | None:
     return pid if signature in cmdline else None
 
 
+def _listener_pid(port: int) -> int | None:
+    """The pid of the process listening on TCP `port` (from /proc), if visible."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def _stop_other_checkouts_service(port: int, marker: str) -> None:
+    """Stops a test service of another checkout of this project that holds `port`.
+
+    The test ports belong to whichever checkout runs its tests now (a CI run
+    in a fresh clone, say, after a developer's run). Only a process whose
+    command line holds `marker` (e.g. "/.data/test/keycloak") and not this
+    checkout's own path is stopped; anything else is left alone.
+    """
+    pid = _listener_pid(port)
+    if pid is None:
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return
+    if marker not in cmdline or f"{REPO_DIR}/" in cmdline:
+        return
+    print(f"stack: stopping another checkout's test service on port {port} (pid {pid})", file=sys.stderr)
+    os.kill(pid, signal.SIGTERM)
+    try:
+        _wait(lambda: not _port_open(port), 60, f"pid {pid} to free port {port}")
+    except StackError:
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not _port_open(port), 10, f"pid {pid} to free port {port}")
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -151,6 +202,7 @@ def ensure_mail_sink(port: int = 18025, dir: str | os.PathLike = TEST_MAIL_DIR) 
                 return mail_dir
             os.kill(pid, signal.SIGTERM)
             _wait(lambda: not _port_open(port), 10, f"the mail sink on port {port} to stop")
+        _stop_other_checkouts_service(port, "scripts/mailsink.py")
         if _port_open(port):
             raise StackError(f"port {port} is taken by another program; the test mail sink needs it (ss -ltnp 'sport = :{port}')")
         mail_dir.mkdir(parents=True, exist_ok=True)
@@ -226,6 +278,7 @@ def ensure_keycloak(
     command = [str(KEYCLOAK_SCRIPT), "start", "--name", name, "--http-port", str(http_port),
                "--mgmt-port", str(mgmt_port or http_port + 1000), "--reimport-if-changed"]
     with _lock(f"keycloak-{name}"):
+        _stop_other_checkouts_service(http_port, f"/.data/{name}/keycloak")
         result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=REPO_DIR)
         if result.returncode != 0:
             raise StackError(f"scripts/keycloak.sh could not start Keycloak '{name}':\n{result.stdout}{result.stderr}")
