@@ -3,8 +3,8 @@
 Each ensure_* function starts its service, or reuses it when it already runs,
 and leaves it running after the test session so the next run starts in
 seconds (stop everything with `stop_all()` or `python -m tests.support.stack stop`).
-All state lives under .data/test/ in the repository; the secrets are fixed
-and only ever used by this test instance.
+All state lives under .data/test/ in the repository (.data/$KEYBRIDGE_TEST_STACK/
+when that is set); the secrets are fixed and only ever used by this test instance.
 
     from tests.support import stack
 
@@ -36,7 +36,10 @@ from pathlib import Path
 import requests
 
 REPO_DIR = Path(__file__).resolve().parents[2]
-TEST_DIR = REPO_DIR / ".data" / "test"
+# Which stack: "test" by default; scripts/test uses "ci" under CI=true so a CI
+# run in a working tree neither reuses nor stops the developer's test stack.
+STACK_NAME = os.environ.get("KEYBRIDGE_TEST_STACK", "test")
+TEST_DIR = REPO_DIR / ".data" / STACK_NAME
 KEYCLOAK_SCRIPT = REPO_DIR / "scripts" / "keycloak.sh"
 MAILSINK_SCRIPT = REPO_DIR / "scripts" / "mailsink.py"
 
@@ -134,30 +137,21 @@ def _listener_pid(port: int) -> int | None:
     return None
 
 
-def _stop_other_checkouts_service(port: int, marker: str) -> None:
-    """Stops a test service of another checkout of this project that holds `port`.
-
-    The test ports belong to whichever checkout runs its tests now (a CI run
-    in a fresh clone, say, after a developer's run). Only a process whose
-    command line holds `marker` (e.g. "/.data/test/keycloak") and not this
-    checkout's own path is stopped; anything else is left alone.
-    """
+def _port_taken_message(port: int, service: str) -> str:
+    """Says who holds `port` and how to free it."""
     pid = _listener_pid(port)
-    if pid is None:
-        return
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return
-    if marker not in cmdline or f"{REPO_DIR}/" in cmdline:
-        return
-    print(f"stack: stopping another checkout's test service on port {port} (pid {pid})", file=sys.stderr)
-    os.kill(pid, signal.SIGTERM)
-    try:
-        _wait(lambda: not _port_open(port), 60, f"pid {pid} to free port {port}")
-    except StackError:
-        os.kill(pid, signal.SIGKILL)
-        _wait(lambda: not _port_open(port), 10, f"pid {pid} to free port {port}")
+    holder = "another program"
+    if pid is not None:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            holder = f"pid {pid} ({cmdline[:160]})"
+        except OSError:
+            holder = f"pid {pid}"
+    hint = ""
+    if "/.data/test/" in holder or "mailsink.py" in holder:
+        hint = (" It looks like the test stack of another checkout: stop it there with"
+                " `python -m tests.support.stack stop`, or `kill` that pid if its checkout is gone.")
+    return f"port {port}, needed by the test {service}, is held by {holder}.{hint}"
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -202,9 +196,8 @@ def ensure_mail_sink(port: int = 18025, dir: str | os.PathLike = TEST_MAIL_DIR) 
                 return mail_dir
             os.kill(pid, signal.SIGTERM)
             _wait(lambda: not _port_open(port), 10, f"the mail sink on port {port} to stop")
-        _stop_other_checkouts_service(port, "scripts/mailsink.py")
         if _port_open(port):
-            raise StackError(f"port {port} is taken by another program; the test mail sink needs it (ss -ltnp 'sport = :{port}')")
+            raise StackError(_port_taken_message(port, "mail sink"))
         mail_dir.mkdir(parents=True, exist_ok=True)
         pid_file.unlink(missing_ok=True)
         # setsid --fork detaches the sink from this process: it outlives the
@@ -254,7 +247,7 @@ def _admin_token(url: str, user: str, password: str) -> str:
 
 
 def ensure_keycloak(
-    name: str = "test",
+    name: str = STACK_NAME,
     http_port: int = 18080,
     smtp_port: int = 18025,
     client_secret: str = TEST_CLIENT_SECRET,
@@ -278,7 +271,10 @@ def ensure_keycloak(
     command = [str(KEYCLOAK_SCRIPT), "start", "--name", name, "--http-port", str(http_port),
                "--mgmt-port", str(mgmt_port or http_port + 1000), "--reimport-if-changed"]
     with _lock(f"keycloak-{name}"):
-        _stop_other_checkouts_service(http_port, f"/.data/{name}/keycloak")
+        running_here = subprocess.run([str(KEYCLOAK_SCRIPT), "status", "--name", name], stdin=subprocess.DEVNULL,
+                                      capture_output=True).returncode == 0
+        if not running_here and _port_open(http_port):
+            raise StackError(_port_taken_message(http_port, f"Keycloak '{name}'"))
         result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=REPO_DIR)
         if result.returncode != 0:
             raise StackError(f"scripts/keycloak.sh could not start Keycloak '{name}':\n{result.stdout}{result.stderr}")
@@ -315,7 +311,7 @@ def _align_realm(session: requests.Session, instance: KeycloakInstance) -> None:
         session.put(f"{instance.admin_url}/clients/{client['id']}", json=client, timeout=30).raise_for_status()
 
 
-def stop_keycloak(name: str = "test") -> None:
+def stop_keycloak(name: str = STACK_NAME) -> None:
     subprocess.run([str(KEYCLOAK_SCRIPT), "stop", "--name", name], check=False, stdin=subprocess.DEVNULL)
 
 
@@ -422,12 +418,26 @@ def stop_postgres() -> None:
                        check=False, stdin=subprocess.DEVNULL)
 
 
+# --- browser -------------------------------------------------------------------------
+
+
+def chromium_executable() -> str:
+    """The system Chromium for Playwright's `executable_path` (Playwright's own browser download is not used).
+
+    Raises StackError when there is none.
+    """
+    found = os.environ.get("KEYBRIDGE_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        raise StackError("Chromium not found: apt-get install chromium (scripts/test does it), or set KEYBRIDGE_TEST_CHROMIUM")
+    return found
+
+
 # --- all -----------------------------------------------------------------------------
 
 
 def stop_all() -> None:
     """Stops every test service this module starts (their data stays for the next run)."""
-    stop_keycloak("test")
+    stop_keycloak(STACK_NAME)
     stop_postgres()
     for pid_file in TEST_DIR.glob("mailsink-*.pid"):
         pid = _pid_alive(pid_file, "mailsink.py")
