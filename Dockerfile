@@ -13,10 +13,10 @@ COPY pyproject.toml ./
 RUN mkdir adapter && touch adapter/__init__.py \
     && pip install . \
     && pip uninstall -y keybridge \
-    && rm -rf adapter build
+    && rm -rf adapter build *.egg-info
 
 COPY adapter ./adapter
-RUN pip install --no-deps . && rm -rf build
+RUN pip install --no-deps . && rm -rf build *.egg-info
 
 COPY realm-config/role-mapping.json ./realm-config/role-mapping.json
 ENV KEYBRIDGE_ROLE_MAPPING=/app/realm-config/role-mapping.json
