@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from .errors import ApiError
 
-from . import dead_letters
+from . import dead_letters, reports
 from .openapi import openapi_document
 
 bp = Blueprint("api", __name__)
@@ -49,6 +49,23 @@ def list_dead_letters():
 def replay_dead_letter(kind: str, item_id: str):
     dead_letters.replay(current_app.extensions["keybridge"].db, kind, item_id)
     return jsonify({"status": "requeued"}), 202
+
+
+@bp.get("/api/accounts/<account_id>")
+def get_account(account_id: str):
+    status = reports.account_status(current_app.extensions["keybridge"], account_id)
+    if status is None:
+        raise ApiError(404, f"No account {account_id}: Keybridge has not received account.upserted for it.")
+    return jsonify(status)
+
+
+@bp.get("/api/audit")
+def get_audit():
+    try:
+        limit = min(int(request.args.get("limit", 100)), 1000)
+    except ValueError:
+        raise ApiError(400, "limit must be a number", {"limit": ["Not an integer."]}) from None
+    return jsonify({"entries": reports.audit_trail(current_app.extensions["keybridge"], request.args.get("subject"), limit)})
 
 
 def init_app(app: Flask) -> None:

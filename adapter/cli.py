@@ -96,6 +96,34 @@ def demo(url: str, email: str) -> None:
             raise click.ClickException(f"the adapter refused {event_type}")
 
 
+@main.group()
+def accounts() -> None:
+    """CRM accounts as Keybridge enforces them."""
+
+
+@accounts.command("show")
+@click.argument("account_id")
+def accounts_show(account_id: str) -> None:
+    """Contract state and how many members have access."""
+    from . import reports
+
+    status = reports.account_status(_kb(), account_id)
+    if status is None:
+        raise click.ClickException(f"No account {account_id}: Keybridge has not received account.upserted for it.")
+    click.echo(json.dumps(status, indent=2))
+
+
+@main.command()
+@click.option("--subject", default=None, help="e.g. account:A-1 or user:<id>")
+@click.option("--limit", default=50, show_default=True)
+def audit(subject: str | None, limit: int) -> None:
+    """What Keybridge changed, why and when (newest first)."""
+    from . import reports
+
+    for entry in reports.audit_trail(_kb(), subject, limit):
+        click.echo(f"{entry['at']}  {entry['action']:22} {entry['subject']:40} {entry['cause']}  {json.dumps(entry['details'])}")
+
+
 @main.group("dead-letters")
 def dead_letters_group() -> None:
     """Jobs and outbound events that kept failing."""

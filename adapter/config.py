@@ -34,6 +34,7 @@ class Settings:
     keycloak_client_id: str = "keybridge-adapter"
     keycloak_client_secret: str = ""
     keycloak_timeout_seconds: int = 20
+    keycloak_concurrency: int = 8
     operator_token: str = ""
     crm_events_url: str = ""
     crm_events_secret: str = ""

@@ -109,3 +109,31 @@ class AuditEntry(Base):
     subject: Mapped[str] = mapped_column(String(300), index=True)
     cause: Mapped[str] = mapped_column(String(300))
     details: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Account(Base):
+    """A CRM account as Keybridge last enforced it: its organization and its contract."""
+
+    __tablename__ = "accounts"
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    organization_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    contract_status: Mapped[str] = mapped_column(String(20), default="none")
+    contract_ends_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    access: Mapped[str | None] = mapped_column(String(20), nullable=True)  # active | inactive, as last enforced
+    access_enforced_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class AccessRevocation(Base):
+    """Keybridge disabled this user, and why; only these are re-enabled when the reason ends.
+
+    A user an administrator disabled for another reason has no row and stays disabled.
+    """
+
+    __tablename__ = "access_revocations"
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40), primary_key=True)  # contract_inactive | left_company
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    contact_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    revoked_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

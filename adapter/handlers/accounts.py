@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import re
+from datetime import timezone
 
-from . import audit, invitations
+from ..models import Account
+from . import access, audit, invitations
 
 MANAGED_ATTRIBUTES = ("crm_account_id", "contract_status", "contract_ends_at")
 
@@ -55,15 +57,30 @@ def ensure_organization(kb, data: dict, cause: str) -> dict:
     return kb.keycloak.get_organization(org["id"])
 
 
+def ensure_account_row(kb, data: dict, org: dict) -> None:
+    """Keybridge's own record of the account and its contract (the schedule reads it)."""
+    contract = data.get("contract") or {}
+    ends_at = contract.get("ends_at")
+    with kb.db.session() as session:
+        account = session.get(Account, data["account_id"]) or Account(account_id=data["account_id"])
+        account.organization_id, account.name = org["id"], data["name"]
+        account.contract_status = contract.get("status", "none")
+        account.contract_ends_at = ends_at.astimezone(timezone.utc).replace(tzinfo=None) if ends_at else None
+        session.merge(account)
+
+
 def handle_account_upserted(kb, data: dict, cause: str) -> str:
-    ensure_organization(kb, data, cause)
+    """The organization matches the account, members' access matches the contract, the admin is invited."""
+    org = ensure_organization(kb, data, cause)
+    ensure_account_row(kb, data, org)
+    state = access.enforce_contract(kb, data["account_id"], cause)
     contract = data.get("contract") or {}
     admin = data.get("admin_contact")
-    if admin and contract.get("status") == "active":
+    if admin and state == "active":
         invitations.invite_contact(kb, {
             "contact_id": admin["contact_id"], "email": admin["email"], "account_id": data["account_id"],
             "first_name": admin.get("first_name"), "last_name": admin.get("last_name"),
             "roles": [], "org_admin": True, "resend": False,
         }, cause)
-    return "ok"
+    return f"contract {state}"
 

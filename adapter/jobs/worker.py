@@ -10,7 +10,7 @@ import signal
 import time
 
 from .. import jobs, keycloak_events, outbox
-from ..handlers import run_job
+from ..handlers import access, run_job
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,13 @@ class Worker:
         counts = outbox.deliver_due(self.kb.db, self.kb.connector, self.kb.settings)
         return counts["delivered"] + counts["dead"]
 
+    def schedule(self) -> int:
+        """Queue what is due by the clock alone (contracts whose end date passed)."""
+        return access.schedule_due_expiries(self.kb)
+
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""
-        return self.poll_keycloak(force_poll) + self.run_jobs() + self.deliver()
+        return self.schedule() + self.poll_keycloak(force_poll) + self.run_jobs() + self.deliver()
 
     def run_forever(self, idle_sleep: float = 0.5) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())

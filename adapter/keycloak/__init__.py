@@ -83,6 +83,10 @@ class KeycloakGateway:
         return cls(settings.keycloak_url, settings.keycloak_realm, settings.keycloak_client_id,
                    settings.keycloak_client_secret, settings.keycloak_timeout_seconds)
 
+    def warm_up(self) -> None:
+        """Log in now, so that threads sharing this gateway find a token ready."""
+        self.admin.connection._refresh_if_required()
+
     @property
     def admin(self) -> KeycloakAdmin:
         if self._admin is None:
@@ -119,6 +123,16 @@ class KeycloakGateway:
     @keycloak_call("update an organization")
     def update_organization(self, org_id: str, representation: dict) -> None:
         self.admin.update_organization(org_id, representation)
+
+    @keycloak_call("update an organization's attributes")
+    def update_organization_attributes(self, org_id: str, attributes: dict[str, list[str]]) -> None:
+        """Merge `attributes` into the organization's (no call when they already match)."""
+        org = self.admin.get_organization(org_id)
+        current = dict(org.get("attributes") or {})
+        if all(current.get(k) == v for k, v in attributes.items()):
+            return
+        current.update(attributes)
+        self.admin.update_organization(org_id, {**org, "attributes": current})
 
     @keycloak_call("list an organization's pending invitations")
     def organization_invitations(self, org_id: str, email: str | None = None) -> list[dict]:
@@ -173,7 +187,38 @@ class KeycloakGateway:
             connection.add_param_headers("Content-Type", "application/json")
         _check(r, what)
 
+    @keycloak_call("list an organization's members")
+    def organization_members(self, org_id: str, page_size: int = 500) -> list[dict]:
+        """Every member with attributes, paged through."""
+        members: list[dict] = []
+        first = 0
+        while True:
+            r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/members"),
+                                              first=first, max=page_size, briefRepresentation="false")
+            page = _check(r, "list members").json()
+            members.extend(page)
+            if len(page) < page_size:
+                return members
+            first += page_size
+
+    @keycloak_call("list a user's organizations")
+    def user_organizations(self, user_id: str) -> list[dict]:
+        r = self.admin.connection.raw_get(self._path(f"organizations/members/{user_id}/organizations"), briefRepresentation="false")
+        return _check(r, "list a user's organizations").json()
+
     # -- users -----------------------------------------------------------------------
+
+    @keycloak_call("enable or disable a user")
+    def set_enabled(self, user_id: str, enabled: bool) -> None:
+        """Only `enabled` is sent: Keycloak keeps the rest of the user as it is."""
+        r = self.admin.connection.raw_put(self._path(f"users/{user_id}"), data=json.dumps({"enabled": enabled}))
+        _check(r, "enable or disable a user")
+
+    @keycloak_call("end a user's sessions")
+    def logout(self, user_id: str) -> None:
+        """End every session of the user (refresh tokens stop working)."""
+        r = self.admin.connection.raw_post(self._path(f"users/{user_id}/logout"), data=None)
+        _check(r, "end a user's sessions")
 
     @keycloak_call("find a user by email")
     def find_user_by_email(self, email: str) -> dict | None:

@@ -75,6 +75,7 @@ class FakeKeycloak:
         names = realm_roles_of_realm_config() if realm_roles is None else realm_roles
         self.realm_roles: dict[str, dict] = {n: {"id": f"role-{n}", "name": n} for n in names}
         self.events: list[dict] = []
+        self.sessions_ended: list[str] = []
         self._ids = itertools.count(1)
         self._fail_next: dict[str, int] = {}
         self._fail_with: dict[str, Exception] = {}
@@ -180,6 +181,23 @@ class FakeKeycloak:
     def remove_member(self, org_id: str, user_id: str) -> None:
         self.members.get(org_id, set()).discard(user_id)
 
+    @_kc
+    def organization_members(self, org_id: str, page_size: int = 500) -> list[dict]:
+        self._require_org(org_id)
+        return [copy.deepcopy(self.users[u]) for u in sorted(self.members[org_id])]
+
+    @_kc
+    def user_organizations(self, user_id: str) -> list[dict]:
+        return [copy.deepcopy(o) for oid, o in self.organizations.items() if user_id in self.members.get(oid, set())]
+
+    @_kc
+    def update_organization_attributes(self, org_id: str, attributes: dict[str, list[str]]) -> None:
+        self._require_org(org_id)
+        self.organizations[org_id].setdefault("attributes", {}).update(copy.deepcopy(attributes))
+
+    def warm_up(self) -> None:
+        pass
+
     def _require_org(self, org_id: str) -> None:
         if org_id not in self.organizations:
             raise PermanentError(f"Keycloak refused the call (404): no organization {org_id}")
@@ -231,6 +249,16 @@ class FakeKeycloak:
         if user_id not in self.users:
             raise PermanentError(f"Keycloak refused to update a user (404): {user_id}")
         self.users[user_id].update(copy.deepcopy(representation))
+
+    @_kc
+    def set_enabled(self, user_id: str, enabled: bool) -> None:
+        if user_id not in self.users:
+            raise PermanentError(f"Keycloak refused to update a user (404): {user_id}")
+        self.users[user_id]["enabled"] = enabled
+
+    @_kc
+    def logout(self, user_id: str) -> None:
+        self.sessions_ended.append(user_id)
 
     # Not a Keycloak call but a merge over update_user: use the gateway's own code, not a copy of it.
     set_user_attributes = KeycloakGateway.set_user_attributes

@@ -1,0 +1,186 @@
+"""Who may log in: contracts and departures turned into enabled/disabled identities.
+
+Access is cut by disabling the user and ending every session (password logins and
+refresh-token grants fail at once); it is restored by enabling them again. Keybridge
+records why it disabled someone (`AccessRevocation`), so a renewal only gives access
+back to the people it took it from, never to someone an administrator disabled.
+Per-user Keycloak calls for a whole organization run in parallel.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from .. import outbox
+from ..db import utcnow
+from ..events import IDENTITY_ACCESS_CHANGED
+from ..jobs import RetryableError
+from ..models import AccessRevocation, Account
+from . import audit
+
+log = logging.getLogger(__name__)
+
+CONTRACT_INACTIVE = "contract_inactive"
+CONTRACT_ACTIVE = "contract_active"
+LEFT_COMPANY = "left_company"
+
+
+def contract_is_active(status: str | None, ends_at: datetime | None, now: datetime | None = None) -> bool:
+    """Active status and an end date (naive UTC) that has not passed."""
+    now = now or utcnow()
+    return status == "active" and (ends_at is None or ends_at > now)
+
+
+def _parallel(kb, fn, items: list) -> tuple[list, list[Exception]]:
+    """Run `fn(item)` for every item on the Keycloak pool; returns (results, errors)."""
+    if not items:
+        return [], []
+    results, errors = [], []
+    kb.keycloak.warm_up()
+    with ThreadPoolExecutor(max_workers=max(1, kb.settings.keycloak_concurrency)) as pool:
+        for future in [pool.submit(fn, item) for item in items]:
+            try:
+                results.append(future.result())
+            except Exception as exc:  # noqa: BLE001 — reported after the others finished
+                errors.append(exc)
+    return results, errors
+
+
+def _raise_first(errors: list[Exception], what: str) -> None:
+    if errors:
+        retryable = [e for e in errors if isinstance(e, RetryableError)]
+        first = (retryable or errors)[0]
+        raise RetryableError(f"{len(errors)} {what} failed; done ones are kept, the rest is retried: {first}") from first
+
+
+def _access_changed(session, user_id: str, contact_id: str | None, enabled: bool, reason: str) -> None:
+    outbox.record(session, IDENTITY_ACCESS_CHANGED,
+                  {"user_id": user_id, "contact_id": contact_id, "enabled": enabled, "reason": reason},
+                  f"{IDENTITY_ACCESS_CHANGED}:{user_id}:{enabled}:{reason}:{uuid.uuid4().hex}")
+
+
+def _contact_id(user: dict) -> str | None:
+    values = (user.get("attributes") or {}).get("crm_contact_id") or []
+    return values[0] if values else None
+
+
+def revoke_users(kb, users: list[dict], reason: str, account_id: str | None, cause: str) -> int:
+    """Disable these users and end their sessions; returns how many lost access now.
+
+    Users already disabled are left alone (if an administrator did it, they stay theirs).
+    """
+    targets = [u for u in users if u.get("enabled", True)]
+    disabled_ids = [u["id"] for u in users if not u.get("enabled", True)]
+    with kb.db.session() as session:
+        # Disabled by Keybridge for another reason: note this one too, so that ending
+        # only the other reason (a renewal, say) does not give access back.
+        ours = set(session.scalars(select(AccessRevocation.user_id).where(AccessRevocation.user_id.in_(disabled_ids))))
+        for user in users:
+            if user["id"] in ours:
+                session.merge(AccessRevocation(user_id=user["id"], reason=reason, account_id=account_id,
+                                               contact_id=_contact_id(user), revoked_at=utcnow()))
+
+    def cut(user):
+        kb.keycloak.set_enabled(user["id"], False)
+        kb.keycloak.logout(user["id"])
+        return user
+
+    done, errors = _parallel(kb, cut, targets)
+    with kb.db.session() as session:
+        for user in done:
+            session.merge(AccessRevocation(user_id=user["id"], reason=reason, account_id=account_id,
+                                           contact_id=_contact_id(user), revoked_at=utcnow()))
+            _access_changed(session, user["id"], _contact_id(user), False, reason)
+        if done:
+            audit.record(session, "access.revoked", f"account:{account_id}" if account_id else f"user:{done[0]['id']}", cause,
+                         {"reason": reason, "users": [u["id"] for u in done]})
+    _raise_first(errors, "access cuts")
+    return len(done)
+
+
+def restore_revoked(kb, reason: str, restored_reason: str, cause: str, account_id: str | None = None,
+                    user_ids: list[str] | None = None) -> int:
+    """Enable again the users Keybridge disabled for `reason` (of this account, or these users).
+
+    A user who is also disabled for another reason (e.g. left the company) stays disabled.
+    """
+    with kb.db.session() as session:
+        query = select(AccessRevocation).where(AccessRevocation.reason == reason)
+        if account_id is not None:
+            query = query.where(AccessRevocation.account_id == account_id)
+        if user_ids is not None:
+            query = query.where(AccessRevocation.user_id.in_(user_ids))
+        rows = [(r.user_id, r.contact_id) for r in session.scalars(query)]
+        others = set(session.scalars(select(AccessRevocation.user_id).where(
+            AccessRevocation.user_id.in_([u for u, _ in rows]), AccessRevocation.reason != reason)))
+
+    def give_back(row):
+        user_id, _ = row
+        if user_id not in others:
+            kb.keycloak.set_enabled(user_id, True)
+        return row
+
+    done, errors = _parallel(kb, give_back, rows)
+    with kb.db.session() as session:
+        for user_id, contact_id in done:
+            session.delete(session.get(AccessRevocation, (user_id, reason)))
+            if user_id not in others:
+                _access_changed(session, user_id, contact_id, True, restored_reason)
+        if done:
+            audit.record(session, "access.restored", f"account:{account_id}" if account_id else f"user:{done[0][0]}", cause,
+                         {"reason": restored_reason, "users": [u for u, _ in done if u not in others]})
+    _raise_first(errors, "access restores")
+    return len([1 for u, _ in done if u not in others])
+
+
+def enforce_contract(kb, account_id: str, cause: str) -> str:
+    """Make the organization's members' access match the contract; returns 'active' or 'inactive'."""
+    with kb.db.session() as session:
+        account = session.get(Account, account_id)
+        if account is None or not account.organization_id:
+            return "unknown"
+        active = contract_is_active(account.contract_status, account.contract_ends_at)
+        org_id = account.organization_id
+    if active:
+        count = restore_revoked(kb, CONTRACT_INACTIVE, CONTRACT_ACTIVE, cause, account_id=account_id)
+    else:
+        count = revoke_users(kb, kb.keycloak.organization_members(org_id), CONTRACT_INACTIVE, account_id, cause)
+    state = "active" if active else "inactive"
+    with kb.db.session() as session:
+        account = session.get(Account, account_id)
+        account.access, account.access_enforced_at = state, utcnow()
+    log.info("account %s contract %s: %d member(s) changed (%s)", account_id, state, count, cause)
+    return state
+
+
+def schedule_due_expiries(kb) -> int:
+    """Queue an enforcement for every contract whose end date passed (even while the adapter was down)."""
+    from .. import jobs
+
+    now = utcnow()
+    queued = 0
+    with kb.db.session() as session:
+        due = session.scalars(select(Account).where(
+            Account.contract_status == "active", Account.contract_ends_at <= now,
+            (Account.access != "inactive") | Account.access.is_(None))).all()
+        for account in due:
+            ends = account.contract_ends_at.replace(tzinfo=timezone.utc).isoformat()
+            queued += jobs.enqueue(session, "contract_expiry", f"{account.account_id}@{ends}", {"account_id": account.account_id})
+    return queued
+
+
+def handle_contract_expiry(kb, payload: dict) -> str:
+    account_id = payload["account_id"]
+    with kb.db.session() as session:
+        account = session.get(Account, account_id)
+        ends = account.contract_ends_at if account else None
+    if ends is None or ends > utcnow():
+        return "not_due"  # renewed since the job was queued
+    kb.keycloak.update_organization_attributes(account.organization_id, {"contract_status": ["expired"]})
+    with kb.db.session() as session:
+        session.get(Account, account_id).contract_status = "expired"
+    return enforce_contract(kb, account_id, cause=f"schedule: contract ended at {outbox.iso(ends)}")
