@@ -9,6 +9,7 @@ from sqlalchemy import text
 from .errors import ApiError
 
 from . import dead_letters, reports
+from .handlers import batches
 from .openapi import openapi_document
 
 bp = Blueprint("api", __name__)
@@ -56,6 +57,19 @@ def get_account(account_id: str):
     status = reports.account_status(current_app.extensions["keybridge"], account_id)
     if status is None:
         raise ApiError(404, f"No account {account_id}: Keybridge has not received account.upserted for it.")
+    return jsonify(status)
+
+
+@bp.get("/api/batches/<batch_id>")
+def get_batch(batch_id: str):
+    try:
+        offset = max(0, int(request.args.get("offset", 0)))
+        limit = min(max(1, int(request.args.get("limit", 1000))), 10_000)
+    except ValueError:
+        raise ApiError(400, "offset and limit must be numbers", {"offset": ["Not an integer."]}) from None
+    status = batches.batch_status(current_app.extensions["keybridge"], batch_id, offset, limit)
+    if status is None:
+        raise ApiError(404, f"No batch {batch_id}: it has not been received, or its webhook was refused.")
     return jsonify(status)
 
 

@@ -137,3 +137,26 @@ class AccessRevocation(Base):
     account_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     contact_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revoked_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Batch(Base):
+    """An invitations.batch_requested: its items are jobs; counts are derived from BatchItem."""
+
+    __tablename__ = "batches"
+    batch_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    total: Mapped[int] = mapped_column(Integer)
+    webhook_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class BatchItem(Base):
+    __tablename__ = "batch_items"
+    batch_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    crm_id: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    outcome: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)  # None while waiting
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

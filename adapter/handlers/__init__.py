@@ -6,7 +6,7 @@ import logging
 from ..events import INBOUND_SCHEMAS
 from ..jobs import PermanentError
 from ..models import InboundEvent
-from . import access, accounts, contacts, invitations, registrations
+from . import access, accounts, batches, contacts, invitations, registrations
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +15,7 @@ CRM_EVENT_HANDLERS = {
     "contact.invite_requested": invitations.invite_contact,
     "lead.invite_requested": invitations.invite_lead,
     "contact.upserted": contacts.handle_contact_upserted,
+    "invitations.batch_requested": batches.handle_batch_requested,
 }
 
 
@@ -24,6 +25,8 @@ def run_job(kb, job) -> str:
         return run_inbound_event(kb, job.ref)
     if job.kind == "keycloak_event":
         return registrations.handle_keycloak_event(kb, job.payload)
+    if job.kind == "batch_item":
+        return batches.run_batch_item(kb, job)
     if job.kind == "contract_expiry":
         return access.handle_contract_expiry(kb, job.payload)
     raise PermanentError(f"Unknown job kind {job.kind!r}")

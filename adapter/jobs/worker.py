@@ -10,7 +10,7 @@ import signal
 import time
 
 from .. import jobs, keycloak_events, outbox
-from ..handlers import access, run_job
+from ..handlers import access, batches, run_job
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ class Worker:
             with self.kb.db.session() as session:
                 current = session.get(type(job), job.id)
                 status = jobs.fail(session, current, exc, settings.job_retry_window_seconds, settings.retry_max_delay_seconds)
+            if status == "dead" and job.kind == "batch_item":
+                batch_id, idx = job.ref.rsplit(":", 1)
+                batches.settle_item(self.kb, batch_id, int(idx), "failed", f"{type(exc).__name__}: {exc}")
             level = logging.WARNING if status == "dead" else logging.INFO
             log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
             return

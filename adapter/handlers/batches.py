@@ -1,0 +1,87 @@
+"""invitations.batch_requested: up to 10,000 invitations, each handled as its single form.
+
+The batch becomes one job per item (so items are retried, and dead-lettered, one by one);
+progress and per-item results are read from `batch_items`; when the last item is settled
+the CRM receives `invitation.batch_completed` with the counts per outcome.
+"""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from .. import jobs, outbox
+from ..db import utcnow
+from ..events import INVITATION_BATCH_COMPLETED, ContactInviteSchema, LeadInviteSchema
+from ..models import Batch, BatchItem
+from . import audit, invitations
+
+
+def handle_batch_requested(kb, data: dict, cause: str) -> str:
+    """Record the batch and queue its items; a batch_id seen before queues nothing."""
+    batch_id = data["batch_id"]
+    with kb.db.session() as session:
+        if session.get(Batch, batch_id) is not None:
+            return "duplicate_batch"
+        session.add(Batch(batch_id=batch_id, total=len(data["items"]), webhook_id=cause))
+        for idx, item in enumerate(data["items"]):
+            crm_id = item.get("contact_id") or item.get("lead_id")
+            session.add(BatchItem(batch_id=batch_id, idx=idx, kind=item["kind"], crm_id=crm_id, email=item["email"]))
+            raw = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in item.items()}
+            jobs.enqueue(session, "batch_item", f"{batch_id}:{idx}", payload=raw)
+        audit.record(session, "batch.queued", f"batch:{batch_id}", cause, {"items": len(data["items"])})
+    return f"queued {len(data['items'])}"
+
+
+def run_batch_item(kb, job) -> str:
+    """Invite one item; a refusal is the item's outcome (the batch goes on), a passing failure retries."""
+    batch_id, idx = job.ref.rsplit(":", 1)
+    item = dict(job.payload)
+    kind = item.pop("kind")
+    schema = ContactInviteSchema() if kind == "contact" else LeadInviteSchema()
+    data = schema.load(item)
+    cause = f"batch {batch_id} item {idx}"
+    try:
+        outcome = (invitations.invite_contact if kind == "contact" else invitations.invite_lead)(kb, data, cause)
+    except jobs.PermanentError as exc:
+        settle_item(kb, batch_id, int(idx), "failed", str(exc))
+        return "failed"
+    settle_item(kb, batch_id, int(idx), outcome)
+    return outcome
+
+
+def settle_item(kb, batch_id: str, idx: int, outcome: str, error: str | None = None) -> None:
+    """Record an item's outcome; the last one completes the batch (once)."""
+    with kb.db.session() as session:
+        item = session.get(BatchItem, (batch_id, idx))
+        item.outcome, item.error, item.finished_at = outcome, error, utcnow()
+        session.flush()
+        waiting = session.scalar(select(func.count()).select_from(BatchItem).where(
+            BatchItem.batch_id == batch_id, BatchItem.outcome.is_(None)))
+        batch = session.get(Batch, batch_id)
+        if waiting == 0 and batch.completed_at is None:
+            batch.completed_at = utcnow()
+            outbox.record(session, INVITATION_BATCH_COMPLETED, {"batch_id": batch_id, "counts": counts(session, batch_id)},
+                          f"{INVITATION_BATCH_COMPLETED}:{batch_id}")
+
+
+def counts(session, batch_id: str) -> dict[str, int]:
+    rows = session.execute(select(BatchItem.outcome, func.count()).where(BatchItem.batch_id == batch_id).group_by(BatchItem.outcome))
+    return {(outcome or "waiting"): n for outcome, n in rows}
+
+
+def batch_status(kb, batch_id: str, offset: int = 0, limit: int = 1000) -> dict | None:
+    """Progress, counts per outcome and a page of per-item results."""
+    with kb.db.session() as session:
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            return None
+        per_outcome = counts(session, batch_id)
+        items = session.scalars(select(BatchItem).where(BatchItem.batch_id == batch_id).order_by(BatchItem.idx)
+                                .offset(offset).limit(limit)).all()
+        done = batch.total - per_outcome.get("waiting", 0)
+        return {"batch_id": batch_id, "total": batch.total, "done": done,
+                "progress": round(done / batch.total, 4) if batch.total else 1.0,
+                "status": "completed" if batch.completed_at else "running", "counts": per_outcome,
+                "created_at": outbox.iso(batch.created_at), "completed_at": outbox.iso(batch.completed_at),
+                "items": [{"index": i.idx, "kind": i.kind, "id": i.crm_id, "email": i.email,
+                           "outcome": i.outcome, "error": i.error} for i in items],
+                "items_offset": offset}
