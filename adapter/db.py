@@ -4,6 +4,7 @@ The schema is created on start (`create_all`); every table lives in models.py.
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,9 +45,19 @@ class Database:
         return self.engine.dialect.name == "postgresql"
 
     def create_all(self) -> None:
+        """Create missing tables. Several processes starting together may race: the loser retries."""
+        from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
         from . import models  # noqa: F401  (registers the tables)
 
-        Base.metadata.create_all(self.engine)
+        for attempt in range(5):
+            try:
+                Base.metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     @contextmanager
     def session(self):

@@ -78,6 +78,7 @@ class CrmReceiver:
 
     def close(self):
         self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture
@@ -191,7 +192,7 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=stack.chromium_executable(), headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
