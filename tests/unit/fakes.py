@@ -12,7 +12,8 @@ them from dictionaries, the way the real gateway would for one realm:
 Failures are injected at the boundary only: `down = True` makes every call raise
 `RetryableError` (Keycloak unreachable); `fail_next(method)` makes the next call of one
 method raise; `go_down_after(method)` lets one call succeed and then takes Keycloak down
-(a crash right after Keycloak did something).
+(a crash right after Keycloak did something); `fail_for(method, *ids)` makes the calls of
+one method for some users (or organizations) fail until `heal()`.
 
 The helpers at the end (`make_everything_due`, `outbox_events`, ...) read and age the
 adapter's own storage; they never replace adapter code.
@@ -46,6 +47,8 @@ def _kc(fn):
         self.calls.append((name, args, kwargs))
         if self.down:
             raise RetryableError(f"Keycloak unreachable while trying to {name} (fake is down)")
+        if args and args[0] in self._fail_for.get(name, ()):
+            raise RetryableError(f"Keycloak answered 503 while trying to {name} for {args[0]} (injected)")
         if self._fail_next.get(name):
             self._fail_next[name] -= 1
             raise self._fail_with.pop(name, None) or RetryableError(f"Keycloak answered 503 while trying to {name} (injected)")
@@ -80,6 +83,7 @@ class FakeKeycloak:
         self._fail_next: dict[str, int] = {}
         self._fail_with: dict[str, Exception] = {}
         self._down_after: set[str] = set()
+        self._fail_for: dict[str, set] = {}
 
     # -- failure injection (test controls, not Keycloak API) ---------------------------
 
@@ -88,6 +92,19 @@ class FakeKeycloak:
         self._fail_next[method] = times
         if error is not None:
             self._fail_with[method] = error
+
+    def fail_for(self, method: str, *first_args) -> None:
+        """Calls of `method` whose first argument (a user or organization id) is one of
+        `first_args` raise RetryableError until `heal()`; the other calls succeed."""
+        self._fail_for.setdefault(method, set()).update(first_args)
+
+    def heal(self) -> None:
+        """Keycloak is healthy again: up, and every injected failure cleared."""
+        self.down = False
+        self._fail_next.clear()
+        self._fail_with.clear()
+        self._down_after.clear()
+        self._fail_for.clear()
 
     def go_down_after(self, method: str) -> None:
         """The next call of `method` succeeds, then Keycloak is down."""
