@@ -14,6 +14,7 @@ import time
 from sqlalchemy import delete, select
 
 from . import jobs
+from .handlers import activity
 from .models import Cursor, SeenKeycloakEvent
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 CURSOR = "keycloak_user_events"
 OVERLAP_MS = 10_000
 PAGE = 200
-RELEVANT = {"REGISTER", "INVITE_ORG", "UPDATE_PASSWORD", "UPDATE_CREDENTIAL"}
+RELEVANT = {"REGISTER", "INVITE_ORG", "UPDATE_PASSWORD", "UPDATE_CREDENTIAL", "VERIFY_EMAIL", "UPDATE_PROFILE", "UPDATE_EMAIL"}
 
 
 def poll(kb) -> int:
@@ -61,6 +62,8 @@ def _take(kb, page: list[dict]) -> int:
             if event.get("type") in RELEVANT:
                 jobs.enqueue(session, "keycloak_event", event["id"], payload=event)
                 taken += 1
+            elif event.get("type") == "LOGIN" and event.get("userId"):
+                activity.count_login(session, event)
         cursor = session.get(Cursor, CURSOR)
         if newest > int(cursor.position.get("time_ms", 0)):
             cursor.position = {"time_ms": newest}

@@ -160,3 +160,36 @@ class BatchItem(Base):
     outcome: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)  # None while waiting
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class AccountDomain(Base):
+    """An email domain of a CRM account: self-registrations are matched against these."""
+
+    __tablename__ = "account_domains"
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(200), index=True)
+
+
+class SelfRegistration(Base):
+    """Someone who registered without an invitation, and what was decided about them."""
+
+    __tablename__ = "self_registrations"
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    company: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    matched_account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(30), index=True)  # awaiting_verification pending approved rejected
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    registered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class LoginActivity(Base):
+    """Logins counted from Keycloak's event log since the last identity.activity report."""
+
+    __tablename__ = "login_activity"
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_login_at: Mapped[datetime] = mapped_column(DateTime)
+    logins_since_report: Mapped[int] = mapped_column(Integer, default=0)
+    last_reported_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

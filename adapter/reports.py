@@ -27,10 +27,10 @@ def account_status(kb, account_id: str) -> dict | None:
 
 
 def audit_trail(kb, subject: str | None = None, limit: int = 100) -> list[dict]:
-    """Newest first; `subject` like 'account:A-1' or 'user:<id>' (prefix match)."""
+    """Newest first; `subject` is exact ('account:A-1', 'user:<id>'), or a prefix when it ends with ':' ('account:')."""
     with kb.db.session() as session:
         query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         if subject:
-            query = query.where(AuditEntry.subject.startswith(subject))
+            query = query.where(AuditEntry.subject.startswith(subject) if subject.endswith(":") else AuditEntry.subject == subject)
         return [{"at": iso(e.at), "action": e.action, "subject": e.subject, "cause": e.cause, "details": e.details}
                 for e in session.scalars(query)]

@@ -6,7 +6,7 @@ import logging
 from ..events import INBOUND_SCHEMAS
 from ..jobs import PermanentError
 from ..models import InboundEvent
-from . import access, accounts, batches, contacts, invitations, registrations
+from . import access, accounts, activity, batches, contacts, invitations, registrations, self_service
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +16,7 @@ CRM_EVENT_HANDLERS = {
     "lead.invite_requested": invitations.invite_lead,
     "contact.upserted": contacts.handle_contact_upserted,
     "invitations.batch_requested": batches.handle_batch_requested,
+    "registration.decided": self_service.handle_registration_decided,
 }
 
 
@@ -27,6 +28,8 @@ def run_job(kb, job) -> str:
         return registrations.handle_keycloak_event(kb, job.payload)
     if job.kind == "batch_item":
         return batches.run_batch_item(kb, job)
+    if job.kind == "activity_report":
+        return activity.run_report(kb, job)
     if job.kind == "contract_expiry":
         return access.handle_contract_expiry(kb, job.payload)
     raise PermanentError(f"Unknown job kind {job.kind!r}")

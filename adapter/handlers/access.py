@@ -85,8 +85,11 @@ def revoke_users(kb, users: list[dict], reason: str, account_id: str | None, cau
                                                contact_id=_contact_id(user), revoked_at=utcnow()))
 
     def cut(user):
-        kb.keycloak.set_enabled(user["id"], False)
+        # Sessions first: if disabling then fails, the retry finds the user still enabled
+        # and does both again; the other order would leave a disabled user Keybridge
+        # does not know it disabled, with live sessions.
         kb.keycloak.logout(user["id"])
+        kb.keycloak.set_enabled(user["id"], False)
         return user
 
     done, errors = _parallel(kb, cut, targets)
@@ -155,6 +158,19 @@ def enforce_contract(kb, account_id: str, cause: str) -> str:
         account.access, account.access_enforced_at = state, utcnow()
     log.info("account %s contract %s: %d member(s) changed (%s)", account_id, state, count, cause)
     return state
+
+
+def enforce_for_member(kb, account_id: str | None, user_id: str, cause: str) -> None:
+    """A person just joined (or moved to) this account: their access follows its contract."""
+    if not account_id:
+        return
+    with kb.db.session() as session:
+        account = session.get(Account, account_id)
+        state = account.access if account else None
+    if state == "inactive":
+        revoke_users(kb, [kb.keycloak.get_user(user_id)], CONTRACT_INACTIVE, account_id, cause)
+    elif state == "active":
+        restore_revoked(kb, CONTRACT_INACTIVE, CONTRACT_ACTIVE, cause, user_ids=[user_id])
 
 
 def schedule_due_expiries(kb) -> int:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import re
-from datetime import timezone
+from datetime import datetime, timezone
 
-from ..models import Account
+from sqlalchemy import select
+
+from ..models import Account, AccountDomain
 from . import access, audit, invitations
 
 MANAGED_ATTRIBUTES = ("crm_account_id", "contract_status", "contract_ends_at")
@@ -15,12 +17,21 @@ def organization_alias(account_id: str) -> str:
     return "crm-" + re.sub(r"[^a-z0-9-]+", "-", account_id.lower()).strip("-")
 
 
+def contract_status(contract: dict) -> str:
+    """The CRM's status, except that an 'active' contract whose end date passed is 'expired'."""
+    status = contract.get("status", "none")
+    ends_at = contract.get("ends_at")
+    if status == "active" and ends_at is not None and ends_at <= datetime.now(timezone.utc):
+        return "expired"
+    return status
+
+
 def desired_organization(data: dict) -> dict:
     contract = data.get("contract") or {}
     ends_at = contract.get("ends_at")
     attributes = {
         "crm_account_id": [data["account_id"]],
-        "contract_status": [contract.get("status", "none")],
+        "contract_status": [contract_status(contract)],
         "contract_ends_at": [ends_at.isoformat().replace("+00:00", "Z")] if ends_at else [],
     }
     return {
@@ -64,9 +75,15 @@ def ensure_account_row(kb, data: dict, org: dict) -> None:
     with kb.db.session() as session:
         account = session.get(Account, data["account_id"]) or Account(account_id=data["account_id"])
         account.organization_id, account.name = org["id"], data["name"]
-        account.contract_status = contract.get("status", "none")
+        account.contract_status = contract_status(contract)
         account.contract_ends_at = ends_at.astimezone(timezone.utc).replace(tzinfo=None) if ends_at else None
         session.merge(account)
+        wanted = {d.lower() for d in data.get("domains") or []}
+        for row in session.scalars(select(AccountDomain).where(AccountDomain.account_id == data["account_id"])):
+            if row.domain not in wanted:
+                session.delete(row)
+        for domain in wanted:
+            session.merge(AccountDomain(domain=domain, account_id=data["account_id"]))
 
 
 def handle_account_upserted(kb, data: dict, cause: str) -> str:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from .. import outbox
 from ..events import MEMBERSHIP_CHANGED
 from ..jobs import RetryableError
-from ..models import Account, Invitation
+from ..models import Invitation
 from . import access, audit
 from .invitations import CONTACT_ATTRIBUTE
 
@@ -79,11 +79,7 @@ def ensure_membership(kb, user: dict, contact_id: str, account_id: str, cause: s
     if not kb.keycloak.is_member(org["id"], user["id"]):
         kb.keycloak.add_member(org["id"], user["id"])
         _membership_changed(kb, account_id, user, contact_id, "added", cause)
-    with kb.db.session() as session:
-        account = session.get(Account, account_id)
-        inactive = account is not None and account.access == "inactive"
-    if inactive:
-        access.revoke_users(kb, [kb.keycloak.get_user(user["id"])], access.CONTRACT_INACTIVE, account_id, cause)
+    access.enforce_for_member(kb, account_id, user["id"], cause)
 
 
 def contact_left(kb, user: dict, contact_id: str, cause: str) -> str:

@@ -18,7 +18,7 @@ from ..db import utcnow
 from ..events import INVITATION_ACCEPTED, INVITATION_SENT, INVITATION_SKIPPED, IDENTITY_REGISTERED
 from ..jobs import PermanentError, RetryableError
 from ..models import Invitation
-from . import audit
+from . import access, audit
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def ensure_contact_identity(kb, inv_id: int, user: dict) -> None:
     """The user carries crm_contact_id, is a member of the account's organization, holds the mapped roles."""
     with kb.db.session() as session:
         inv = session.get(Invitation, inv_id)
-        contact_id, org_id, details = inv.crm_id, inv.organization_id, dict(inv.details or {})
+        contact_id, org_id, details, account_id = inv.crm_id, inv.organization_id, dict(inv.details or {}), inv.account_id
     kb.keycloak.set_user_attributes(user, {CONTACT_ATTRIBUTE: [contact_id]})
     if org_id and not kb.keycloak.is_member(org_id, user["id"]):
         kb.keycloak.add_member(org_id, user["id"])
@@ -132,6 +132,7 @@ def ensure_contact_identity(kb, inv_id: int, user: dict) -> None:
     if details.get("org_admin"):
         wanted.add(ORG_ADMIN_ROLE)
     kb.keycloak.ensure_realm_roles(user["id"], wanted)
+    access.enforce_for_member(kb, account_id, user["id"], f"joined account {account_id}")
 
 
 def complete_contact_registration(kb, inv_id: int, user_id: str, cause: str, registered_at=None) -> None:

@@ -1,4 +1,4 @@
-"""Keycloak user events that mean someone registered, turned into CRM facts.
+"""Keycloak user events turned into CRM facts: registrations, verifications, profile changes.
 
 - REGISTER / INVITE_ORG carrying an organization invitation (details.token_id) or the
   email of a pending contact invitation: the contact registered or joined.
@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from sqlalchemy import or_, select
 
 from ..models import Invitation
-from . import invitations
+from . import invitations, self_service
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ def handle_keycloak_event(kb, event: dict) -> str:
     if kind in CONTACT_REGISTRATION_TYPES:
         inv_id = _contact_invitation_for(kb, details)
         if inv_id is None:
-            log.info("%s for %s matches no invitation (self-registration)", kind, user_id)
+            if kind == "REGISTER":
+                return self_service.self_registered(kb, user_id, details, when, cause)
             return "no_invitation"
         invitations.complete_contact_registration(kb, inv_id, user_id, cause, when)
         return "registered"
@@ -46,6 +47,10 @@ def handle_keycloak_event(kb, event: dict) -> str:
             return "ignored"
         invitations.complete_lead_registration(kb, inv_id, user_id, cause, when)
         return "registered"
+    if kind == "VERIFY_EMAIL":
+        return self_service.email_verified(kb, user_id, cause)
+    if kind in ("UPDATE_PROFILE", "UPDATE_EMAIL"):
+        return self_service.profile_updated(kb, event, cause)
     return "ignored"
 
 

@@ -10,7 +10,7 @@ import signal
 import time
 
 from .. import jobs, keycloak_events, outbox
-from ..handlers import access, batches, run_job
+from ..handlers import access, activity, batches, run_job
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Worker:
 
     def schedule(self) -> int:
         """Queue what is due by the clock alone (contracts whose end date passed)."""
-        return access.schedule_due_expiries(self.kb)
+        return access.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
 
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""

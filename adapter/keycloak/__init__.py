@@ -263,6 +263,11 @@ class KeycloakGateway:
     def has_password(self, user_id: str) -> bool:
         return any(c.get("type") == "password" for c in self.admin.get_credentials(user_id))
 
+    @keycloak_call("send a verification email")
+    def send_verify_email(self, user_id: str) -> None:
+        r = self.admin.connection.raw_put(self._path(f"users/{user_id}/send-verify-email"), data=None)
+        _check(r, "send a verification email")
+
     @keycloak_call("send an execute-actions email")
     def send_actions_email(self, user_id: str, actions: list[str], lifespan_seconds: int,
                            client_id: str | None = None, redirect_uri: str | None = None) -> None:

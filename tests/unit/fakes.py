@@ -274,6 +274,10 @@ class FakeKeycloak:
         self.users[user_id]["enabled"] = enabled
 
     @_kc
+    def send_verify_email(self, user_id: str) -> None:
+        self.emails.append({"kind": "verify_email", "to": self.users[user_id]["email"], "user_id": user_id})
+
+    @_kc
     def logout(self, user_id: str) -> None:
         self.sessions_ended.append(user_id)
 

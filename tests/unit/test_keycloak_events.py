@@ -167,12 +167,14 @@ def test_with_events_start_now_older_history_is_not_replayed(settings, keycloak)
     kb.db.dispose()
 
 
-def test_a_self_registration_matching_no_invitation_reports_nothing(kb, keycloak, worker):
+def test_a_self_registration_matching_no_invitation_waits_for_approval(kb, keycloak, worker):
     user_id = keycloak.add_user("stranger@else.example", password=True)
     keycloak.add_event("REGISTER", user_id, {"email": "stranger@else.example"})
     drain(worker)
     assert [j.status for j in all_jobs(kb)] == ["done"]
-    assert outbox_events(kb) == []
+    assert [e.data for e in outbox_events(kb)] == [
+        {"user_id": user_id, "email": "stranger@else.example", "company": None, "matched_account_id": None}]
+    assert outbox_events(kb)[0].type == "registration.pending_approval"
 
 
 def test_keycloak_down_while_reading_the_log_loses_no_registration(kb, keycloak, worker, invited_jane):
