@@ -8,8 +8,11 @@ from sqlalchemy import text
 
 from .errors import ApiError
 
-from . import dead_letters, reports
-from .handlers import batches
+from marshmallow import ValidationError
+
+from . import dead_letters, inbox, reports
+from .events import RegistrationDecidedSchema
+from .handlers import batches, self_service
 from .openapi import openapi_document
 
 bp = Blueprint("api", __name__)
@@ -71,6 +74,27 @@ def get_batch(batch_id: str):
     if status is None:
         raise ApiError(404, f"No batch {batch_id}: it has not been received, or its webhook was refused.")
     return jsonify(status)
+
+
+@bp.get("/api/registrations")
+def list_registrations():
+    status = request.args.get("status", "pending") or None
+    return jsonify({"registrations": self_service.pending_registrations(current_app.extensions["keybridge"], status)})
+
+
+@bp.post("/api/registrations/<user_id>/decision")
+def decide_registration(user_id: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "Send a JSON object: {\"decision\": \"approved\"|\"rejected\", \"account_id\": ..., \"roles\": [...]}.")
+    data = {**body, "user_id": user_id}
+    try:
+        data = RegistrationDecidedSchema().load(data)
+    except ValidationError as exc:
+        raise ApiError(422, "The decision does not match the schema; see errors.", exc.messages) from None
+    raw = {k: v for k, v in data.items() if v is not None}
+    event_id = inbox.store_operator_event(current_app.extensions["keybridge"].db, "registration.decided", raw, "api")
+    return jsonify({"status": "accepted", "event_id": event_id}), 202
 
 
 @bp.get("/api/audit")

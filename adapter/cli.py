@@ -124,6 +124,49 @@ def audit(subject: str | None, limit: int) -> None:
         click.echo(f"{entry['at']}  {entry['action']:22} {entry['subject']:40} {entry['cause']}  {json.dumps(entry['details'])}")
 
 
+@main.group()
+def registrations() -> None:
+    """Self-registrations waiting for a decision, and deciding them."""
+
+
+@registrations.command("list")
+@click.option("--status", default="pending", show_default=True, help="pending, awaiting_verification, approved, rejected or '' for all")
+def registrations_list(status: str) -> None:
+    from .handlers import self_service
+
+    rows = self_service.pending_registrations(_kb(), status or None)
+    if not rows:
+        click.echo(f"no {status or ''} registrations".replace("  ", " "))
+    for r in rows:
+        click.echo(f"{r['user_id']}  {r['email']:40} {r['status']:22} matched={r['matched_account_id'] or '-'}  {r['registered_at']}")
+
+
+def _decide(decision: str, user_id: str, account_id: str | None, roles: tuple[str, ...]) -> None:
+    from . import inbox
+
+    data = {"decision": decision, "user_id": user_id, "roles": list(roles)}
+    if account_id:
+        data["account_id"] = account_id
+    event_id = inbox.store_operator_event(_kb().db, "registration.decided", data, "cli")
+    click.echo(f"{decision}: stored as {event_id}; the worker applies it")
+
+
+@registrations.command("approve")
+@click.argument("user_id")
+@click.option("--account", "account_id", default=None, help="CRM account (default: the one whose domain matched)")
+@click.option("--role", "roles", multiple=True, help="CRM role name (repeat); default business roles when none")
+def registrations_approve(user_id: str, account_id: str | None, roles: tuple[str, ...]) -> None:
+    """Give the person membership and roles."""
+    _decide("approved", user_id, account_id, roles)
+
+
+@registrations.command("reject")
+@click.argument("user_id")
+def registrations_reject(user_id: str) -> None:
+    """End the person's access."""
+    _decide("rejected", user_id, None, ())
+
+
 @main.group("dead-letters")
 def dead_letters_group() -> None:
     """Jobs and outbound events that kept failing."""

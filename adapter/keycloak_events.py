@@ -4,7 +4,8 @@ The cursor is the time (ms) of the newest event taken. Each poll re-reads a shor
 overlap before it, because an event can be committed a little after a later one
 is visible; event ids already taken are skipped (kept in `seen_keycloak_events`).
 Each relevant event becomes a job in the same transaction that moves the cursor,
-so a restart neither loses nor repeats one. Jobs keep the log's order.
+so a restart neither loses nor repeats one. One user's events run in the log's order
+(their jobs share an ordering key), even when one of them waits for a retry.
 """
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def _take(kb, page: list[dict]) -> int:
                 continue
             session.add(SeenKeycloakEvent(id=event["id"], time_ms=int(event.get("time", 0))))
             if event.get("type") in RELEVANT:
-                jobs.enqueue(session, "keycloak_event", event["id"], payload=event)
+                jobs.enqueue(session, "keycloak_event", event["id"], payload=event,
+                             ordering_key=f"user:{event['userId']}" if event.get("userId") else None)
                 taken += 1
             elif event.get("type") == "LOGIN" and event.get("userId"):
                 activity.count_login(session, event)

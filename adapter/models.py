@@ -29,6 +29,8 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(40))
     ref: Mapped[str] = mapped_column(String(200))
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Jobs with the same ordering key run one at a time, oldest first (e.g. one user's events).
+    ordering_key: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     status: Mapped[str] = mapped_column(String(20), default="queued")  # queued running done dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     run_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

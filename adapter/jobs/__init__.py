@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ..db import utcnow
 from ..models import Job
@@ -37,8 +37,12 @@ def backoff_seconds(attempts: int, max_delay: int) -> float:
     return float(min(max_delay, 2 ** max(1, attempts)))
 
 
-def enqueue(session: Session, kind: str, ref: str, payload: dict | None = None, run_at=None) -> bool:
+def enqueue(session: Session, kind: str, ref: str, payload: dict | None = None, run_at=None,
+            ordering_key: str | None = None) -> bool:
     """Add a job unless (kind, ref) exists already; returns whether it was added.
+
+    Jobs sharing an `ordering_key` run strictly one after another, in the order enqueued,
+    even when an earlier one is waiting for a retry.
 
     Runs inside the caller's transaction (a savepoint keeps a duplicate from undoing it).
     """
@@ -47,7 +51,7 @@ def enqueue(session: Session, kind: str, ref: str, payload: dict | None = None, 
         return False
     try:
         with session.begin_nested():
-            session.add(Job(kind=kind, ref=ref, payload=payload or {}, run_at=run_at or utcnow()))
+            session.add(Job(kind=kind, ref=ref, payload=payload or {}, run_at=run_at or utcnow(), ordering_key=ordering_key))
     except IntegrityError:
         return False
     return True
@@ -60,8 +64,11 @@ def claim(session: Session) -> Job | None:
         (Job.status == "queued") & (Job.run_at <= now),
         (Job.status == "running") & (Job.locked_until < now),
     )
+    earlier = aliased(Job)
+    blocked = exists().where(earlier.ordering_key == Job.ordering_key, earlier.id < Job.id,
+                             earlier.status.in_(("queued", "running")))
     candidate = session.scalars(
-        select(Job).where(due).order_by(Job.run_at, Job.id).limit(1).with_for_update(skip_locked=True)
+        select(Job).where(due, ~blocked).order_by(Job.run_at, Job.id).limit(1).with_for_update(skip_locked=True)
     ).first()
     if candidate is None:
         return None

@@ -11,12 +11,9 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import IntegrityError
-
-from .. import jobs
+from .. import inbox
 from ..errors import ApiError
 from ..events import INBOUND_SCHEMAS, EnvelopeSchema
-from ..models import InboundEvent
 from .signatures import verify_standard_webhook
 
 log = logging.getLogger(__name__)
@@ -51,23 +48,7 @@ def receive_crm_event():
     except ValidationError as exc:
         raise ApiError(422, f"data does not match the schema of {event_type}; see errors.", {"data": exc.messages}) from None
 
-    status = store_inbound_event(webhook_id, "crm", envelope)
+    status = inbox.store_event(current_app.extensions["keybridge"].db, webhook_id, "crm", envelope)
     if status == "duplicate":
         return jsonify({"status": "duplicate"}), 200
     return jsonify({"status": "accepted"}), 202
-
-
-def store_inbound_event(webhook_id: str, source: str, envelope: dict) -> str:
-    """Store the event and its job in one transaction; 'accepted' or 'duplicate'."""
-    db = current_app.extensions["keybridge"].db
-    try:
-        with db.session() as session:
-            if session.get(InboundEvent, webhook_id) is not None:
-                return "duplicate"
-            session.add(InboundEvent(id=webhook_id, source=source, type=envelope["type"], payload=envelope))
-            session.flush()
-            jobs.enqueue(session, "inbound_event", webhook_id)
-    except IntegrityError:
-        return "duplicate"  # a concurrent delivery of the same webhook-id won the race
-    log.info("accepted webhook %s type=%s", webhook_id, envelope["type"])
-    return "accepted"
