@@ -195,3 +195,25 @@ class LoginActivity(Base):
     last_login_at: Mapped[datetime] = mapped_column(DateTime)
     logins_since_report: Mapped[int] = mapped_column(Integer, default=0)
     last_reported_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class OrgAdminInvitation(Base):
+    """An existing identity an organization's admin invited from the adapter's page (Keycloak's join link).
+
+    Keycloak records no admin event when the person follows the link, so the worker
+    checks until they joined (then tells the CRM, with the admin as actor) or the
+    invitation is gone.
+    """
+
+    __tablename__ = "org_admin_invitations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(String(64), index=True)
+    account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    email: Mapped[str] = mapped_column(String(320))
+    user_id: Mapped[str] = mapped_column(String(64))
+    invited_by: Mapped[str] = mapped_column(String(64))  # the org admin's user id
+    invited_by_email: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # pending joined expired
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

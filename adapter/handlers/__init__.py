@@ -32,6 +32,10 @@ def run_job(kb, job) -> str:
         return activity.run_report(kb, job)
     if job.kind == "contract_expiry":
         return access.handle_contract_expiry(kb, job.payload)
+    if job.kind == "keycloak_admin_event":
+        from .. import admin_events  # imports delegation, which imports this package
+
+        return admin_events.handle_admin_event(kb, job.payload)
     raise PermanentError(f"Unknown job kind {job.kind!r}")
 
 

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
+from .. import delegation
 from ..models import Account, AccountDomain
 from . import access, audit, invitations
 
@@ -90,6 +91,7 @@ def handle_account_upserted(kb, data: dict, cause: str) -> str:
     """The organization matches the account, members' access matches the contract, the admin is invited."""
     org = ensure_organization(kb, data, cause)
     ensure_account_row(kb, data, org)
+    delegation.ensure_organization_delegation(kb, org["id"], cause)
     state = access.enforce_contract(kb, data["account_id"], cause)
     contract = data.get("contract") or {}
     admin = data.get("admin_contact")

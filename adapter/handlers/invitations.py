@@ -133,6 +133,10 @@ def ensure_contact_identity(kb, inv_id: int, user: dict) -> None:
         wanted.add(ORG_ADMIN_ROLE)
     kb.keycloak.ensure_realm_roles(user["id"], wanted)
     access.enforce_for_member(kb, account_id, user["id"], f"joined account {account_id}")
+    if org_id:  # a new member (or admin) of the organization: its admins' permissions follow at once
+        from .. import delegation
+
+        delegation.ensure_organization_delegation(kb, org_id, f"contact {contact_id} joined account {account_id}")
 
 
 def complete_contact_registration(kb, inv_id: int, user_id: str, cause: str, registered_at=None) -> None:

@@ -9,7 +9,7 @@ import logging
 import signal
 import time
 
-from .. import jobs, keycloak_events, outbox
+from .. import admin_events, delegation, jobs, keycloak_events, outbox
 from ..handlers import access, activity, batches, run_job
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,18 @@ class Worker:
             log.info("Keycloak event log not readable yet: %s", exc)
             return 0
 
+    def poll_admin_events(self, force: bool = False) -> int:
+        """Read Keycloak's admin event log and look at org admins' join links (admin_events.py, delegation.py)."""
+        now = time.monotonic()
+        if not force and now < getattr(self, "_next_admin_poll", 0.0):
+            return 0
+        self._next_admin_poll = now + self.kb.settings.events_poll_seconds
+        try:
+            return admin_events.poll(self.kb) + delegation.settle_invitations(self.kb)
+        except (jobs.RetryableError, jobs.PermanentError) as exc:
+            log.info("Keycloak admin event log not readable yet: %s", exc)
+            return 0
+
     def deliver(self) -> int:
         counts = outbox.deliver_due(self.kb.db, self.kb.connector, self.kb.settings)
         return counts["delivered"] + counts["dead"]
@@ -73,7 +85,8 @@ class Worker:
 
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""
-        return self.schedule() + self.poll_keycloak(force_poll) + self.run_jobs() + self.deliver()
+        return (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
+                + self.deliver())
 
     def run_forever(self, idle_sleep: float = 0.5) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())

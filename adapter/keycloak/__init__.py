@@ -316,3 +316,160 @@ class KeycloakGateway:
     @keycloak_call("check that Keycloak is reachable")
     def ping(self) -> None:
         self.admin.get_realm_roles(brief_representation=True, search_text="lead")
+
+    # -- delegated administration: fine-grained admin permissions (v2) ----------------
+
+    def _permissions_path(self, rest: str) -> str:
+        """A path under the authorization settings of the realm's `admin-permissions` client.
+
+        Keycloak creates that client when the realm's adminPermissionsEnabled is on
+        (realm-config does it); raises PermanentError when it is off.
+        """
+        client_id = getattr(self, "_permissions_client_id", None)
+        if client_id is None:
+            r = self.admin.connection.raw_get(f"admin/realms/{self.realm}")
+            client = (_check(r, "read the realm").json().get("adminPermissionsClient") or {}).get("id")
+            if not client:
+                raise PermanentError(f"Realm {self.realm} has no admin permissions (adminPermissionsEnabled is off): "
+                                     "import realm-config/customers-realm.json or switch it on under Realm settings.")
+            client_id = self._permissions_client_id = client
+        return self._path(f"clients/{client_id}/authz/resource-server/{rest}")
+
+    @keycloak_call("read the users holding a realm role")
+    def realm_role_user_ids(self, name: str, page_size: int = 500) -> set[str]:
+        """Ids of the users given realm role `name` directly."""
+        ids: set[str] = set()
+        first = 0
+        while True:
+            r = self.admin.connection.raw_get(self._path(f"roles/{quote(name)}/users"), first=first, max=page_size,
+                                              briefRepresentation="true")
+            page = _check(r, "list a role's users").json()
+            ids.update(u["id"] for u in page)
+            if len(page) < page_size:
+                return ids
+            first += page_size
+
+    @keycloak_call("read an admin permission")
+    def admin_policy(self, name: str) -> dict | None:
+        """The admin policy or permission called `name`, or None.
+
+        A permission comes with `resources` (the ids of the users, organizations or
+        roles it covers), `scopes` (names) and `policies` (ids) filled in.
+        """
+        r = self.admin.connection.raw_get(self._permissions_path("policy"), name=name, first=0, max=100)
+        found = [p for p in _check(r, "search admin permissions").json() if p.get("name") == name]
+        if not found:
+            return None
+        policy = found[0]
+        r = self.admin.connection.raw_get(self._permissions_path(f"policy/{policy['type']}/{policy['id']}"))
+        policy = _check(r, "read an admin permission").json()
+        if policy["type"] == "scope":
+            for part, key in (("resources", "name"), ("scopes", "name"), ("associatedPolicies", "id")):
+                r = self.admin.connection.raw_get(self._permissions_path(f"policy/{policy['id']}/{part}"))
+                policy["policies" if part == "associatedPolicies" else part] = [x[key] for x in _check(r, "read an admin permission").json()]
+        return policy
+
+    @keycloak_call("save an admin user policy")
+    def save_admin_user_policy(self, name: str, user_ids: list[str], description: str = "") -> str:
+        """Create or overwrite the user policy `name` (these users, and only they, match); returns its id."""
+        if not user_ids:
+            raise PermanentError(f"Admin policy {name!r} would name nobody; delete it instead.")
+        rep = {"name": name, "description": description, "type": "user", "logic": "POSITIVE",
+               "decisionStrategy": "UNANIMOUS", "users": sorted(user_ids)}
+        return self._save_admin_policy("user", rep)
+
+    @keycloak_call("save an admin permission")
+    def save_admin_permission(self, name: str, resource_type: str, resource_ids: list[str], scopes: list[str],
+                              policy_ids: list[str], description: str = "") -> str:
+        """Create or overwrite the permission `name`: `scopes` on these resources for whoever the policies match.
+
+        Refuses an empty `resource_ids`: Keycloak reads that as every resource of the type.
+        Returns the permission's id.
+        """
+        if not resource_ids:
+            raise PermanentError(f"Admin permission {name!r} would cover every {resource_type}; delete it instead.")
+        rep = {"name": name, "description": description, "type": "scope", "logic": "POSITIVE",
+               "decisionStrategy": "UNANIMOUS", "resourceType": resource_type, "resources": sorted(resource_ids),
+               "scopes": sorted(scopes), "policies": sorted(policy_ids)}
+        return self._save_admin_policy("scope", rep, kind="permission")
+
+    def _save_admin_policy(self, policy_type: str, rep: dict, kind: str = "policy") -> str:
+        path = f"{kind}/{policy_type}"
+        r = self.admin.connection.raw_get(self._permissions_path("policy"), name=rep["name"], first=0, max=100)
+        existing = [p for p in _check(r, "search admin permissions").json() if p.get("name") == rep["name"]]
+        if not existing:
+            r = self.admin.connection.raw_post(self._permissions_path(path), data=json.dumps(rep))
+            if r.status_code != 409:  # 409: another worker made it a moment ago; overwrite it below
+                return _check(r, f"create admin {kind} {rep['name']}").json()["id"]
+            r = self.admin.connection.raw_get(self._permissions_path("policy"), name=rep["name"], first=0, max=100)
+            existing = [p for p in _check(r, "search admin permissions").json() if p.get("name") == rep["name"]]
+        policy_id = existing[0]["id"]
+        r = self.admin.connection.raw_put(self._permissions_path(f"{path}/{policy_id}"), data=json.dumps({**rep, "id": policy_id}))
+        _check(r, f"update admin {kind} {rep['name']}")
+        return policy_id
+
+    @keycloak_call("delete an admin permission")
+    def delete_admin_policy(self, name: str) -> bool:
+        """Delete the admin policy or permission `name`; returns whether there was one."""
+        r = self.admin.connection.raw_get(self._permissions_path("policy"), name=name, first=0, max=100)
+        found = [p for p in _check(r, "search admin permissions").json() if p.get("name") == name]
+        for policy in found:
+            r = self.admin.connection.raw_delete(self._permissions_path(f"policy/{policy['id']}"))
+            if r.status_code != 404:
+                _check(r, f"delete admin permission {name}")
+        return bool(found)
+
+    # -- admin event log -------------------------------------------------------------
+
+    @keycloak_call("read the realm's admin event log")
+    def admin_events(self, date_from_ms: int, first: int, max_results: int, resource_types: list[str] | None = None) -> list[dict]:
+        """Admin events at or after `date_from_ms` (only of these resource types, if given), oldest first."""
+        query = {"dateFrom": str(date_from_ms), "direction": "asc", "first": first, "max": max_results}
+        if resource_types:
+            query["resourceTypes"] = list(resource_types)
+        r = self.admin.connection.raw_get(self._path("admin-events"), **query)
+        return _check(r, "read the admin event log").json()
+
+    @keycloak_call("find the adapter's service account")
+    def service_account_user_id(self) -> str:
+        """The user id the adapter acts as (its admin events carry it)."""
+        if getattr(self, "_service_account_id", None) is None:
+            username = f"service-account-{self._connection.client_id}".lower()
+            r = self.admin.connection.raw_get(self._path("users"), username=username, exact="true", briefRepresentation="true")
+            found = [u for u in _check(r, "find the service account").json() if u.get("username") == username]
+            if not found:
+                raise PermanentError(f"No user {username}: is {self._connection.client_id} a service-account client?")
+            self._service_account_id = found[0]["id"]
+        return self._service_account_id
+
+    # -- logging people in (OpenID Connect, for the org admin page) ------------------
+
+    @keycloak_call("read the realm's OpenID configuration")
+    def openid_configuration(self) -> dict:
+        """The realm's discovery document. Browser-facing endpoints carry Keycloak's public hostname."""
+        import requests
+
+        config = getattr(self, "_openid_configuration", None)
+        if config is None:
+            r = requests.get(f"{self.server_url}/realms/{self.realm}/.well-known/openid-configuration", timeout=self._connection.timeout)
+            config = self._openid_configuration = _check(r, "read the OpenID configuration").json()
+        return config
+
+    @keycloak_call("log a person in")
+    def exchange_login_code(self, client_id: str, code: str, redirect_uri: str, code_verifier: str) -> dict:
+        """The authorization code of a browser login turned into tokens (public client with PKCE)."""
+        import requests
+
+        r = requests.post(self.openid_configuration()["token_endpoint"], timeout=self._connection.timeout, data={
+            "grant_type": "authorization_code", "client_id": client_id, "code": code,
+            "redirect_uri": redirect_uri, "code_verifier": code_verifier})
+        return _check(r, "exchange a login code").json()
+
+    @keycloak_call("read who logged in")
+    def userinfo(self, access_token: str) -> dict:
+        """The claims of the person an access token belongs to (Keycloak checks the token)."""
+        import requests
+
+        r = requests.get(self.openid_configuration()["userinfo_endpoint"], timeout=self._connection.timeout,
+                         headers={"Authorization": f"Bearer {access_token}"})
+        return _check(r, "read the logged-in person").json()

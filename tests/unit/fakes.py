@@ -378,6 +378,142 @@ class FakeKeycloak:
     def emails_to(self, email: str) -> list[dict]:
         return [m for m in self.emails if m["to"] == email.lower()]
 
+    # -- delegated administration: fine-grained admin permissions (v2) -----------------
+    # Stored by name as Keycloak keeps them in the realm's admin-permissions client;
+    # `grants` evaluates them the way Keycloak 26.7.3 does (see delegation.py).
+
+    @property
+    def admin_policies(self) -> dict[str, dict]:
+        return self.__dict__.setdefault("_admin_policies", {})
+
+    @property
+    def admin_log(self) -> list[dict]:
+        return self.__dict__.setdefault("_admin_log", [])
+
+    @_kc
+    def realm_role_user_ids(self, name: str, page_size: int = 500) -> set[str]:
+        return {u for u, roles in self.user_roles.items() if name in roles}
+
+    @_kc
+    def admin_policy(self, name: str) -> dict | None:
+        return self.admin_policies.get(name)
+
+    @_kc
+    def save_admin_user_policy(self, name: str, user_ids: list[str], description: str = "") -> str:
+        if not user_ids:
+            raise PermanentError(f"Admin policy {name!r} would name nobody; delete it instead.")
+        return self._save_admin({"name": name, "type": "user", "users": sorted(user_ids), "description": description})
+
+    @_kc
+    def save_admin_permission(self, name: str, resource_type: str, resource_ids: list[str], scopes: list[str],
+                              policy_ids: list[str], description: str = "") -> str:
+        if not resource_ids:
+            raise PermanentError(f"Admin permission {name!r} would cover every {resource_type}; delete it instead.")
+        return self._save_admin({"name": name, "type": "scope", "resourceType": resource_type, "resources": sorted(resource_ids),
+                                 "scopes": sorted(scopes), "policies": sorted(policy_ids), "description": description})
+
+    def _save_admin(self, rep: dict) -> str:
+        current = self.admin_policies.get(rep["name"])
+        rep["id"] = current["id"] if current else self._new_id("pol")
+        self.admin_policies[rep["name"]] = rep
+        return rep["id"]
+
+    @_kc
+    def delete_admin_policy(self, name: str) -> bool:
+        return self.admin_policies.pop(name, None) is not None
+
+    @_kc
+    def admin_events(self, date_from_ms: int, first: int, max_results: int, resource_types: list[str] | None = None) -> list[dict]:
+        """Admin events at or after `date_from_ms` (inclusive), of these resource types, oldest first."""
+        matching = sorted((e for e in self.admin_log if e["time"] >= date_from_ms
+                           and (not resource_types or e["resourceType"] in resource_types)), key=lambda e: e["time"])
+        return matching[first:first + max_results]
+
+    SERVICE_ACCOUNT_ID = "user-service-account-keybridge-adapter"
+
+    @_kc
+    def service_account_user_id(self) -> str:
+        return self.SERVICE_ACCOUNT_ID
+
+    @_kc
+    def openid_configuration(self) -> dict:
+        base = f"http://keycloak.test/realms/{self.realm}/protocol/openid-connect"
+        return {"authorization_endpoint": f"{base}/auth", "token_endpoint": f"{base}/token",
+                "userinfo_endpoint": f"{base}/userinfo", "end_session_endpoint": f"{base}/logout"}
+
+    @_kc
+    def exchange_login_code(self, client_id: str, code: str, redirect_uri: str, code_verifier: str) -> dict:
+        user_id = self.__dict__.setdefault("_login_codes", {}).pop(code, None)
+        if user_id is None:
+            raise PermanentError("Keycloak refused to exchange a login code (400): invalid_grant")
+        return {"access_token": f"token-{user_id}", "token_type": "Bearer"}
+
+    @_kc
+    def userinfo(self, access_token: str) -> dict:
+        user = self.users.get(access_token.removeprefix("token-"))
+        if user is None:
+            raise PermanentError("Keycloak refused to read the logged-in person (401)")
+        return {"sub": user["id"], "email": user["email"], "preferred_username": user["username"]}
+
+    # -- what admins do in Keycloak's console (test controls) -----------------------------
+
+    def login_code_for(self, user_id: str) -> str:
+        """The code Keycloak would hand the browser after `user_id` logged in."""
+        code = self._new_id("code")
+        self.__dict__.setdefault("_login_codes", {})[code] = user_id
+        return code
+
+    def add_admin_event(self, operation: str, resource_type: str, path: str, actor_id: str,
+                        representation=None, details: dict | None = None, time_ms: int | None = None) -> dict:
+        """Append an admin event, as Keycloak does for every admin API call."""
+        event = {"id": self._new_id("adm"), "time": time_ms if time_ms is not None else int(time.time() * 1000),
+                 "realmId": self.realm, "authDetails": {"realmId": self.realm, "clientId": "console", "userId": actor_id},
+                 "operationType": operation, "resourceType": resource_type, "resourcePath": path,
+                 "representation": json.dumps(representation) if representation is not None else None}
+        if details:
+            event["details"] = dict(details)
+        self.admin_log.append(event)
+        return event
+
+    def admin_maps_roles(self, actor_id: str, user_id: str, roles: set[str], add: bool = True) -> dict:
+        """An admin gives (or takes) realm roles in the console: the roles change and the log says who."""
+        if add:
+            self.user_roles[user_id] |= set(roles)
+        else:
+            self.user_roles[user_id] -= set(roles)
+        return self.add_admin_event("CREATE" if add else "DELETE", "REALM_ROLE_MAPPING", f"users/{user_id}/role-mappings/realm",
+                                    actor_id, [self.realm_roles[r] for r in sorted(roles)])
+
+    def admin_changes_membership(self, actor_id: str, org_id: str, user_id: str, add: bool = True) -> dict:
+        """An admin adds or removes an organization member through the admin API."""
+        user = self.users[user_id]
+        if add:
+            self.members[org_id].add(user_id)
+            path = f"organizations/{org_id}/members"
+        else:
+            self.members[org_id].discard(user_id)
+            path = f"organizations/{org_id}/members/{user_id}"
+        return self.add_admin_event("CREATE" if add else "DELETE", "ORGANIZATION_MEMBERSHIP", path, actor_id,
+                                    {"id": org_id, "name": self.organizations[org_id]["name"]},
+                                    {"username": user["username"], "email": user["email"]})
+
+    def join_through_link(self, invitation_id: str) -> str:
+        """An existing user follows an organization's join link: a member now (no admin event)."""
+        invitation = self.invitations.pop(invitation_id)
+        user = next(u for u in self.users.values() if u["email"] == invitation["email"])
+        self.members[invitation["organizationId"]].add(user["id"])
+        self.add_event("INVITE_ORG", user["id"], {"token_id": invitation_id, "org_id": invitation["organizationId"]})
+        return user["id"]
+
+    def grants(self, admin_id: str, resource_type: str, resource_id: str, scope: str) -> bool:
+        """Whether Keycloak would let `admin_id` use `scope` on this resource: some permission covers it,
+        and every permission covering it grants (its user policy names the admin)."""
+        covering = [p for p in self.admin_policies.values() if p["type"] == "scope" and p["resourceType"] == resource_type
+                    and resource_id in p["resources"] and scope in p["scopes"]]
+        by_id = {p["id"]: p for p in self.admin_policies.values()}
+        return bool(covering) and all(all(admin_id in by_id.get(pid, {}).get("users", []) for pid in p["policies"])
+                                      for p in covering)
+
 
 # -- helpers for tests that drive the runtime ----------------------------------------------
 

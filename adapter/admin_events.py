@@ -1,0 +1,173 @@
+"""Reading Keycloak's admin event log with a durable cursor: what admins did, told to the CRM.
+
+The same approach as keycloak_events.py (the user event log), with its own cursor: the
+time (ms) of the newest admin event taken, a short overlap re-read before it, and the
+ids already taken kept in `seen_keycloak_events`. Only role mappings and organization
+memberships are read. Each becomes a job in the transaction that moves the cursor; one
+user's (or organization's) admin events run in the log's order.
+
+What a job does (`handle_admin_event`):
+- someone other than the adapter gave or took business roles of a member of a CRM
+  organization (an org admin in the console, typically): membership.changed
+  `roles_changed`, with the roles the person holds now and the actor;
+- someone other than the adapter added a person to, or removed one from, a CRM
+  organization: membership.changed `added` / `removed`; a removed person in no CRM
+  organization any more loses their business roles and org_admin;
+- any membership change or org_admin change, the adapter's own included (CRM webhooks
+  move people too): the organizations' delegated admin permissions follow (delegation.py).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+from sqlalchemy import delete, select
+
+from . import delegation, jobs
+from .models import Cursor, SeenKeycloakEvent
+
+log = logging.getLogger(__name__)
+
+CURSOR = "keycloak_admin_events"
+JOB_KIND = "keycloak_admin_event"
+OVERLAP_MS = 10_000
+PAGE = 200
+RESOURCE_TYPES = ["REALM_ROLE_MAPPING", "ORGANIZATION_MEMBERSHIP"]
+
+_ROLE_MAPPING_PATH = re.compile(r"^users/([^/]+)/role-mappings/realm$")
+_MEMBERS_PATH = re.compile(r"^organizations/([^/]+)/members(?:/([^/]+))?$")
+
+
+def poll(kb) -> int:
+    """Take every new admin event from Keycloak's log; returns how many became jobs."""
+    with kb.db.session() as session:
+        cursor = session.get(Cursor, CURSOR)
+        if cursor is None:
+            start = int(time.time() * 1000) if kb.settings.events_start == "now" else 0
+            cursor = Cursor(name=CURSOR, position={"time_ms": start, "floor_ms": start})
+            session.add(cursor)
+        since = int(cursor.position.get("time_ms", 0))
+        floor = int(cursor.position.get("floor_ms", 0))
+    taken = 0
+    first = 0
+    date_from = max(floor, since - OVERLAP_MS)
+    while True:
+        page = kb.keycloak.admin_events(date_from, first, PAGE, RESOURCE_TYPES)
+        if not page:
+            break
+        taken += _take(kb, page)
+        if len(page) < PAGE:
+            break
+        first += PAGE
+    return taken
+
+
+def _take(kb, page: list[dict]) -> int:
+    taken = 0
+    with kb.db.session() as session:
+        ids = [e["id"] for e in page if e.get("id")]
+        seen = set(session.scalars(select(SeenKeycloakEvent.id).where(SeenKeycloakEvent.id.in_(ids))))
+        newest = 0
+        for event in page:
+            newest = max(newest, int(event.get("time", 0)))
+            if not event.get("id") or event["id"] in seen:
+                continue
+            session.add(SeenKeycloakEvent(id=event["id"], time_ms=int(event.get("time", 0))))
+            if relevant(event):
+                # (kind, ref) is unique: even an id forgotten from seen_keycloak_events makes no second job
+                taken += jobs.enqueue(session, JOB_KIND, event["id"], payload=event, ordering_key=_ordering_key(event))
+        cursor = session.get(Cursor, CURSOR)
+        if newest > int(cursor.position.get("time_ms", 0)):
+            cursor.position = {**cursor.position, "time_ms": newest}
+        session.execute(delete(SeenKeycloakEvent).where(SeenKeycloakEvent.time_ms < newest - 10 * OVERLAP_MS))
+    return taken
+
+
+def relevant(event: dict) -> bool:
+    path = event.get("resourcePath") or ""
+    if event.get("operationType") not in ("CREATE", "DELETE"):
+        return False
+    if event.get("resourceType") == "REALM_ROLE_MAPPING":
+        return bool(_ROLE_MAPPING_PATH.match(path))
+    return event.get("resourceType") == "ORGANIZATION_MEMBERSHIP" and bool(_MEMBERS_PATH.match(path))
+
+
+def _ordering_key(event: dict) -> str | None:
+    path = event.get("resourcePath") or ""
+    if m := _ROLE_MAPPING_PATH.match(path):
+        return f"user:{m.group(1)}"
+    if m := _MEMBERS_PATH.match(path):
+        return f"organization:{m.group(1)}"
+    return None
+
+
+def _role_names(event: dict) -> set[str]:
+    try:
+        return {r.get("name") for r in json.loads(event.get("representation") or "[]") if isinstance(r, dict)}
+    except ValueError:
+        return set()
+
+
+def handle_admin_event(kb, event: dict) -> str:
+    """Run one admin event's job (see the module docstring); returns what happened."""
+    auth = event.get("authDetails") or {}
+    by_adapter = auth.get("userId") == kb.keycloak.service_account_user_id()
+    cause = f"keycloak admin event {event.get('id')} ({event.get('resourceType')} {event.get('operationType')})"
+    path = event.get("resourcePath") or ""
+    if m := _ROLE_MAPPING_PATH.match(path):
+        return _role_mapping_changed(kb, event, m.group(1), by_adapter, cause)
+    if m := _MEMBERS_PATH.match(path):
+        return _membership_changed(kb, event, m.group(1), m.group(2), by_adapter, cause)
+    return "ignored"
+
+
+def _actor(kb, auth: dict) -> delegation.Actor:
+    user_id = auth.get("userId")
+    user = kb.keycloak.get_user(user_id) if user_id else None  # None too for an admin of another realm (master)
+    return delegation.actor_of_user(user, user_id)
+
+
+def _role_mapping_changed(kb, event: dict, user_id: str, by_adapter: bool, cause: str) -> str:
+    names = _role_names(event)
+    outcome = "ignored"
+    if delegation.ORG_ADMIN_ROLE in names:
+        delegation.ensure_user_delegations(kb, user_id, cause)
+        outcome = "delegation_updated"
+    if by_adapter or not names & set(kb.roles.business_roles):
+        return outcome
+    user = kb.keycloak.get_user(user_id)
+    if user is None:
+        return "user_gone"
+    actor = _actor(kb, event.get("authDetails") or {})
+    told = 0
+    for org in kb.keycloak.user_organizations(user_id):
+        account_id = delegation.account_id_of(org)
+        if account_id:
+            told += delegation.record_membership_changed(kb, account_id, user, "roles_changed", actor,
+                                                         f"admin-event:{event['id']}:{org['id']}")
+    return "roles_changed" if told else outcome
+
+
+def _membership_changed(kb, event: dict, org_id: str, member_id: str | None, by_adapter: bool, cause: str) -> str:
+    details = event.get("details") or {}
+    user = kb.keycloak.get_user(member_id) if member_id else None
+    if user is None and not member_id:
+        user = kb.keycloak.find_user_by_email(details.get("email") or details.get("username") or "")
+    try:
+        org = kb.keycloak.get_organization(org_id)
+    except jobs.PermanentError:
+        return "organization_gone"
+    account_id = delegation.account_id_of(org)
+    by_someone = not by_adapter and user is not None and account_id is not None
+    removed = event.get("operationType") == "DELETE"
+    if by_someone and removed:
+        delegation.take_business_access(kb, user["id"])  # before the permissions follow: org_admin may go too
+    delegation.ensure_organization_delegation(kb, org_id, cause)
+    if not by_someone:
+        return "delegation_updated"
+    change = "removed" if removed else "added"
+    delegation.record_membership_changed(kb, account_id, user, change, _actor(kb, event.get("authDetails") or {}),
+                                         f"admin-event:{event['id']}")
+    return change

@@ -1,0 +1,322 @@
+"""Delegated administration: an organization's admins manage its people, and only them.
+
+Keycloak 26.7.3 does the part it can express with fine-grained admin permissions (v2),
+which these idempotent ensure_* steps keep in step with the organizations and their
+admins. For an organization with alias A whose admins (members holding realm role
+`org_admin`) are not nobody:
+
+- user policy ``keybridge: admins of A`` names those admins;
+- permission ``keybridge: organization A`` (Organizations: this one; view) lets them read it;
+- permission ``keybridge: members of A`` (Users: the organization's members; view, map-roles)
+  lets them list and open their people in the admin console and give or take roles;
+- permission ``keybridge: business roles`` (Roles: the business roles; map-role), one for
+  all organizations with the policy ``keybridge: org admins`` (every holder of org_admin):
+  Keycloak only grants what *every* permission on a resource grants, so the roles cannot
+  carry one permission per organization. Which people an admin may give them to is what
+  the per-organization members permission limits.
+
+`org_admin` itself brings realm-management's `query-users` (realm-config), without which
+the console shows no user list; with FGAP the list holds only the people an admin may view.
+
+What Keycloak cannot limit to one organization is inviting and removing: both need
+Organizations `manage`, which also lets the holder rename, disable or delete the whole
+organization, and removing also needs Users `manage`, which lets them delete people.
+The adapter's page (adapter/portal) does exactly those two things, with the adapter's
+own account, after checking that the logged-in person administers that organization.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from . import outbox
+from .db import utcnow
+from .events import MEMBERSHIP_CHANGED
+from .handlers import audit
+from .models import OrgAdminInvitation
+
+log = logging.getLogger(__name__)
+
+ORG_ADMIN_ROLE = "org_admin"
+CONTACT_ATTRIBUTE = "crm_contact_id"
+MEMBER_SCOPES = ("view", "map-roles")
+ORGANIZATION_SCOPES = ("view",)
+ROLE_SCOPES = ("map-role",)
+ALL_ADMINS_POLICY = "keybridge: org admins"
+BUSINESS_ROLES_PERMISSION = "keybridge: business roles"
+
+
+@dataclass(frozen=True)
+class DelegationNames:
+    """The names of one organization's admin policy and permissions (stable: the alias never changes)."""
+
+    admins: str
+    organization: str
+    members: str
+
+    @classmethod
+    def of(cls, alias: str) -> "DelegationNames":
+        return cls(f"keybridge: admins of {alias}", f"keybridge: organization {alias}", f"keybridge: members of {alias}")
+
+
+# -- what Keycloak enforces ---------------------------------------------------------------
+
+def ensure_organization_delegation(kb, org_id: str, cause: str, org_admin_ids: set[str] | None = None) -> str:
+    """The organization's admins may view it, view its members and map business roles to them; nobody else may.
+
+    Returns "delegated" or "no_admins". Calls nothing that writes when all is as it should be.
+    Raises RetryableError/PermanentError from the gateway.
+    """
+    org = kb.keycloak.get_organization(org_id)
+    names = DelegationNames.of(org["alias"])
+    members = sorted(m["id"] for m in kb.keycloak.organization_members(org_id))
+    holders = org_admin_ids
+    if holders is None and members:  # an organization without members has no admins: no need to ask
+        holders = kb.keycloak.realm_role_user_ids(ORG_ADMIN_ROLE)
+    admins = sorted(set(members) & (holders or set()))
+    changed: list[str] = []
+    if not admins:
+        # Permissions first: a permission left without its policy would grant nothing, but say nothing either.
+        for name in (names.members, names.organization, names.admins):
+            if kb.keycloak.delete_admin_policy(name):
+                changed.append(f"deleted {name}")
+        result = "no_admins"
+    else:
+        policy_id = _ensure_user_policy(kb, names.admins, admins, f"Admins of organization {org['name']}", changed)
+        _ensure_permission(kb, names.organization, "Organizations", [org_id], ORGANIZATION_SCOPES, policy_id,
+                           f"Admins of {org['name']} may read it", changed)
+        _ensure_permission(kb, names.members, "Users", members, MEMBER_SCOPES, policy_id,
+                           f"Admins of {org['name']} may view its members and map business roles to them", changed)
+        result = "delegated"
+    if holders is not None:
+        ensure_business_role_permission(kb, holders, cause)
+    if changed:
+        with kb.db.session() as session:
+            audit.record(session, "delegation.updated", f"organization:{org_id}", cause,
+                         {"changes": changed, "admins": admins, "members": len(members)})
+        log.info("organization %s delegation: %s (%s)", org["alias"], "; ".join(changed), cause)
+    return result
+
+
+def ensure_business_role_permission(kb, org_admin_ids: set[str] | None, cause: str) -> None:
+    """Holders of org_admin may map the business roles (to whom: see the members permissions); nobody else."""
+    holders = org_admin_ids if org_admin_ids is not None else kb.keycloak.realm_role_user_ids(ORG_ADMIN_ROLE)
+    changed: list[str] = []
+    if not holders:
+        for name in (BUSINESS_ROLES_PERMISSION, ALL_ADMINS_POLICY):
+            if kb.keycloak.delete_admin_policy(name):
+                changed.append(f"deleted {name}")
+    else:
+        policy_id = _ensure_user_policy(kb, ALL_ADMINS_POLICY, sorted(holders), "Every holder of org_admin", changed)
+        role_ids = [kb.keycloak.realm_role(name)["id"] for name in sorted(kb.roles.business_roles)]
+        _ensure_permission(kb, BUSINESS_ROLES_PERMISSION, "Roles", role_ids, ROLE_SCOPES, policy_id,
+                           "Org admins may map the business roles (to their own organization's members only)", changed)
+    if changed:
+        with kb.db.session() as session:
+            audit.record(session, "delegation.updated", "realm:business-roles", cause, {"changes": changed})
+
+
+def _ensure_user_policy(kb, name: str, user_ids: list[str], description: str, changed: list[str]) -> str:
+    current = kb.keycloak.admin_policy(name)
+    if current is not None and sorted(current.get("users") or []) == sorted(user_ids):
+        return current["id"]
+    changed.append(f"{'created' if current is None else 'updated'} {name}")
+    return kb.keycloak.save_admin_user_policy(name, user_ids, description)
+
+
+def _ensure_permission(kb, name: str, resource_type: str, resource_ids: list[str], scopes, policy_id: str,
+                       description: str, changed: list[str]) -> str:
+    current = kb.keycloak.admin_policy(name)
+    if (current is not None and current.get("resourceType") == resource_type
+            and sorted(current.get("resources") or []) == sorted(resource_ids)
+            and sorted(current.get("scopes") or []) == sorted(scopes)
+            and (current.get("policies") or []) == [policy_id]):
+        return current["id"]
+    changed.append(f"{'created' if current is None else 'updated'} {name}")
+    return kb.keycloak.save_admin_permission(name, resource_type, resource_ids, list(scopes), [policy_id], description)
+
+
+def ensure_user_delegations(kb, user_id: str, cause: str) -> list[str]:
+    """Every organization the user belongs to has its delegation up to date (after their membership or org_admin changed)."""
+    orgs = kb.keycloak.user_organizations(user_id)
+    holders = kb.keycloak.realm_role_user_ids(ORG_ADMIN_ROLE)
+    for org in orgs:
+        ensure_organization_delegation(kb, org["id"], cause, org_admin_ids=holders)
+    if not orgs:
+        ensure_business_role_permission(kb, holders, cause)
+    return [o["id"] for o in orgs]
+
+
+# -- who may use the adapter's page ----------------------------------------------------
+
+def account_id_of(org: dict) -> str | None:
+    values = (org.get("attributes") or {}).get("crm_account_id") or []
+    return values[0] if values else None
+
+
+def administered_organizations(kb, user_id: str) -> list[dict]:
+    """The CRM organizations this person administers: they hold org_admin and are a member."""
+    if ORG_ADMIN_ROLE not in kb.keycloak.user_realm_roles(user_id):
+        return []
+    return [o for o in kb.keycloak.user_organizations(user_id) if account_id_of(o)]
+
+
+def business_roles_of(kb, user_id: str) -> list[str]:
+    return sorted(kb.keycloak.user_realm_roles(user_id) & set(kb.roles.business_roles))
+
+
+# -- what org admins do: telling the CRM ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something in Keycloak, as the CRM is told (`actor` is their email or a stand-in)."""
+
+    label: str
+    user_id: str | None = None
+
+
+def actor_of_user(user: dict | None, user_id: str | None) -> Actor:
+    if user is None:
+        return Actor(f"keycloak-admin:{user_id}" if user_id else "keycloak-admin", user_id)
+    return Actor(user.get("email") or user.get("username") or user["id"], user["id"])
+
+
+def record_membership_changed(kb, account_id: str, user: dict, change: str, actor: Actor, fact_id: str,
+                              roles: list[str] | None = None) -> bool:
+    """Owe the CRM one membership.changed; `fact_id` makes it once-only. Returns whether it is new."""
+    contact = ((user.get("attributes") or {}).get(CONTACT_ATTRIBUTE) or [None])[0]
+    data = {"account_id": account_id, "user_id": user["id"], "contact_id": contact, "change": change,
+            "roles": roles if roles is not None else business_roles_of(kb, user["id"]),
+            "actor": actor.label, "actor_user_id": actor.user_id}
+    with kb.db.session() as session:
+        new = outbox.record(session, MEMBERSHIP_CHANGED, data, f"{MEMBERSHIP_CHANGED}:{fact_id}")
+        if new:
+            audit.record(session, f"membership.{change}", f"account:{account_id}", f"{actor.label} in Keycloak",
+                         {"user_id": user["id"], "roles": data["roles"]})
+    return new
+
+
+def take_business_access(kb, user_id: str) -> set[str]:
+    """A person in no CRM organization keeps no business role and no org_admin (their next token has no app roles)."""
+    if any(account_id_of(o) for o in kb.keycloak.user_organizations(user_id)):
+        return set()
+    _, removed = kb.keycloak.ensure_realm_roles(user_id, set(), managed=set(kb.roles.business_roles) | {ORG_ADMIN_ROLE})
+    return removed
+
+
+# -- the two things the page does ---------------------------------------------------------
+
+def invite_member(kb, org: dict, email: str, first_name: str | None, last_name: str | None, admin: dict) -> str:
+    """An org admin invites someone into their organization; returns what happened.
+
+    - "invited": a new person: the adapter creates the identity as a member with the default
+      business roles and Keycloak mails them a link to choose their password (no REGISTER
+      event follows, so nothing mistakes them for a self-registration);
+    - "join_link_sent": someone with an identity already gets Keycloak's join link; the worker
+      notices when they joined (`settle_invitations`);
+    - "already_member", "already_invited".
+    """
+    email = email.strip().lower()
+    actor = actor_of_user(admin, admin["id"])
+    account_id = account_id_of(org)
+    user = kb.keycloak.find_user_by_email(email)
+    if user is not None and kb.keycloak.is_member(org["id"], user["id"]):
+        return "already_member"
+    if user is not None:
+        if any(i.get("status", "PENDING") == "PENDING" for i in kb.keycloak.organization_invitations(org["id"], email)):
+            return "already_invited"  # Keycloak refuses a second join link while one is pending
+        kb.keycloak.invite_existing_member(org["id"], user["id"])
+        with kb.db.session() as session:
+            for old in session.scalars(select(OrgAdminInvitation).where(  # an earlier link that lapsed
+                    OrgAdminInvitation.organization_id == org["id"], OrgAdminInvitation.user_id == user["id"],
+                    OrgAdminInvitation.status == "pending")):
+                old.status, old.settled_at = "expired", utcnow()
+            session.add(OrgAdminInvitation(organization_id=org["id"], account_id=account_id, email=email, user_id=user["id"],
+                                           invited_by=admin["id"], invited_by_email=actor.label))
+            audit.record(session, "org_admin.invited", f"organization:{org['id']}", f"{actor.label} on the Keybridge page",
+                         {"email": email, "existing_user": user["id"]})
+        return "join_link_sent"
+
+    kb.keycloak.create_user({"username": email, "email": email, "enabled": True, "emailVerified": False,
+                             "firstName": first_name or "", "lastName": last_name or ""})
+    user = kb.keycloak.find_user_by_email(email)
+    kb.keycloak.add_member(org["id"], user["id"])
+    kb.keycloak.ensure_realm_roles(user["id"], set(kb.roles.default_business_roles))
+    days = kb.settings.invite_expires_in_days
+    client_id, redirect = _invite_redirect(kb)
+    kb.keycloak.send_actions_email(user["id"], ["UPDATE_PASSWORD"], days * 86400, client_id, redirect)
+    ensure_organization_delegation(kb, org["id"], f"{actor.label} invited {email}")
+    if account_id:
+        record_membership_changed(kb, account_id, user, "added", actor, f"invite:{org['id']}:{user['id']}")
+    with kb.db.session() as session:
+        audit.record(session, "org_admin.invited", f"organization:{org['id']}", f"{actor.label} on the Keybridge page",
+                     {"email": email, "user_id": user["id"]})
+    return "invited"
+
+
+def _invite_redirect(kb) -> tuple[str, str]:
+    if kb.settings.invite_redirect_uri:
+        return "customer-portal", kb.settings.invite_redirect_uri
+    return "account-console", f"{kb.settings.keycloak_url.rstrip('/')}/realms/{kb.settings.keycloak_realm}/account/"
+
+
+def remove_member(kb, org: dict, user_id: str, admin: dict) -> str:
+    """An org admin takes someone out of their organization; returns "removed" or "not_member".
+
+    The person keeps their identity but, in no CRM organization any more, loses their
+    business roles and org_admin: their next token refresh is refused ("Invalid
+    organization") and a new login carries no application role.
+    """
+    actor = actor_of_user(admin, admin["id"])
+    if user_id == admin["id"]:
+        raise ValueError("You cannot remove yourself; ask another admin of your organization or your account manager.")
+    if not kb.keycloak.is_member(org["id"], user_id):
+        return "not_member"
+    user = kb.keycloak.get_user(user_id)
+    kb.keycloak.remove_member(org["id"], user_id)
+    return member_left(kb, org, user, actor, f"remove:{org['id']}:{user_id}:{utcnow().isoformat()}")
+
+
+def member_left(kb, org: dict, user: dict, actor: Actor, fact_id: str) -> str:
+    """Someone is no longer a member: delegation follows, access ends, the CRM is told."""
+    take_business_access(kb, user["id"])
+    ensure_organization_delegation(kb, org["id"], f"{actor.label} removed {user.get('email') or user['id']}")
+    account_id = account_id_of(org)
+    if account_id:
+        record_membership_changed(kb, account_id, user, "removed", actor, fact_id)
+    return "removed"
+
+
+def settle_invitations(kb, now=None) -> int:
+    """Look at join links sent from the page: who joined becomes a member the admins see; returns how many settled."""
+    now = now or utcnow()
+    recheck = timedelta(seconds=5 * kb.settings.events_poll_seconds)
+    with kb.db.session() as session:
+        pending = [(i.id, i.organization_id, i.user_id, i.email, i.invited_by, i.invited_by_email)
+                   for i in session.scalars(select(OrgAdminInvitation).where(OrgAdminInvitation.status == "pending"))
+                   if i.checked_at is None or i.checked_at <= now - recheck]
+    settled = 0
+    for inv_id, org_id, user_id, email, admin_id, admin_email in pending:
+        status = None
+        if kb.keycloak.is_member(org_id, user_id):
+            status = "joined"
+            org, user = kb.keycloak.get_organization(org_id), kb.keycloak.get_user(user_id)
+            if user is not None:
+                if not kb.keycloak.user_realm_roles(user_id) & set(kb.roles.business_roles):
+                    kb.keycloak.ensure_realm_roles(user_id, set(kb.roles.default_business_roles))
+                ensure_organization_delegation(kb, org_id, f"{email} joined on {admin_email}'s invitation")
+                if account_id_of(org):
+                    record_membership_changed(kb, account_id_of(org), user, "added", Actor(admin_email, admin_id),
+                                              f"join:{inv_id}")
+        elif not any(i.get("status", "PENDING") == "PENDING" for i in kb.keycloak.organization_invitations(org_id, email)):
+            status = "expired"  # expired, or deleted by an administrator
+        with kb.db.session() as session:
+            inv = session.get(OrgAdminInvitation, inv_id)
+            inv.checked_at = utcnow()
+            if status:
+                inv.status, inv.settled_at = status, utcnow()
+                settled += 1
+    return settled
