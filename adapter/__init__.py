@@ -10,7 +10,7 @@ from .config import Settings
 
 def create_app(config: dict | None = None) -> Flask:
     """The web application. `config` may hold KEYBRIDGE_SETTINGS (a Settings) or Flask keys."""
-    from . import api, errors, webhooks
+    from . import api, errors, portal, webhooks
     from .runtime import Keybridge
 
     app = Flask(__name__)
@@ -24,4 +24,5 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     webhooks.init_app(app)
     api.init_app(app)
+    portal.init_app(app)
     return app

@@ -438,7 +438,7 @@ class FakeKeycloak:
     @_kc
     def openid_configuration(self) -> dict:
         base = f"http://keycloak.test/realms/{self.realm}/protocol/openid-connect"
-        return {"authorization_endpoint": f"{base}/auth", "token_endpoint": f"{base}/token",
+        return {"issuer": f"http://keycloak.test/realms/{self.realm}", "authorization_endpoint": f"{base}/auth", "token_endpoint": f"{base}/token",
                 "userinfo_endpoint": f"{base}/userinfo", "end_session_endpoint": f"{base}/logout"}
 
     @_kc

@@ -1,0 +1,193 @@
+"""The org admin page: the two things Keycloak's admin console cannot limit to one organization.
+
+`/portal/`, behind a Keycloak login (the public client `keybridge-portal`, authorization
+code with PKCE): an admin of a CRM organization (realm role `org_admin` and a member of
+it, checked with Keycloak on every request) sees its members with their business roles,
+invites someone, or removes someone. Everything else an org admin does — seeing their
+people, giving and taking business roles — happens in Keycloak's own admin console under
+the permissions delegation.py keeps.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, current_app, flash, redirect, render_template_string, request, session, url_for
+
+from .. import delegation
+from ..jobs import PermanentError, RetryableError
+from .pages import MEMBERS_PAGE, MESSAGE_PAGE
+
+CLIENT_ID = "keybridge-portal"
+
+bp = Blueprint("portal", __name__, url_prefix="/portal")
+
+
+def init_app(app: Flask) -> None:
+    if not app.secret_key:
+        # Stable across processes of one deployment without another secret to manage: derived
+        # from the adapter's client secret (a fresh random key when there is none, e.g. in unit tests).
+        secret = current_settings(app).keycloak_client_secret
+        app.secret_key = (hmac.new(secret.encode(), b"keybridge portal sessions", hashlib.sha256).hexdigest()
+                          if secret else secrets.token_hex(32))
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.register_blueprint(bp)
+
+
+def current_settings(app=None):
+    return (app or current_app).extensions["keybridge"].settings
+
+
+def _kb():
+    return current_app.extensions["keybridge"]
+
+
+def _page(template: str, status: int = 200, **context):
+    return render_template_string(template, **context), status
+
+
+def _message(title: str, text: str, status: int):
+    return _page(MESSAGE_PAGE, status, title=title, text=text)
+
+
+# -- logging in -------------------------------------------------------------------------
+
+@bp.get("/login")
+def login():
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    session["login"] = {"state": secrets.token_urlsafe(24), "verifier": verifier, "next": _safe_next(request.args.get("next"))}
+    query = {"client_id": CLIENT_ID, "response_type": "code", "scope": "openid", "redirect_uri": _callback_url(),
+             "state": session["login"]["state"], "code_challenge": challenge, "code_challenge_method": "S256"}
+    return redirect(f"{_kb().keycloak.openid_configuration()['authorization_endpoint']}?{urlencode(query)}")
+
+
+@bp.get("/callback")
+def callback():
+    pending = session.pop("login", None)
+    if pending is None or not hmac.compare_digest(request.args.get("state", ""), pending["state"]):
+        return _message("Sign-in expired", "Please sign in again.", 400)
+    if "code" not in request.args:
+        return _message("Not signed in", request.args.get("error_description") or "Keycloak did not sign you in.", 401)
+    try:
+        tokens = _kb().keycloak.exchange_login_code(CLIENT_ID, request.args["code"], _callback_url(), pending["verifier"])
+        claims = _kb().keycloak.userinfo(tokens["access_token"])
+    except (PermanentError, RetryableError) as exc:
+        current_app.logger.warning("portal login failed: %s", exc)
+        return _message("Not signed in", "Keycloak could not confirm your sign-in; please try again.", 401)
+    session.clear()
+    session["user"] = {"id": claims["sub"], "email": claims.get("email") or claims.get("preferred_username")}
+    session["csrf"] = secrets.token_urlsafe(24)
+    return redirect(pending["next"] or url_for("portal.members"))
+
+
+@bp.post("/logout")
+def logout():
+    _require_csrf()
+    session.clear()
+    return _message("Signed out", "You are signed out of the organization admin page.", 200)
+
+
+def _callback_url() -> str:
+    return url_for("portal.callback", _external=True)
+
+
+def _safe_next(target: str | None) -> str | None:
+    return target if target and target.startswith("/portal/") and not target.startswith("//") else None
+
+
+def _require_csrf() -> None:
+    if not hmac.compare_digest(request.form.get("csrf", ""), session.get("csrf", "") or "-"):
+        raise _Refused("This form is out of date; reload the page and try again.", 400)
+
+
+class _Refused(Exception):
+    def __init__(self, text: str, status: int):
+        super().__init__(text)
+        self.text, self.status = text, status
+
+
+@bp.errorhandler(_Refused)
+def _refused(exc: _Refused):
+    return _message("Not done", exc.text, exc.status)
+
+
+@bp.errorhandler(RetryableError)
+def _keycloak_down(exc: RetryableError):
+    current_app.logger.warning("portal: %s", exc)
+    return _message("Try again shortly", "Keycloak is not reachable at the moment; nothing was changed.", 503)
+
+
+# -- who is asking, for which organization ---------------------------------------------
+
+def _admin_and_org():
+    """(the signed-in admin as Keycloak knows them, the organization they act on); raises _Refused."""
+    who = session.get("user")
+    if who is None:
+        return None, None
+    kb = _kb()
+    admin = kb.keycloak.get_user(who["id"])
+    orgs = delegation.administered_organizations(kb, who["id"]) if admin and admin.get("enabled", True) else []
+    if not orgs:
+        raise _Refused("This page is for the admins of a customer organization. Your account manager can make you one.", 403)
+    wanted = request.values.get("org")
+    org = next((o for o in orgs if o["id"] == wanted), None) if wanted else orgs[0]
+    if org is None:
+        raise _Refused("You are not an admin of that organization.", 403)
+    return admin, org
+
+
+@bp.get("/")
+def members():
+    admin, org = _admin_and_org()
+    if admin is None:
+        return redirect(url_for("portal.login", next=request.full_path))
+    kb = _kb()
+    people = []
+    for member in sorted(kb.keycloak.organization_members(org["id"]), key=lambda m: (m.get("email") or "").lower()):
+        roles = kb.keycloak.user_realm_roles(member["id"])
+        people.append({"id": member["id"], "email": member.get("email") or member.get("username"),
+                       "name": " ".join(p for p in (member.get("firstName"), member.get("lastName")) if p),
+                       "roles": sorted(roles & set(kb.roles.business_roles)),
+                       "admin": delegation.ORG_ADMIN_ROLE in roles, "you": member["id"] == admin["id"]})
+    console = f"{kb.keycloak.openid_configuration()['issuer'].rsplit('/realms/', 1)[0]}/admin/{kb.settings.keycloak_realm}/console/"
+    return _page(MEMBERS_PAGE, org=org, people=people, admin=admin, csrf=session["csrf"], console=console,
+                 organizations=delegation.administered_organizations(kb, admin["id"]))
+
+
+@bp.post("/invite")
+def invite():
+    _require_csrf()
+    admin, org = _admin_and_org()
+    if admin is None:
+        return redirect(url_for("portal.login"))
+    email = (request.form.get("email") or "").strip()
+    if "@" not in email or len(email) > 320:
+        raise _Refused("Give the email address of the person to invite.", 400)
+    outcome = delegation.invite_member(_kb(), org, email, request.form.get("first_name") or None,
+                                       request.form.get("last_name") or None, admin)
+    flash({"invited": f"{email} is invited: they got an email to choose their password.",
+           "join_link_sent": f"{email} already has an account: they got an email to join {org['name']}.",
+           "already_member": f"{email} is already a member.",
+           "already_invited": f"{email} has an invitation waiting already."}[outcome])
+    return redirect(url_for("portal.members", org=org["id"]))
+
+
+@bp.post("/members/<user_id>/remove")
+def remove(user_id: str):
+    _require_csrf()
+    admin, org = _admin_and_org()
+    if admin is None:
+        return redirect(url_for("portal.login"))
+    try:
+        outcome = delegation.remove_member(_kb(), org, user_id, admin)
+    except ValueError as exc:
+        raise _Refused(str(exc), 400) from None
+    if outcome == "not_member":
+        raise _Refused("That person is not a member of your organization.", 404)
+    flash("Removed: they are no longer a member and keep no business role.")
+    return redirect(url_for("portal.members", org=org["id"]))

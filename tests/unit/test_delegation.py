@@ -1,0 +1,301 @@
+"""Delegated administration: each organization's admins, and only they, manage its people.
+
+CRM webhooks in through the real endpoint, the worker runs, the in-memory Keycloak keeps the
+fine-grained admin permissions; `FakeKeycloak.grants` answers what Keycloak 26.7.3 would allow.
+The org admin page (/portal) is driven through Flask's test client.
+"""
+from __future__ import annotations
+
+import pytest
+
+from adapter import delegation
+from adapter.jobs import PermanentError
+from adapter.jobs.worker import Worker
+from adapter.keycloak import KeycloakGateway
+from tests.conftest import envelope, signed_post
+from tests.unit.fakes import FakeKeycloak, outbox_events
+
+ACTIVE = {"status": "active", "ends_at": "2030-01-01T00:00:00Z"}
+ACME = {"account_id": "A-1", "name": "Acme", "domains": ["acme.example"], "contract": ACTIVE,
+        "admin_contact": {"contact_id": "C-ADM", "email": "ada@acme.example", "first_name": "Ada", "last_name": "Admin"}}
+GLOBEX = {"account_id": "A-2", "name": "Globex", "domains": ["globex.example"], "contract": ACTIVE,
+          "admin_contact": {"contact_id": "C-GADM", "email": "gus@globex.example", "first_name": "Gus", "last_name": "Admin"}}
+
+
+@pytest.fixture
+def settings(settings):
+    """The worker reads the logs and looks at join links on every pass."""
+    settings.events_poll_seconds = 0.0
+    return settings
+
+
+@pytest.fixture
+def keycloak():
+    return FakeKeycloak()
+
+
+@pytest.fixture
+def kb(app, keycloak):
+    kb = app.extensions["keybridge"]
+    kb.keycloak = keycloak
+    return kb
+
+
+@pytest.fixture
+def worker(kb):
+    return Worker(kb)
+
+
+def drain(worker) -> None:
+    for _ in range(30):
+        if not worker.run_once():
+            return
+    raise AssertionError("the worker never went idle")
+
+
+def deliver(client, worker, event_type, data):
+    r = signed_post(client, envelope(event_type, data))
+    assert r.status_code == 202, r.json
+    drain(worker)
+
+
+def register(keycloak, worker, email: str) -> str:
+    """The person follows their invitation link and registers; the adapter finishes the job."""
+    (invitation,) = keycloak.pending_invitations(email)
+    user_id, _ = keycloak.register_invited_user(invitation["id"])
+    drain(worker)
+    return user_id
+
+
+def org_of(keycloak, account_id: str) -> dict:
+    (org,) = [o for o in keycloak.organizations.values() if o["attributes"].get("crm_account_id") == [account_id]]
+    return org
+
+
+@pytest.fixture
+def acme(client, keycloak, worker) -> dict:
+    """Acme onboarded: its admin contact and a buyer registered through their invitations."""
+    deliver(client, worker, "account.upserted", ACME)
+    admin = register(keycloak, worker, "ada@acme.example")
+    deliver(client, worker, "contact.invite_requested", {"contact_id": "C-1", "email": "bob@acme.example",
+                                                          "account_id": "A-1", "roles": ["Buyer"]})
+    bob = register(keycloak, worker, "bob@acme.example")
+    return {"org": org_of(keycloak, "A-1"), "admin": admin, "bob": bob}
+
+
+@pytest.fixture
+def globex(client, keycloak, worker) -> dict:
+    deliver(client, worker, "account.upserted", GLOBEX)
+    admin = register(keycloak, worker, "gus@globex.example")
+    deliver(client, worker, "contact.invite_requested", {"contact_id": "C-2", "email": "gina@globex.example",
+                                                          "account_id": "A-2", "roles": ["Technical Contact"]})
+    gina = register(keycloak, worker, "gina@globex.example")
+    return {"org": org_of(keycloak, "A-2"), "admin": admin, "gina": gina}
+
+
+def role_id(keycloak, name: str) -> str:
+    return keycloak.realm_roles[name]["id"]
+
+
+def membership_changes(kb) -> list[dict]:
+    return [e.data for e in outbox_events(kb, "membership.changed")]
+
+
+# -- what Keycloak lets an org admin do ---------------------------------------------------
+
+def test_the_admin_contact_who_registered_administers_exactly_their_organization(keycloak, acme):
+    admin, bob, org = acme["admin"], acme["bob"], acme["org"]
+    assert keycloak.user_roles[admin] >= {"org_admin"}
+    for person in (admin, bob):
+        assert keycloak.grants(admin, "Users", person, "view")
+        assert keycloak.grants(admin, "Users", person, "map-roles")
+    assert keycloak.grants(admin, "Organizations", org["id"], "view")
+    assert not keycloak.grants(admin, "Organizations", org["id"], "manage"), "manage would let them delete the organization"
+    assert not keycloak.grants(admin, "Users", bob, "manage"), "manage would let them delete people"
+    for role in ("member", "buyer", "technical_contact", "billing_admin"):
+        assert keycloak.grants(admin, "Roles", role_id(keycloak, role), "map-role")
+    for role in ("org_admin", "lead"):
+        assert not keycloak.grants(admin, "Roles", role_id(keycloak, role), "map-role")
+
+
+def test_a_member_without_org_admin_may_do_nothing(keycloak, acme):
+    bob = acme["bob"]
+    assert not keycloak.grants(bob, "Users", acme["admin"], "view")
+    assert not keycloak.grants(bob, "Roles", role_id(keycloak, "buyer"), "map-role")
+    assert not keycloak.grants(bob, "Organizations", acme["org"]["id"], "view")
+
+
+def test_admins_never_reach_another_organizations_people(keycloak, acme, globex):
+    for admin, other_org, others in ((acme["admin"], globex["org"], (globex["admin"], globex["gina"])),
+                                     (globex["admin"], acme["org"], (acme["admin"], acme["bob"]))):
+        for person in others:
+            assert not keycloak.grants(admin, "Users", person, "view")
+            assert not keycloak.grants(admin, "Users", person, "map-roles")
+        assert not keycloak.grants(admin, "Organizations", other_org["id"], "view")
+    # Both may map business roles: one permission for all admins, since Keycloak wants every permission on a role to agree.
+    assert keycloak.grants(acme["admin"], "Roles", role_id(keycloak, "buyer"), "map-role")
+    assert keycloak.grants(globex["admin"], "Roles", role_id(keycloak, "buyer"), "map-role")
+
+
+def test_a_new_member_is_visible_to_the_admins_as_soon_as_they_registered(client, keycloak, worker, acme):
+    deliver(client, worker, "contact.invite_requested", {"contact_id": "C-3", "email": "cy@acme.example", "account_id": "A-1"})
+    cy = register(keycloak, worker, "cy@acme.example")
+    assert keycloak.grants(acme["admin"], "Users", cy, "map-roles")
+
+
+def test_running_the_delegation_again_changes_nothing(kb, keycloak, acme):
+    before = dict(keycloak.admin_policies)
+    keycloak.calls.clear()
+    assert delegation.ensure_organization_delegation(kb, acme["org"]["id"], "test") == "delegated"
+    writes = [name for name, *_ in keycloak.calls if name.startswith(("save_", "delete_"))]
+    assert writes == []
+    assert keycloak.admin_policies == before
+
+
+def test_an_organization_whose_last_admin_left_delegates_nothing(kb, keycloak, acme):
+    keycloak.members[acme["org"]["id"]].discard(acme["admin"])
+    keycloak.user_roles[acme["admin"]].discard("org_admin")
+    assert delegation.ensure_organization_delegation(kb, acme["org"]["id"], "test") == "no_admins"
+    names = delegation.DelegationNames.of(acme["org"]["alias"])
+    assert not {names.admins, names.organization, names.members, delegation.BUSINESS_ROLES_PERMISSION} & set(keycloak.admin_policies)
+    assert not keycloak.grants(acme["admin"], "Users", acme["bob"], "view")
+
+
+def test_a_new_organization_without_members_costs_no_permission(client, kb, keycloak, worker):
+    deliver(client, worker, "account.upserted", {"account_id": "A-9", "name": "Initech", "contract": {"status": "none"}})
+    assert keycloak.admin_policies == {}
+    assert keycloak.calls_to("realm_role_user_ids") == []
+
+
+def test_the_gateway_never_writes_a_permission_without_resources():
+    gateway = KeycloakGateway("http://keycloak.invalid", "customers", "keybridge-adapter", "secret")
+    with pytest.raises(PermanentError, match="every Users"):
+        gateway.save_admin_permission("keybridge: members of x", "Users", [], ["view"], ["p"])
+    with pytest.raises(PermanentError, match="nobody"):
+        gateway.save_admin_user_policy("keybridge: admins of x", [])
+
+
+# -- the org admin page: inviting and removing ------------------------------------------
+
+def test_an_admin_invites_a_new_person_who_becomes_a_member_the_admin_sees(kb, keycloak, acme):
+    admin = keycloak.users[acme["admin"]]
+    assert delegation.invite_member(kb, acme["org"], "Dee@Acme.example", "Dee", "New", admin) == "invited"
+
+    dee = keycloak.find_user_by_email("dee@acme.example")
+    assert dee["id"] in keycloak.members[acme["org"]["id"]]
+    assert keycloak.user_roles[dee["id"]] == {"member"}
+    (mail,) = keycloak.emails_to("dee@acme.example")
+    assert mail["kind"] == "actions" and mail["actions"] == ["UPDATE_PASSWORD"]
+    assert keycloak.grants(acme["admin"], "Users", dee["id"], "map-roles")
+    assert membership_changes(kb)[-1] == {"account_id": "A-1", "user_id": dee["id"], "contact_id": None, "change": "added",
+                                          "roles": ["member"], "actor": "ada@acme.example", "actor_user_id": acme["admin"]}
+    assert delegation.invite_member(kb, acme["org"], "dee@acme.example", None, None, admin) == "already_member"
+    assert len(keycloak.emails_to("dee@acme.example")) == 1
+
+
+def test_someone_with_an_identity_gets_a_join_link_and_counts_once_they_joined(kb, keycloak, worker, acme, globex):
+    admin = keycloak.users[acme["admin"]]
+    lee = keycloak.add_user("lee@prospect.example", "Lee", "P", password=True)
+    assert delegation.invite_member(kb, acme["org"], "lee@prospect.example", None, None, admin) == "join_link_sent"
+    assert delegation.invite_member(kb, acme["org"], "lee@prospect.example", None, None, admin) == "already_invited"
+    drain(worker)
+    assert not keycloak.grants(acme["admin"], "Users", lee, "view"), "not before they accepted"
+    assert [m["kind"] for m in keycloak.emails_to("lee@prospect.example")] == ["org_invite_existing"]
+
+    (invitation,) = keycloak.pending_invitations("lee@prospect.example")
+    keycloak.join_through_link(invitation["id"])
+    drain(worker)
+
+    assert keycloak.grants(acme["admin"], "Users", lee, "map-roles")
+    assert keycloak.user_roles[lee] == {"member"}
+    added = [c for c in membership_changes(kb) if c["user_id"] == lee]
+    assert [(c["change"], c["actor"]) for c in added] == [("added", "ada@acme.example")]
+    drain(worker)
+    assert len([c for c in membership_changes(kb) if c["user_id"] == lee]) == 1
+
+
+def test_a_join_link_that_lapsed_tells_nobody_anything(kb, keycloak, worker, acme):
+    keycloak.add_user("lee@prospect.example", password=True)
+    delegation.invite_member(kb, acme["org"], "lee@prospect.example", None, None, keycloak.users[acme["admin"]])
+    keycloak.invitations.clear()  # expired (or deleted by an administrator)
+    drain(worker)
+    from adapter.models import OrgAdminInvitation
+
+    with kb.db.session() as session:
+        assert [i.status for i in session.query(OrgAdminInvitation)] == ["expired"]
+    assert [c for c in membership_changes(kb) if c["change"] == "added" and c["actor"] != "crm"] == []
+
+
+def test_an_admin_removes_someone_who_loses_membership_roles_and_visibility(kb, keycloak, acme):
+    admin, bob = keycloak.users[acme["admin"]], acme["bob"]
+    assert delegation.remove_member(kb, acme["org"], bob, admin) == "removed"
+
+    assert bob not in keycloak.members[acme["org"]["id"]]
+    assert keycloak.user_roles[bob] & {"member", "buyer", "technical_contact", "billing_admin", "org_admin"} == set()
+    assert not keycloak.grants(acme["admin"], "Users", bob, "view")
+    assert bob in keycloak.users, "the identity stays; only the membership goes"
+    change = membership_changes(kb)[-1]
+    assert (change["change"], change["user_id"], change["contact_id"], change["roles"], change["actor"]) == \
+        ("removed", bob, "C-1", [], "ada@acme.example")
+
+
+def test_an_admin_cannot_remove_themselves_nor_someone_of_another_organization(kb, keycloak, acme, globex):
+    admin = keycloak.users[acme["admin"]]
+    with pytest.raises(ValueError, match="yourself"):
+        delegation.remove_member(kb, acme["org"], acme["admin"], admin)
+    assert delegation.remove_member(kb, acme["org"], globex["gina"], admin) == "not_member"
+    assert globex["gina"] in keycloak.members[globex["org"]["id"]]
+
+
+# -- the page itself ------------------------------------------------------------------------
+
+def sign_in(client, keycloak, user_id: str):
+    r = client.get("/portal/login")
+    assert r.status_code == 302
+    location = r.headers["Location"]
+    assert location.startswith("http://keycloak.test/realms/customers/protocol/openid-connect/auth?")
+    assert "client_id=keybridge-portal" in location and "code_challenge_method=S256" in location
+    state = location.split("state=")[1].split("&")[0]
+    r = client.get(f"/portal/callback?state={state}&code={keycloak.login_code_for(user_id)}")
+    assert r.status_code == 302
+    with client.session_transaction() as session:
+        return session["csrf"]
+
+
+def test_the_page_asks_for_a_keycloak_login_first(client):
+    r = client.get("/portal/")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/portal/login")
+
+
+def test_a_login_with_a_forged_state_is_refused(client, keycloak, acme):
+    client.get("/portal/login")
+    r = client.get(f"/portal/callback?state=forged&code={keycloak.login_code_for(acme['admin'])}")
+    assert r.status_code == 400
+
+
+def test_the_page_lists_the_admins_members_with_their_business_roles(client, keycloak, acme, globex):
+    sign_in(client, keycloak, acme["admin"])
+    page = client.get("/portal/").get_data(as_text=True)
+    assert "bob@acme.example" in page and "buyer" in page and "ada@acme.example" in page
+    assert "gina@globex.example" not in page
+    assert client.get(f"/portal/?org={globex['org']['id']}").status_code == 403
+
+
+def test_a_member_who_is_no_admin_is_turned_away(client, keycloak, acme):
+    sign_in(client, keycloak, acme["bob"])
+    assert client.get("/portal/").status_code == 403
+
+
+def test_the_page_invites_and_removes_with_the_admin_as_actor(client, kb, keycloak, acme, globex):
+    csrf = sign_in(client, keycloak, acme["admin"])
+    org = acme["org"]["id"]
+    r = client.post("/portal/invite", data={"csrf": csrf, "org": org, "email": "dee@acme.example", "first_name": "Dee"})
+    assert r.status_code == 302
+    assert "dee@acme.example is invited" in client.get(r.headers["Location"]).get_data(as_text=True)
+
+    assert client.post(f"/portal/members/{globex['gina']}/remove", data={"csrf": csrf, "org": org}).status_code == 404
+    assert client.post(f"/portal/members/{acme['bob']}/remove", data={"csrf": "stale", "org": org}).status_code == 400
+    assert client.post(f"/portal/members/{acme['bob']}/remove", data={"csrf": csrf, "org": org}).status_code == 302
+    changes = [(c["change"], c["actor"]) for c in membership_changes(kb) if c["actor"] != "crm"]
+    assert changes == [("added", "ada@acme.example"), ("removed", "ada@acme.example")]
+    assert client.post("/portal/invite", data={"csrf": csrf, "org": globex["org"]["id"], "email": "x@y.example"}).status_code == 403
