@@ -21,8 +21,11 @@ the console shows no user list; with FGAP the list holds only the people an admi
 What Keycloak cannot limit to one organization is inviting and removing: both need
 Organizations `manage`, which also lets the holder rename, disable or delete the whole
 organization, and removing also needs Users `manage`, which lets them delete people.
-The adapter's page (adapter/portal) does exactly those two things, with the adapter's
-own account, after checking that the logged-in person administers that organization.
+And while the permissions above let an admin take a business role away, the 26.7.3
+console shows nobody without realm-management's view-realm (realm settings) any role
+mapping, so it offers nothing to take away. The adapter's page (adapter/portal) does
+exactly those three things, with the adapter's own account, after checking that the
+logged-in person administers that organization.
 """
 from __future__ import annotations
 
@@ -207,7 +210,7 @@ def take_business_access(kb, user_id: str) -> set[str]:
     return removed
 
 
-# -- the two things the page does ---------------------------------------------------------
+# -- the three things the page does ----------------------------------------------------------
 
 def invite_member(kb, org: dict, email: str, first_name: str | None, last_name: str | None, admin: dict) -> str:
     """An org admin invites someone into their organization; returns what happened.
@@ -278,6 +281,27 @@ def remove_member(kb, org: dict, user_id: str, admin: dict) -> str:
     user = kb.keycloak.get_user(user_id)
     kb.keycloak.remove_member(org["id"], user_id)
     return member_left(kb, org, user, actor, f"remove:{org['id']}:{user_id}:{utcnow().isoformat()}")
+
+
+def take_business_role(kb, org: dict, user_id: str, role: str, admin: dict) -> str:
+    """An org admin takes a business role from one of their members; returns "taken" or "not_held".
+
+    Keycloak would allow it (the members permission has map-roles), but its console shows an
+    admin without view-realm no role mappings, so there is nothing to click there.
+    Raises ValueError for a role that is no business role or a person who is no member.
+    """
+    if role not in kb.roles.business_roles:
+        raise ValueError(f"{role} is not a business role.")
+    if not kb.keycloak.is_member(org["id"], user_id):
+        raise ValueError("That person is not a member of your organization.")
+    _, removed = kb.keycloak.ensure_realm_roles(user_id, set(), managed={role})
+    if not removed:
+        return "not_held"
+    account_id = account_id_of(org)
+    if account_id:
+        record_membership_changed(kb, account_id, kb.keycloak.get_user(user_id), "roles_changed", actor_of_user(admin, admin["id"]),
+                                  f"take:{org['id']}:{user_id}:{role}:{utcnow().isoformat()}")
+    return "taken"
 
 
 def member_left(kb, org: dict, user: dict, actor: Actor, fact_id: str) -> str:

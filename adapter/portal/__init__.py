@@ -1,11 +1,11 @@
-"""The org admin page: the two things Keycloak's admin console cannot limit to one organization.
+"""The org admin page: what Keycloak's admin console cannot do for an admin of one organization.
 
 `/portal/`, behind a Keycloak login (the public client `keybridge-portal`, authorization
 code with PKCE): an admin of a CRM organization (realm role `org_admin` and a member of
 it, checked with Keycloak on every request) sees its members with their business roles,
-invites someone, or removes someone. Everything else an org admin does — seeing their
-people, giving and taking business roles — happens in Keycloak's own admin console under
-the permissions delegation.py keeps.
+invites someone, removes someone, or takes a business role away (delegation.py says why
+the console cannot). Seeing their people and giving business roles happens in Keycloak's
+own admin console, under the permissions delegation.py keeps.
 """
 from __future__ import annotations
 
@@ -174,6 +174,20 @@ def invite():
            "join_link_sent": f"{email} already has an account: they got an email to join {org['name']}.",
            "already_member": f"{email} is already a member.",
            "already_invited": f"{email} has an invitation waiting already."}[outcome])
+    return redirect(url_for("portal.members", org=org["id"]))
+
+
+@bp.post("/members/<user_id>/roles/<role>/take")
+def take_role(user_id: str, role: str):
+    _require_csrf()
+    admin, org = _admin_and_org()
+    if admin is None:
+        return redirect(url_for("portal.login"))
+    try:
+        outcome = delegation.take_business_role(_kb(), org, user_id, role, admin)
+    except ValueError as exc:
+        raise _Refused(str(exc), 400) from None
+    flash(f"{role} taken away." if outcome == "taken" else f"They did not hold {role}.")
     return redirect(url_for("portal.members", org=org["id"]))
 
 

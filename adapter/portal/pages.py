@@ -24,7 +24,8 @@ MESSAGE_PAGE = _HEAD + """
 MEMBERS_PAGE = _HEAD.replace("{{ title }}", "{{ org.name }}: members") + """
 <h1>{{ org.name }}</h1>
 <p class="muted">Signed in as {{ admin.email }}.
- Give or take business roles in <a href="{{ console }}">Keycloak's admin console</a> (Users, then a person, then Role mapping).</p>
+ Give business roles in <a href="{{ console }}">Keycloak's admin console</a> (Users, a person, Role mapping, Assign role);
+ take them away here (&times; next to the role).</p>
 {% if organizations|length > 1 %}
 <p>Your organizations: {% for o in organizations %}<a href="{{ url_for('portal.members', org=o.id) }}">{{ o.name }}</a>{% if not loop.last %}, {% endif %}{% endfor %}</p>
 {% endif %}
@@ -38,7 +39,10 @@ MEMBERS_PAGE = _HEAD.replace("{{ title }}", "{{ org.name }}: members") + """
   <tr data-email="{{ p.email }}">
    <td>{{ p.email }}{% if p.admin %} <span class="muted">(admin)</span>{% endif %}</td>
    <td>{{ p.name }}</td>
-   <td>{{ p.roles|join(", ") or "none" }}</td>
+   <td>{% for role in p.roles %}<form class="inline" method="post" action="{{ url_for('portal.take_role', user_id=p.id, role=role) }}">
+     <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="org" value="{{ org.id }}">
+     {{ role }} <button type="submit" title="Take {{ role }} away" aria-label="Take {{ role }} from {{ p.email }}">&times;</button>
+    </form> {% else %}none{% endfor %}</td>
    <td>{% if not p.you %}
     <form class="inline" method="post" action="{{ url_for('portal.remove', user_id=p.id) }}">
      <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="org" value="{{ org.id }}">

@@ -299,3 +299,27 @@ def test_the_page_invites_and_removes_with_the_admin_as_actor(client, kb, keyclo
     changes = [(c["change"], c["actor"]) for c in membership_changes(kb) if c["actor"] != "crm"]
     assert changes == [("added", "ada@acme.example"), ("removed", "ada@acme.example")]
     assert client.post("/portal/invite", data={"csrf": csrf, "org": globex["org"]["id"], "email": "x@y.example"}).status_code == 403
+
+
+def test_an_admin_takes_a_business_role_and_the_crm_hears_it(kb, keycloak, acme, globex):
+    admin = keycloak.users[acme["admin"]]
+    assert delegation.take_business_role(kb, acme["org"], acme["bob"], "buyer", admin) == "taken"
+    assert "buyer" not in keycloak.user_roles[acme["bob"]]
+    change = membership_changes(kb)[-1]
+    assert (change["change"], change["user_id"], change["roles"], change["actor"]) == \
+        ("roles_changed", acme["bob"], [], "ada@acme.example")
+    assert delegation.take_business_role(kb, acme["org"], acme["bob"], "buyer", admin) == "not_held"
+    with pytest.raises(ValueError, match="not a business role"):
+        delegation.take_business_role(kb, acme["org"], acme["bob"], "org_admin", admin)
+    with pytest.raises(ValueError, match="not a member"):
+        delegation.take_business_role(kb, acme["org"], globex["gina"], "technical_contact", admin)
+    assert "technical_contact" in keycloak.user_roles[globex["gina"]]
+
+
+def test_the_page_takes_a_business_role(client, kb, keycloak, acme):
+    csrf = sign_in(client, keycloak, acme["admin"])
+    r = client.post(f"/portal/members/{acme['bob']}/roles/buyer/take", data={"csrf": csrf, "org": acme["org"]["id"]})
+    assert r.status_code == 302
+    assert "buyer taken away" in client.get(r.headers["Location"]).get_data(as_text=True)
+    assert client.post(f"/portal/members/{acme['bob']}/roles/org_admin/take",
+                       data={"csrf": csrf, "org": acme["org"]["id"]}).status_code == 400
