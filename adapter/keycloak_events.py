@@ -26,18 +26,26 @@ PAGE = 200
 RELEVANT = {"REGISTER", "INVITE_ORG", "UPDATE_PASSWORD", "UPDATE_CREDENTIAL", "VERIFY_EMAIL", "UPDATE_PROFILE", "UPDATE_EMAIL"}
 
 
-def poll(kb) -> int:
-    """Take every new event from Keycloak's log; returns how many became jobs."""
+def ensure_cursor(kb) -> dict:
+    """The cursor, created on first start: at the log's beginning, or at this moment
+    when KEYBRIDGE_EVENTS_START=now (floor_ms: never look back before it)."""
     with kb.db.session() as session:
         cursor = session.get(Cursor, CURSOR)
         if cursor is None:
             start = int(time.time() * 1000) if kb.settings.events_start == "now" else 0
-            cursor = Cursor(name=CURSOR, position={"time_ms": start})
+            cursor = Cursor(name=CURSOR, position={"time_ms": start, "floor_ms": start})
             session.add(cursor)
-        since = int(cursor.position.get("time_ms", 0))
+        return dict(cursor.position)
+
+
+def poll(kb) -> int:
+    """Take every new event from Keycloak's log; returns how many became jobs."""
+    position = ensure_cursor(kb)
+    since = int(position.get("time_ms", 0))
+    floor = int(position.get("floor_ms", 0))
     taken = 0
     first = 0
-    date_from = max(0, since - OVERLAP_MS)
+    date_from = max(floor, since - OVERLAP_MS)
     while True:
         page = kb.keycloak.user_events(date_from, first, PAGE)
         if not page:
@@ -68,7 +76,7 @@ def _take(kb, page: list[dict]) -> int:
                 activity.count_login(session, event)
         cursor = session.get(Cursor, CURSOR)
         if newest > int(cursor.position.get("time_ms", 0)):
-            cursor.position = {"time_ms": newest}
+            cursor.position = {**cursor.position, "time_ms": newest}
         # ids older than the overlap can never be re-read: forget them
         session.execute(delete(SeenKeycloakEvent).where(SeenKeycloakEvent.time_ms < newest - 10 * OVERLAP_MS))
     return taken

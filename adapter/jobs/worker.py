@@ -21,6 +21,7 @@ class Worker:
         self.batch = batch
         self._stop = False
         self._next_poll = 0.0
+        keycloak_events.ensure_cursor(kb)  # "now" means when the worker started, not its first poll
 
     def run_jobs(self) -> int:
         """Run up to `batch` due jobs; returns how many ran."""

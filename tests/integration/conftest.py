@@ -66,11 +66,21 @@ class CrmReceiver:
                 self.send_response(204)
                 self.end_headers()
 
+            def do_GET(self):  # noqa: N802 — stands in for the demo service's OAuth callback page
+                body = b"<html><body><h1>Signed in to the demo service</h1></body></html>"
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, *args):
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/crm-events"
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.base}/crm-events"
+        self.callback = f"{self.base}/callback"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def of_type(self, event_type: str) -> list[dict]:
