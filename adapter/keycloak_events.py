@@ -39,7 +39,7 @@ def ensure_cursor(kb) -> dict:
 
 
 def poll(kb) -> int:
-    """Take every new event from Keycloak's log; returns how many became jobs."""
+    """Take every new event from Keycloak's log; returns how many became jobs or were counted."""
     position = ensure_cursor(kb)
     since = int(position.get("time_ms", 0))
     floor = int(position.get("floor_ms", 0))
@@ -74,6 +74,7 @@ def _take(kb, page: list[dict]) -> int:
                 taken += 1
             elif event.get("type") == "LOGIN" and event.get("userId"):
                 activity.count_login(session, event)
+                taken += 1
         cursor = session.get(Cursor, CURSOR)
         if newest > int(cursor.position.get("time_ms", 0)):
             cursor.position = {**cursor.position, "time_ms": newest}
