@@ -142,7 +142,7 @@ def _role_mapping_changed(kb, event: dict, user_id: str, by_adapter: bool, cause
         return "user_gone"
     actor = _actor(kb, event.get("authDetails") or {})
     told = 0
-    for org in kb.keycloak.user_organizations(user_id):
+    for org in kb.keycloak.organizations_of_member(user_id):
         account_id = delegation.account_id_of(org)
         if account_id:
             told += delegation.record_membership_changed(kb, account_id, user, "roles_changed", actor,
@@ -152,22 +152,26 @@ def _role_mapping_changed(kb, event: dict, user_id: str, by_adapter: bool, cause
 
 def _membership_changed(kb, event: dict, org_id: str, member_id: str | None, by_adapter: bool, cause: str) -> str:
     details = event.get("details") or {}
+    removed = event.get("operationType") == "DELETE"
     user = kb.keycloak.get_user(member_id) if member_id else None
     if user is None and not member_id:
         user = kb.keycloak.find_user_by_email(details.get("email") or details.get("username") or "")
+    gone = removed and member_id is not None and user is None  # a managed member: Keycloak deleted the identity too
+    if gone:
+        user = {"id": member_id, "email": details.get("email"), "attributes": {}}
     try:
         org = kb.keycloak.get_organization(org_id)
     except jobs.PermanentError:
         return "organization_gone"
     account_id = delegation.account_id_of(org)
     by_someone = not by_adapter and user is not None and account_id is not None
-    removed = event.get("operationType") == "DELETE"
-    if by_someone and removed:
+    if by_someone and removed and not gone:
         delegation.take_business_access(kb, user["id"])  # before the permissions follow: org_admin may go too
     delegation.ensure_organization_delegation(kb, org_id, cause)
     if not by_someone:
         return "delegation_updated"
     change = "removed" if removed else "added"
     delegation.record_membership_changed(kb, account_id, user, change, _actor(kb, event.get("authDetails") or {}),
-                                         f"admin-event:{event['id']}")
+                                         f"admin-event:{event['id']}", roles=[] if gone else None,
+                                         identity_deleted=gone if removed else None)
     return change

@@ -144,7 +144,7 @@ def _ensure_permission(kb, name: str, resource_type: str, resource_ids: list[str
 
 def ensure_user_delegations(kb, user_id: str, cause: str) -> list[str]:
     """Every organization the user belongs to has its delegation up to date (after their membership or org_admin changed)."""
-    orgs = kb.keycloak.user_organizations(user_id)
+    orgs = kb.keycloak.organizations_of_member(user_id)
     holders = kb.keycloak.realm_role_user_ids(ORG_ADMIN_ROLE)
     for org in orgs:
         ensure_organization_delegation(kb, org["id"], cause, org_admin_ids=holders)
@@ -164,7 +164,7 @@ def administered_organizations(kb, user_id: str) -> list[dict]:
     """The CRM organizations this person administers: they hold org_admin and are a member."""
     if ORG_ADMIN_ROLE not in kb.keycloak.user_realm_roles(user_id):
         return []
-    return [o for o in kb.keycloak.user_organizations(user_id) if account_id_of(o)]
+    return [o for o in kb.keycloak.organizations_of_member(user_id) if account_id_of(o)]
 
 
 def business_roles_of(kb, user_id: str) -> list[str]:
@@ -188,12 +188,17 @@ def actor_of_user(user: dict | None, user_id: str | None) -> Actor:
 
 
 def record_membership_changed(kb, account_id: str, user: dict, change: str, actor: Actor, fact_id: str,
-                              roles: list[str] | None = None) -> bool:
-    """Owe the CRM one membership.changed; `fact_id` makes it once-only. Returns whether it is new."""
+                              roles: list[str] | None = None, identity_deleted: bool | None = None) -> bool:
+    """Owe the CRM one membership.changed; `fact_id` makes it once-only. Returns whether it is new.
+
+    A removal says whether Keycloak deleted the identity with it (`identity_deleted`, see `remove_member`).
+    """
     contact = ((user.get("attributes") or {}).get(CONTACT_ATTRIBUTE) or [None])[0]
     data = {"account_id": account_id, "user_id": user["id"], "contact_id": contact, "change": change,
             "roles": roles if roles is not None else business_roles_of(kb, user["id"]),
             "actor": actor.label, "actor_user_id": actor.user_id}
+    if identity_deleted is not None:
+        data["identity_deleted"] = identity_deleted
     with kb.db.session() as session:
         new = outbox.record(session, MEMBERSHIP_CHANGED, data, f"{MEMBERSHIP_CHANGED}:{fact_id}")
         if new:
@@ -204,7 +209,7 @@ def record_membership_changed(kb, account_id: str, user: dict, change: str, acto
 
 def take_business_access(kb, user_id: str) -> set[str]:
     """A person in no CRM organization keeps no business role and no org_admin (their next token has no app roles)."""
-    if any(account_id_of(o) for o in kb.keycloak.user_organizations(user_id)):
+    if any(account_id_of(o) for o in kb.keycloak.organizations_of_member(user_id)):
         return set()
     _, removed = kb.keycloak.ensure_realm_roles(user_id, set(), managed=set(kb.roles.business_roles) | {ORG_ADMIN_ROLE})
     return removed
@@ -267,20 +272,25 @@ def _invite_redirect(kb) -> tuple[str, str]:
 
 
 def remove_member(kb, org: dict, user_id: str, admin: dict) -> str:
-    """An org admin takes someone out of their organization; returns "removed" or "not_member".
+    """An org admin takes someone out of their organization; returns "removed", "removed_and_deleted" or "not_member".
 
-    The person keeps their identity but, in no CRM organization any more, loses their
-    business roles and org_admin: their next token refresh is refused ("Invalid
-    organization") and a new login carries no application role.
+    Either way their next token refresh is refused ("Invalid organization"). Someone who
+    registered through an organization invitation is a *managed* member in Keycloak 26.7.3,
+    and Keycloak deletes a managed member's identity with the membership (there is no call
+    to make them unmanaged first): "removed_and_deleted". Anyone else keeps their identity
+    but, in no CRM organization any more, loses their business roles and org_admin, so a
+    new login carries no application role either.
     """
     actor = actor_of_user(admin, admin["id"])
     if user_id == admin["id"]:
         raise ValueError("You cannot remove yourself; ask another admin of your organization or your account manager.")
-    if not kb.keycloak.is_member(org["id"], user_id):
+    membership = kb.keycloak.membership_type(org["id"], user_id)
+    if membership is None:
         return "not_member"
     user = kb.keycloak.get_user(user_id)
     kb.keycloak.remove_member(org["id"], user_id)
-    return member_left(kb, org, user, actor, f"remove:{org['id']}:{user_id}:{utcnow().isoformat()}")
+    return member_left(kb, org, user, actor, f"remove:{org['id']}:{user_id}:{utcnow().isoformat()}",
+                       identity_deleted=membership == "MANAGED")
 
 
 def take_business_role(kb, org: dict, user_id: str, role: str, admin: dict) -> str:
@@ -304,14 +314,16 @@ def take_business_role(kb, org: dict, user_id: str, role: str, admin: dict) -> s
     return "taken"
 
 
-def member_left(kb, org: dict, user: dict, actor: Actor, fact_id: str) -> str:
-    """Someone is no longer a member: delegation follows, access ends, the CRM is told."""
-    take_business_access(kb, user["id"])
+def member_left(kb, org: dict, user: dict, actor: Actor, fact_id: str, identity_deleted: bool = False) -> str:
+    """Someone is no longer a member: access ends, the delegation follows, the CRM is told."""
+    if not identity_deleted:
+        take_business_access(kb, user["id"])
     ensure_organization_delegation(kb, org["id"], f"{actor.label} removed {user.get('email') or user['id']}")
     account_id = account_id_of(org)
     if account_id:
-        record_membership_changed(kb, account_id, user, "removed", actor, fact_id)
-    return "removed"
+        record_membership_changed(kb, account_id, user, "removed", actor, fact_id,
+                                  roles=[] if identity_deleted else None, identity_deleted=identity_deleted)
+    return "removed_and_deleted" if identity_deleted else "removed"
 
 
 def settle_invitations(kb, now=None) -> int:

@@ -473,3 +473,26 @@ class KeycloakGateway:
         r = requests.get(self.openid_configuration()["userinfo_endpoint"], timeout=self._connection.timeout,
                          headers={"Authorization": f"Bearer {access_token}"})
         return _check(r, "read the logged-in person").json()
+
+    @keycloak_call("list a user's organizations")
+    def organizations_of_member(self, user_id: str) -> list[dict]:
+        """The organizations (with attributes) the user belongs to; [] for nobody's member.
+
+        (Keycloak 26.7.3 answers 404 for a user in no organization, which `user_organizations` reports as a refusal.)
+        """
+        r = self.admin.connection.raw_get(self._path(f"organizations/members/{user_id}/organizations"), briefRepresentation="false")
+        if r.status_code == 404:
+            return []
+        return _check(r, "list a user's organizations").json()
+
+    @keycloak_call("read an organization membership")
+    def membership_type(self, org_id: str, user_id: str) -> str | None:
+        """MANAGED, UNMANAGED, or None when the user is no member.
+
+        Keycloak 26.7.3 makes people who registered through an organization invitation
+        MANAGED members, and deletes a managed member's identity when the membership is removed.
+        """
+        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/members/{user_id}"))
+        if r.status_code == 404:
+            return None
+        return _check(r, "read a membership").json().get("membershipType") or "UNMANAGED"

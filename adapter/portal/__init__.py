@@ -203,5 +203,6 @@ def remove(user_id: str):
         raise _Refused(str(exc), 400) from None
     if outcome == "not_member":
         raise _Refused("That person is not a member of your organization.", 404)
-    flash("Removed: they are no longer a member and keep no business role.")
+    flash("Removed: they are no longer a member and keep no business role." if outcome == "removed" else
+          "Removed: they had joined through an invitation, so Keycloak deleted their account with the membership.")
     return redirect(url_for("portal.members", org=org["id"]))

@@ -57,8 +57,8 @@ MEMBERS_PAGE = _HEAD.replace("{{ title }}", "{{ org.name }}: members") + """
 <form method="post" action="{{ url_for('portal.invite') }}" id="invite">
  <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="org" value="{{ org.id }}">
  <label>Email <input type="email" name="email" required></label>
- <label>First name <input name="first_name"></label>
- <label>Last name <input name="last_name"></label>
+ <label>First name <input name="first_name" required></label>
+ <label>Last name <input name="last_name" required></label>
  <button type="submit">Invite</button>
 </form>
 

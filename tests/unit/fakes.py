@@ -455,6 +455,21 @@ class FakeKeycloak:
             raise PermanentError("Keycloak refused to read the logged-in person (401)")
         return {"sub": user["id"], "email": user["email"], "preferred_username": user["username"]}
 
+    @_kc
+    def organizations_of_member(self, user_id: str) -> list[dict]:
+        return [copy.deepcopy(o) for oid, o in self.organizations.items() if user_id in self.members.get(oid, set())]
+
+    @property
+    def managed_members(self) -> set[tuple[str, str]]:
+        """(organization id, user id) of MANAGED memberships: removing one deletes the user, as Keycloak does."""
+        return self.__dict__.setdefault("_managed_members", set())
+
+    @_kc
+    def membership_type(self, org_id: str, user_id: str) -> str | None:
+        if user_id not in self.members.get(org_id, set()):
+            return None
+        return "MANAGED" if (org_id, user_id) in self.managed_members else "UNMANAGED"
+
     # -- what admins do in Keycloak's console (test controls) -----------------------------
 
     def login_code_for(self, user_id: str) -> str:

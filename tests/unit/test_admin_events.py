@@ -179,3 +179,13 @@ def test_history_before_the_adapter_started_reading_is_not_replayed(client, sett
     with kb.db.session() as session:
         assert session.get(Cursor, admin_events.CURSOR).position["floor_ms"] > 1_000
     kb.db.dispose()
+
+
+def test_a_managed_member_removed_by_an_admin_is_told_as_deleted(kb, keycloak, worker, acme):
+    """Keycloak deletes a MANAGED member (one who registered through an invitation) with the membership."""
+    event = keycloak.admin_changes_membership("realm-admin", acme["org"], acme["bob"], add=False)
+    event["details"] = {"email": "bob@acme.example", "username": "bob@acme.example"}
+    keycloak.users.pop(acme["bob"])
+    drain(worker)
+    (change,) = changes(kb)
+    assert (change["change"], change["user_id"], change["roles"], change["identity_deleted"]) == ("removed", acme["bob"], [], True)

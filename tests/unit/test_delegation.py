@@ -29,9 +29,28 @@ def settings(settings):
     return settings
 
 
+class KeycloakWithManagedMembers(FakeKeycloak):
+    """As Keycloak 26.7.3 does: registering through an organization invitation makes a MANAGED member,
+    and removing a managed member deletes the user."""
+
+    def register_invited_user(self, invitation_id, first_name="Jane", last_name="Doe"):
+        org_id = self.invitations[invitation_id]["organizationId"]
+        user_id, event = super().register_invited_user(invitation_id, first_name, last_name)
+        self.members[org_id].add(user_id)
+        self.managed_members.add((org_id, user_id))
+        return user_id, event
+
+    def remove_member(self, org_id, user_id):
+        super().remove_member(org_id, user_id)
+        if (org_id, user_id) in self.managed_members:
+            self.managed_members.discard((org_id, user_id))
+            self.users.pop(user_id, None)
+            self.user_roles.pop(user_id, None)
+
+
 @pytest.fixture
 def keycloak():
-    return FakeKeycloak()
+    return KeycloakWithManagedMembers()
 
 
 @pytest.fixture
@@ -226,17 +245,31 @@ def test_a_join_link_that_lapsed_tells_nobody_anything(kb, keycloak, worker, acm
     assert [c for c in membership_changes(kb) if c["change"] == "added" and c["actor"] != "crm"] == []
 
 
-def test_an_admin_removes_someone_who_loses_membership_roles_and_visibility(kb, keycloak, acme):
-    admin, bob = keycloak.users[acme["admin"]], acme["bob"]
-    assert delegation.remove_member(kb, acme["org"], bob, admin) == "removed"
+def test_an_admin_removes_someone_who_keeps_their_identity_but_no_role_nor_visibility(kb, keycloak, acme):
+    admin = keycloak.users[acme["admin"]]
+    delegation.invite_member(kb, acme["org"], "dee@acme.example", "Dee", "New", admin)  # an unmanaged member
+    dee = keycloak.find_user_by_email("dee@acme.example")["id"]
+    assert delegation.remove_member(kb, acme["org"], dee, admin) == "removed"
 
-    assert bob not in keycloak.members[acme["org"]["id"]]
-    assert keycloak.user_roles[bob] & {"member", "buyer", "technical_contact", "billing_admin", "org_admin"} == set()
-    assert not keycloak.grants(acme["admin"], "Users", bob, "view")
-    assert bob in keycloak.users, "the identity stays; only the membership goes"
+    assert dee not in keycloak.members[acme["org"]["id"]]
+    assert keycloak.user_roles[dee] & {"member", "buyer", "technical_contact", "billing_admin", "org_admin"} == set()
+    assert not keycloak.grants(acme["admin"], "Users", dee, "view")
+    assert dee in keycloak.users, "the identity stays; only the membership goes"
     change = membership_changes(kb)[-1]
-    assert (change["change"], change["user_id"], change["contact_id"], change["roles"], change["actor"]) == \
-        ("removed", bob, "C-1", [], "ada@acme.example")
+    assert (change["change"], change["user_id"], change["roles"], change["actor"], change["identity_deleted"]) == \
+        ("removed", dee, [], "ada@acme.example", False)
+
+
+def test_removing_someone_who_registered_through_an_invitation_deletes_them_as_keycloak_does(kb, keycloak, acme):
+    admin, bob = keycloak.users[acme["admin"]], acme["bob"]
+    assert keycloak.membership_type(acme["org"]["id"], bob) == "MANAGED"
+    assert delegation.remove_member(kb, acme["org"], bob, admin) == "removed_and_deleted"
+
+    assert bob not in keycloak.users
+    assert not keycloak.grants(acme["admin"], "Users", bob, "view")
+    change = membership_changes(kb)[-1]
+    assert (change["change"], change["user_id"], change["contact_id"], change["roles"], change["identity_deleted"]) == \
+        ("removed", bob, "C-1", [], True)
 
 
 def test_an_admin_cannot_remove_themselves_nor_someone_of_another_organization(kb, keycloak, acme, globex):
@@ -296,6 +329,7 @@ def test_the_page_invites_and_removes_with_the_admin_as_actor(client, kb, keyclo
     assert client.post(f"/portal/members/{globex['gina']}/remove", data={"csrf": csrf, "org": org}).status_code == 404
     assert client.post(f"/portal/members/{acme['bob']}/remove", data={"csrf": "stale", "org": org}).status_code == 400
     assert client.post(f"/portal/members/{acme['bob']}/remove", data={"csrf": csrf, "org": org}).status_code == 302
+    assert "Keycloak deleted their account" in client.get(f"/portal/?org={org}").get_data(as_text=True)
     changes = [(c["change"], c["actor"]) for c in membership_changes(kb) if c["actor"] != "crm"]
     assert changes == [("added", "ada@acme.example"), ("removed", "ada@acme.example")]
     assert client.post("/portal/invite", data={"csrf": csrf, "org": globex["org"]["id"], "email": "x@y.example"}).status_code == 403
