@@ -1,0 +1,529 @@
+"""Cutting off and restoring a large organization: the adapter against a plain script.
+
+    python bench/contract_cutoff.py [--members 1000] [--concurrency 8] [--rounds 1]
+
+Runs against the real test Keycloak (tests/support/stack.py starts it or reuses it).
+Setup, not timed: an organization with crm_account_id BENCH-<members> and that many
+member users, created once and reused by later runs, all enabled.
+
+Timed, in the same run and on the same Keycloak:
+
+- adapter: `access.enforce_contract` with the contract suspended (every member disabled,
+  their sessions ended), then active again (every member enabled), through
+  `Keybridge(settings)` with `keycloak_concurrency=--concurrency`;
+- plain: a script making the same Keycloak calls one by one with `requests` and the
+  adapter's own service-account token: the member list, then per member
+  PUT users/{id} {"enabled": false} and POST users/{id}/logout; then per member
+  PUT users/{id} {"enabled": true}.
+
+After each phase every member is read back as the master admin: a run where the
+users did not really change fails instead of printing a figure. Prints the times
+side by side and the ratio plain/adapter, then where the time went (CPU of Keycloak,
+of this process and of everything else); it is a measurement, not a test. A second run
+on the same test stack waits for the first (they would change each other's users).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_DIR))  # `python bench/contract_cutoff.py` from anywhere
+
+import requests  # noqa: E402
+from requests.adapters import HTTPAdapter  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from adapter.config import Settings  # noqa: E402
+from adapter.handlers import access  # noqa: E402
+from adapter.keycloak import KeycloakGateway  # noqa: E402
+from adapter.models import AccessRevocation, Account  # noqa: E402
+from adapter.runtime import Keybridge  # noqa: E402
+from tests.support import stack  # noqa: E402
+
+SETUP_THREADS = 8
+PAGE_SIZE = 500
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+class Progress:
+    """Counts finished users from any thread and prints a line every `step` of them."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total = label, total
+        self.step = max(100, total // 10)
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        with self._lock:
+            self.done += 1
+            done = self.done
+        if done % self.step == 0 or done == self.total:
+            say(f"    {self.label}: {done}/{self.total}")
+
+
+# --- the master admin: setup and read-back, never timed ---------------------------------
+
+
+class AdminApi:
+    """The customers realm's admin REST API as the master admin (its token lives 60 s: renewed at 30 s)."""
+
+    def __init__(self, kc: stack.KeycloakInstance):
+        self.kc = kc
+        self.base = kc.admin_url
+        self.http = requests.Session()
+        self.http.mount("http://", HTTPAdapter(pool_maxsize=SETUP_THREADS * 2))
+        self._token_at = 0.0
+        self._lock = threading.Lock()
+
+    def _authorize(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._token_at > 30:
+                self.http.headers["Authorization"] = f"Bearer {self.kc.admin_token()}"
+                self._token_at = time.monotonic()
+
+    def request(self, method: str, path: str, ok=(200, 201, 204), **kwargs) -> requests.Response:
+        self._authorize()
+        url = path if path.startswith("http") else self.base + path
+        response = self.http.request(method, url, timeout=60, **kwargs)
+        if response.status_code not in ok:
+            raise RuntimeError(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
+        return response
+
+    def keycloak_version(self) -> str:
+        info = self.request("GET", f"{self.kc.url}/admin/serverinfo").json()
+        return info.get("systemInfo", {}).get("version", "?")
+
+    def organization(self, account_id: str) -> dict | None:
+        orgs = self.request("GET", "/organizations", params={"q": f"crm_account_id:{account_id}", "exact": "true",
+                                                             "briefRepresentation": "false"}).json()
+        return orgs[0] if orgs else None
+
+    def members(self, org_id: str) -> list[dict]:
+        members, first = [], 0
+        while True:
+            page = self.request("GET", f"/organizations/{org_id}/members",
+                                params={"first": first, "max": PAGE_SIZE, "briefRepresentation": "true"}).json()
+            members.extend(page)
+            if len(page) < PAGE_SIZE:
+                return members
+            first += PAGE_SIZE
+
+    def users_at(self, domain: str) -> dict[str, str]:
+        """email -> id of the users whose email is at `domain` (the realm may use emails as usernames)."""
+        found, first = {}, 0
+        while True:
+            page = self.request("GET", "/users", params={"email": f"@{domain}", "first": first, "max": PAGE_SIZE,
+                                                         "briefRepresentation": "true"}).json()
+            found.update({u["email"]: u["id"] for u in page if (u.get("email") or "").endswith(f"@{domain}")})
+            if len(page) < PAGE_SIZE:
+                return found
+            first += PAGE_SIZE
+
+
+def ensure_bench_organization(admin: AdminApi, members: int) -> tuple[str, str]:
+    """The BENCH-<members> organization with `members` enabled member users; returns (account_id, org_id)."""
+    account_id = f"BENCH-{members}"
+    slug = account_id.lower()
+    domain = f"{slug}.bench.example"
+    org = admin.organization(account_id)
+    if org is None:
+        admin.request("POST", "/organizations", json={
+            "name": f"Benchmark: {members} members", "alias": f"crm-{slug}", "enabled": True,
+            "attributes": {"crm_account_id": [account_id], "contract_status": ["active"]},
+            "domains": [{"name": domain, "verified": False}]})
+        org = admin.organization(account_id)
+    org_id = org["id"]
+
+    have = {m["id"]: m for m in admin.members(org_id)}
+    if len(have) < members:
+        emails = [f"{slug}-{i:05d}@{domain}" for i in range(1, members + 1)]
+        existing = admin.users_at(domain)
+        missing = [e for e in emails if e not in existing]
+        progress = Progress("setup: users created", len(missing))
+
+        def create(email: str) -> None:
+            admin.request("POST", "/users", ok=(201, 409), json={
+                "username": email.split("@")[0], "email": email, "emailVerified": True, "enabled": True,
+                "firstName": "Bench", "lastName": email.split("@")[0]})
+            progress.tick()
+
+        if missing:
+            say(f"  setup: creating {len(missing)} users")
+            _run_all(create, missing)
+            existing = admin.users_at(domain)
+        joining = [existing[e] for e in emails if existing[e] not in have]
+        progress = Progress("setup: members added", len(joining))
+
+        def join(user_id: str) -> None:
+            admin.request("POST", f"/organizations/{org_id}/members", ok=(201, 204, 409), data=user_id,
+                          headers={"Content-Type": "application/json"})
+            progress.tick()
+
+        say(f"  setup: adding {len(joining)} members to the organization")
+        _run_all(join, joining)
+        have = {m["id"]: m for m in admin.members(org_id)}
+    if len(have) != members:
+        raise SystemExit(f"organization {account_id} has {len(have)} members, expected {members}; "
+                         "delete it in the Keycloak admin console and run again")
+
+    # A run that stopped half-way may have left members disabled: the adapter would take
+    # them for administrator-disabled and skip them.
+    disabled = [uid for uid, m in have.items() if not m.get("enabled", True)]
+    if disabled:
+        say(f"  setup: enabling {len(disabled)} members left disabled by an earlier run")
+        _run_all(lambda uid: admin.request("PUT", f"/users/{uid}", json={"enabled": True}), disabled)
+    return account_id, org_id
+
+
+def _run_all(fn, items: list) -> None:
+    with ThreadPoolExecutor(max_workers=SETUP_THREADS) as pool:
+        for future in [pool.submit(fn, item) for item in items]:
+            future.result()
+
+
+def check_members(admin: AdminApi, org_id: str, enabled: bool, expected: int, who: str, phase: str) -> None:
+    """Fail loudly unless every one of the `expected` members is now enabled (or disabled)."""
+    members = admin.members(org_id)
+    right = sum(1 for m in members if m.get("enabled", True) == enabled)
+    if len(members) != expected or right != expected:
+        raise SystemExit(f"{who} {phase}: {right} of {len(members)} members are {'enabled' if enabled else 'disabled'}, "
+                         f"expected all {expected}; the figure would be meaningless")
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """One timed phase: wall time and the CPU seconds spent meanwhile, by whom."""
+
+    wall: float = 0.0
+    keycloak_cpu: float | None = None
+    bench_cpu: float = 0.0
+    other_cpu: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)  # where the adapter's time went
+
+
+class Meter:
+    """Wall clock plus CPU of Keycloak (its process), of this process, and of everything else.
+
+    On a machine where Keycloak shares the CPUs, these say whether a phase waited on
+    the network or ran out of CPU (and whether other programs took some of it).
+    """
+
+    def __init__(self, keycloak_port: int):
+        # A private helper of the stack module, reused rather than copied: it finds
+        # the listening process in /proc.
+        self.keycloak_pid = stack._listener_pid(keycloak_port)
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _process_cpu(self, pid: int) -> float | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self.tick
+
+    def _busy_cpu(self) -> float:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return (sum(values[:8]) - idle) / self.tick
+
+    def _read(self) -> tuple[float, float | None, float, float]:
+        kc = self._process_cpu(self.keycloak_pid) if self.keycloak_pid else None
+        return time.perf_counter(), kc, time.process_time(), self._busy_cpu()
+
+    @contextmanager
+    def phase(self) -> Iterator[Phase]:
+        phase = Phase()
+        wall0, kc0, own0, busy0 = self._read()
+        yield phase
+        wall1, kc1, own1, busy1 = self._read()
+        phase.wall, phase.bench_cpu = wall1 - wall0, own1 - own0
+        phase.keycloak_cpu = kc1 - kc0 if kc0 is not None and kc1 is not None else None
+        phase.other_cpu = max(0.0, (busy1 - busy0) - phase.bench_cpu - (phase.keycloak_cpu or 0.0))
+
+
+# --- the adapter ----------------------------------------------------------------------
+
+
+class CountingGateway(KeycloakGateway):
+    """The adapter's gateway, unchanged, plus progress lines and where the time went."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress: Progress | None = None
+        self.listing = 0.0
+        self.first_call: float | None = None
+        self.last_call = 0.0
+
+    def start_phase(self, progress: Progress) -> None:
+        self.progress, self.listing, self.first_call, self.last_call = progress, 0.0, None, 0.0
+
+    def organization_members(self, org_id: str, page_size: int = 500) -> list[dict]:
+        started = time.perf_counter()
+        try:
+            return super().organization_members(org_id, page_size)
+        finally:
+            self.listing += time.perf_counter() - started
+
+    def set_enabled(self, user_id: str, enabled: bool) -> None:
+        if self.first_call is None:
+            self.first_call = time.perf_counter()
+        super().set_enabled(user_id, enabled)
+        self.last_call = time.perf_counter()
+        if self.progress:
+            self.progress.tick()
+
+    def logout(self, user_id: str) -> None:
+        super().logout(user_id)
+        self.last_call = time.perf_counter()
+
+    def parts(self, wall: float) -> dict[str, float]:
+        calls = self.last_call - self.first_call if self.first_call is not None else 0.0
+        return {"member list": self.listing, "per-user calls": calls, "the rest": wall - self.listing - calls}
+
+
+def run_adapter(settings: Settings, account_id: str, org_id: str, members: int, admin: AdminApi,
+                meter: Meter) -> tuple[Phase, Phase]:
+    """enforce_contract suspended, then active; returns the (cut off, restore) phases."""
+    gateway = CountingGateway.from_settings(settings)
+    kb = Keybridge(settings, keycloak=gateway)
+    try:
+        with kb.db.session() as session:
+            session.merge(Account(account_id=account_id, organization_id=org_id, name=account_id,
+                                  contract_status="suspended"))
+
+        gateway.start_phase(Progress("adapter cut off", members))
+        with meter.phase() as cut:
+            state = access.enforce_contract(kb, account_id, cause="bench: contract suspended")
+        cut.parts = gateway.parts(cut.wall)
+        if state != "inactive":
+            raise SystemExit(f"adapter cut off: enforce_contract answered {state!r}, expected 'inactive'")
+        with kb.db.session() as session:
+            revoked = session.scalar(select(func.count()).select_from(AccessRevocation)
+                                     .where(AccessRevocation.account_id == account_id))
+        if revoked != members:
+            raise SystemExit(f"adapter cut off: {revoked} revocations recorded, expected {members}")
+        check_members(admin, org_id, False, members, "adapter", "cut off")
+
+        with kb.db.session() as session:
+            session.get(Account, account_id).contract_status = "active"
+        gateway.start_phase(Progress("adapter restore", members))
+        with meter.phase() as restore:
+            state = access.enforce_contract(kb, account_id, cause="bench: contract renewed")
+        restore.parts = gateway.parts(restore.wall)
+        if state != "active":
+            raise SystemExit(f"adapter restore: enforce_contract answered {state!r}, expected 'active'")
+        check_members(admin, org_id, True, members, "adapter", "restore")
+        return cut, restore
+    finally:
+        kb.db.dispose()
+
+
+# --- the plain script -------------------------------------------------------------------
+
+
+class PlainScript:
+    """What someone would write by hand: one requests.Session, one call after the other."""
+
+    def __init__(self, kc: stack.KeycloakInstance):
+        self.kc = kc
+        self.http = requests.Session()
+        self.calls = 0
+        self._expires = 0.0
+
+    def _token(self) -> None:
+        if time.monotonic() < self._expires:
+            return
+        r = self.http.post(f"{self.kc.realm_url}/protocol/openid-connect/token", timeout=30, data={
+            "grant_type": "client_credentials", "client_id": self.kc.client_id, "client_secret": self.kc.client_secret})
+        r.raise_for_status()
+        token = r.json()
+        self.http.headers["Authorization"] = f"Bearer {token['access_token']}"
+        self._expires = time.monotonic() + token.get("expires_in", 60) - 10
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        self._token()
+        r = self.http.request(method, f"{self.kc.admin_url}{path}", timeout=30, **kwargs)
+        self.calls += 1
+        r.raise_for_status()
+        return r
+
+    def members(self, org_id: str) -> list[dict]:
+        members, first = [], 0
+        while True:
+            page = self.call("GET", f"/organizations/{org_id}/members",
+                             params={"first": first, "max": PAGE_SIZE, "briefRepresentation": "false"}).json()
+            members.extend(page)
+            if len(page) < PAGE_SIZE:
+                return members
+            first += PAGE_SIZE
+
+    def cut_off(self, org_id: str) -> list[str]:
+        ids = [m["id"] for m in self.members(org_id) if m.get("enabled", True)]
+        progress = Progress("plain cut off", len(ids))
+        for user_id in ids:
+            self.call("PUT", f"/users/{user_id}", json={"enabled": False})
+            self.call("POST", f"/users/{user_id}/logout")
+            progress.tick()
+        return ids
+
+    def restore(self, ids: list[str]) -> None:
+        progress = Progress("plain restore", len(ids))
+        for user_id in ids:
+            self.call("PUT", f"/users/{user_id}", json={"enabled": True})
+            progress.tick()
+
+
+def run_plain(kc: stack.KeycloakInstance, org_id: str, members: int, admin: AdminApi,
+              meter: Meter) -> tuple[Phase, Phase, int]:
+    """The same Keycloak calls one by one; returns the (cut off, restore) phases and the number of calls."""
+    script = PlainScript(kc)
+    with meter.phase() as cut:
+        ids = script.cut_off(org_id)
+    check_members(admin, org_id, False, members, "plain", "cut off")
+    with meter.phase() as restore:
+        script.restore(ids)
+    check_members(admin, org_id, True, members, "plain", "restore")
+    return cut, restore, script.calls
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+class PoolDiscards(logging.Handler):
+    """Counts urllib3's 'Connection pool is full, discarding connection' (a pool smaller than the threads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "pool is full" in record.getMessage():
+            self.count += 1
+
+
+PHASES = ("adapter cut off", "adapter restore", "plain cut off", "plain restore")
+
+
+def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, version: str, calls: int,
+           discards: int) -> None:
+    def median(fn) -> float:
+        return statistics.median(fn(r) for r in rounds)
+
+    def mean(values) -> float:
+        values = list(values)
+        return sum(values) / len(values)
+
+    say("")
+    say(f"Cutting off and restoring an organization of {members} members")
+    say(f"Keycloak {version} (test stack: dev mode, H2), {os.cpu_count()} CPUs shared by Keycloak and this process; "
+        f"adapter keycloak_concurrency={concurrency}; {len(rounds)} round(s), median shown")
+    say(f"plain script: {calls} Keycloak calls one by one (member list; PUT enabled=false + POST logout; PUT enabled=true)")
+    say("")
+    say(f"{'':12}{'adapter':>12}{'plain':>12}{'plain/adapter':>16}")
+    rows = [("cut off", median(lambda r: r["adapter cut off"].wall), median(lambda r: r["plain cut off"].wall)),
+            ("restore", median(lambda r: r["adapter restore"].wall), median(lambda r: r["plain restore"].wall)),
+            ("total", median(lambda r: r["adapter cut off"].wall + r["adapter restore"].wall),
+             median(lambda r: r["plain cut off"].wall + r["plain restore"].wall))]
+    for label, adapter_s, plain_s in rows:
+        say(f"{label:12}{adapter_s:>10.2f} s{plain_s:>10.2f} s{plain_s / adapter_s:>15.1f}x")
+
+    say("")
+    say(f"where the time went (CPU-seconds, mean of the rounds; {os.cpu_count()} CPUs give "
+        f"{os.cpu_count()} CPU-s per second of wall time)")
+    say(f"{'':18}{'wall':>8}{'Keycloak':>10}{'bench':>8}{'others':>8}{'CPUs busy':>11}")
+    for name in PHASES:
+        phases = [r[name] for r in rounds]
+        wall = mean(p.wall for p in phases)
+        kc = mean(p.keycloak_cpu for p in phases) if all(p.keycloak_cpu is not None for p in phases) else None
+        own, other = mean(p.bench_cpu for p in phases), mean(p.other_cpu for p in phases)
+        busy = ((kc or 0.0) + own + other) / wall / (os.cpu_count() or 1)
+        kc_text = f"{kc:>10.2f}" if kc is not None else f"{'?':>10}"
+        say(f"{name:18}{wall:>8.2f}{kc_text}{own:>8.2f}{other:>8.2f}{busy:>10.0%}")
+    for name in PHASES[:2]:
+        parts = {k: mean(r[name].parts[k] for r in rounds) for k in rounds[0][name].parts}
+        say(f"{name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
+    if discards:
+        say(f"\nurllib3 discarded {discards} connection(s) because its pool was full: the adapter ran more "
+            "threads than python-keycloak's connection pool holds (requests' default, 10 per host)")
+
+
+@contextmanager
+def one_run_at_a_time() -> Iterator[None]:
+    """Two runs on the same Keycloak would change each other's users and share its CPUs: wait for the other."""
+    stack.TEST_DIR.mkdir(parents=True, exist_ok=True)
+    with open(stack.TEST_DIR / "bench-contract-cutoff.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("another run of this benchmark uses the test Keycloak: waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=1000, help="members of the organization (default 1000)")
+    parser.add_argument("--concurrency", type=int, default=8, help="the adapter's keycloak_concurrency (default 8)")
+    parser.add_argument("--rounds", type=int, default=1, help="adapter+plain rounds; the median is shown (default 1)")
+    args = parser.parse_args(argv)
+
+    discards = PoolDiscards()
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    pool_log.addHandler(discards)
+    pool_log.propagate = False  # counted and reported once, not printed a thousand times
+
+    with one_run_at_a_time():
+        return run(args, discards)
+
+
+def run(args: argparse.Namespace, discards: PoolDiscards) -> int:
+    say("starting or reusing the test Keycloak and mail sink (tests/support/stack.py)")
+    stack.ensure_mail_sink()
+    kc = stack.ensure_keycloak()
+    admin = AdminApi(kc)
+    version = admin.keycloak_version()
+    meter = Meter(int(kc.url.rsplit(":", 1)[1]))
+    say(f"setup (not timed): organization BENCH-{args.members} with {args.members} members")
+    account_id, org_id = ensure_bench_organization(admin, args.members)
+
+    rounds: list[dict[str, Phase]] = []
+    with tempfile.TemporaryDirectory(prefix="keybridge-bench-") as tmp:
+        for round_no in range(1, args.rounds + 1):
+            settings = Settings.from_env(
+                {}, database_url=f"sqlite:///{Path(tmp) / f'round{round_no}.db'}",
+                keycloak_url=kc.url, keycloak_realm=kc.realm, keycloak_client_id=kc.client_id,
+                keycloak_client_secret=kc.client_secret, keycloak_concurrency=args.concurrency)
+            say(f"round {round_no}/{args.rounds}: adapter (concurrency {args.concurrency})")
+            a_cut, a_restore = run_adapter(settings, account_id, org_id, args.members, admin, meter)
+            say(f"  adapter: cut off {a_cut.wall:.2f} s, restore {a_restore.wall:.2f} s")
+            say(f"round {round_no}/{args.rounds}: plain script")
+            p_cut, p_restore, calls = run_plain(kc, org_id, args.members, admin, meter)
+            say(f"  plain:   cut off {p_cut.wall:.2f} s, restore {p_restore.wall:.2f} s")
+            rounds.append(dict(zip(PHASES, (a_cut, a_restore, p_cut, p_restore))))
+
+    report(rounds, args.members, args.concurrency, version, calls, discards.count)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
