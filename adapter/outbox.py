@@ -29,6 +29,13 @@ def record(session: Session, event_type: str, data: dict, dedupe_key: str) -> bo
     return True
 
 
+def record_new(session: Session, event_type: str, data: dict) -> None:
+    """Owe the CRM an event for a fact that is new by construction (no dedupe look-up):
+    the caller's own state change in the same transaction is what keeps it from repeating."""
+    event_id = f"evt_{uuid.uuid4().hex}"
+    session.add(OutboxEvent(id=event_id, type=event_type, data=data, dedupe_key=f"{event_type}:{event_id}"))
+
+
 def envelope(event: OutboxEvent) -> dict:
     """The wire body: the same {type, timestamp, data} shape as inbound webhooks."""
     ts = event.created_at.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")

@@ -9,11 +9,10 @@ Per-user Keycloak calls for a whole organization run in parallel.
 from __future__ import annotations
 
 import logging
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from .. import outbox
 from ..db import utcnow
@@ -58,9 +57,23 @@ def _raise_first(errors: list[Exception], what: str) -> None:
 
 
 def _access_changed(session, user_id: str, contact_id: str | None, enabled: bool, reason: str) -> None:
-    outbox.record(session, IDENTITY_ACCESS_CHANGED,
-                  {"user_id": user_id, "contact_id": contact_id, "enabled": enabled, "reason": reason},
-                  f"{IDENTITY_ACCESS_CHANGED}:{user_id}:{enabled}:{reason}:{uuid.uuid4().hex}")
+    # New by construction: written in the same transaction as the revocation row it reports.
+    outbox.record_new(session, IDENTITY_ACCESS_CHANGED,
+                      {"user_id": user_id, "contact_id": contact_id, "enabled": enabled, "reason": reason})
+
+
+def _note_revocations(session, users: list[dict], reason: str, account_id: str | None) -> None:
+    """Insert or refresh (user, reason) rows with one look-up for the whole list."""
+    ids = [u["id"] for u in users]
+    existing = {r.user_id: r for r in session.scalars(select(AccessRevocation).where(
+        AccessRevocation.reason == reason, AccessRevocation.user_id.in_(ids)))} if ids else {}
+    for user in users:
+        row = existing.get(user["id"])
+        if row is None:
+            session.add(AccessRevocation(user_id=user["id"], reason=reason, account_id=account_id,
+                                         contact_id=_contact_id(user), revoked_at=utcnow()))
+        else:
+            row.account_id, row.contact_id, row.revoked_at = account_id, _contact_id(user), utcnow()
 
 
 def _contact_id(user: dict) -> str | None:
@@ -78,11 +91,8 @@ def revoke_users(kb, users: list[dict], reason: str, account_id: str | None, cau
     with kb.db.session() as session:
         # Disabled by Keybridge for another reason: note this one too, so that ending
         # only the other reason (a renewal, say) does not give access back.
-        ours = set(session.scalars(select(AccessRevocation.user_id).where(AccessRevocation.user_id.in_(disabled_ids))))
-        for user in users:
-            if user["id"] in ours:
-                session.merge(AccessRevocation(user_id=user["id"], reason=reason, account_id=account_id,
-                                               contact_id=_contact_id(user), revoked_at=utcnow()))
+        ours = set(session.scalars(select(AccessRevocation.user_id).where(AccessRevocation.user_id.in_(disabled_ids)))) if disabled_ids else set()
+        _note_revocations(session, [u for u in users if u["id"] in ours], reason, account_id)
 
     def cut(user):
         # Sessions first: if disabling then fails, the retry finds the user still enabled
@@ -94,9 +104,8 @@ def revoke_users(kb, users: list[dict], reason: str, account_id: str | None, cau
 
     done, errors = _parallel(kb, cut, targets)
     with kb.db.session() as session:
+        _note_revocations(session, done, reason, account_id)
         for user in done:
-            session.merge(AccessRevocation(user_id=user["id"], reason=reason, account_id=account_id,
-                                           contact_id=_contact_id(user), revoked_at=utcnow()))
             _access_changed(session, user["id"], _contact_id(user), False, reason)
         if done:
             audit.record(session, "access.revoked", f"account:{account_id}" if account_id else f"user:{done[0]['id']}", cause,
@@ -129,8 +138,11 @@ def restore_revoked(kb, reason: str, restored_reason: str, cause: str, account_i
 
     done, errors = _parallel(kb, give_back, rows)
     with kb.db.session() as session:
+        done_ids = [user_id for user_id, _ in done]
+        if done_ids:
+            session.execute(delete(AccessRevocation).where(AccessRevocation.reason == reason,
+                                                           AccessRevocation.user_id.in_(done_ids)))
         for user_id, contact_id in done:
-            session.delete(session.get(AccessRevocation, (user_id, reason)))
             if user_id not in others:
                 _access_changed(session, user_id, contact_id, True, restored_reason)
         if done:
