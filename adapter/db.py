@@ -53,11 +53,30 @@ class Database:
         for attempt in range(5):
             try:
                 Base.metadata.create_all(self.engine)
+                self._add_missing_columns()
                 return
             except (OperationalError, ProgrammingError, IntegrityError):
                 if attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+
+    def _add_missing_columns(self) -> None:
+        """Additive schema changes only: a nullable column a newer Keybridge added is created
+        in place. Anything else (a type change, a removed column) needs a real migration."""
+        from sqlalchemy import inspect, text
+
+        inspector = inspect(self.engine)
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                if not column.nullable:
+                    raise RuntimeError(f"Table {table.name} lacks column {column.name}, which cannot be added in place; "
+                                       "back up the database and recreate it, or migrate it by hand.")
+                kind = column.type.compile(dialect=self.engine.dialect)
+                with self.engine.begin() as connection:
+                    connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}'))
 
     @contextmanager
     def session(self):
