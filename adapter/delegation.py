@@ -39,6 +39,7 @@ from . import outbox
 from .db import utcnow
 from .events import MEMBERSHIP_CHANGED
 from .handlers import audit
+from .keycloak import AdminPermissionsOff
 from .models import OrgAdminInvitation
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,21 @@ class DelegationNames:
 def ensure_organization_delegation(kb, org_id: str, cause: str, org_admin_ids: set[str] | None = None) -> str:
     """The organization's admins may view it, view its members and map business roles to them; nobody else may.
 
-    Returns "delegated" or "no_admins". Calls nothing that writes when all is as it should be.
-    Raises RetryableError/PermanentError from the gateway.
+    Returns "delegated", "no_admins", or "admin_permissions_off" when the realm has them off
+    (logged and audited: the CRM flows that call this go on without delegation). Calls
+    nothing that writes when all is as it should be. Raises RetryableError/PermanentError
+    from the gateway.
     """
+    try:
+        return _ensure_organization_delegation(kb, org_id, cause, org_admin_ids)
+    except AdminPermissionsOff as exc:
+        log.warning("organization %s: no delegated administration: %s", org_id, exc)
+        with kb.db.session() as session:
+            audit.record(session, "delegation.unavailable", f"organization:{org_id}", cause, {"reason": str(exc)})
+        return "admin_permissions_off"
+
+
+def _ensure_organization_delegation(kb, org_id: str, cause: str, org_admin_ids: set[str] | None) -> str:
     org = kb.keycloak.get_organization(org_id)
     names = DelegationNames.of(org["alias"])
     members = sorted(m["id"] for m in kb.keycloak.organization_members(org_id))
@@ -105,7 +118,17 @@ def ensure_organization_delegation(kb, org_id: str, cause: str, org_admin_ids: s
 
 
 def ensure_business_role_permission(kb, org_admin_ids: set[str] | None, cause: str) -> None:
-    """Holders of org_admin may map the business roles (to whom: see the members permissions); nobody else."""
+    """Holders of org_admin may map the business roles (to whom: see the members permissions); nobody else.
+
+    Does nothing (but log) when the realm's admin permissions are off.
+    """
+    try:
+        _ensure_business_role_permission(kb, org_admin_ids, cause)
+    except AdminPermissionsOff as exc:
+        log.warning("no delegated administration: %s", exc)
+
+
+def _ensure_business_role_permission(kb, org_admin_ids: set[str] | None, cause: str) -> None:
     holders = org_admin_ids if org_admin_ids is not None else kb.keycloak.realm_role_user_ids(ORG_ADMIN_ROLE)
     changed: list[str] = []
     if not holders:

@@ -342,8 +342,8 @@ class KeycloakGateway:
             r = self.admin.connection.raw_get(f"admin/realms/{self.realm}")
             client = (_check(r, "read the realm").json().get("adminPermissionsClient") or {}).get("id")
             if not client:
-                raise PermanentError(f"Realm {self.realm} has no admin permissions (adminPermissionsEnabled is off): "
-                                     "import realm-config/customers-realm.json or switch it on under Realm settings.")
+                raise AdminPermissionsOff(f"Realm {self.realm} has no admin permissions (adminPermissionsEnabled is off): "
+                                          "import realm-config/customers-realm.json again or switch them on in Realm settings.")
             client_id = self._permissions_client_id = client
         return self._path(f"clients/{client_id}/authz/resource-server/{rest}")
 
@@ -508,3 +508,7 @@ class KeycloakGateway:
         if r.status_code == 404:
             return None
         return _check(r, "read a membership").json().get("membershipType") or "UNMANAGED"
+
+
+class AdminPermissionsOff(PermanentError):
+    """The realm's fine-grained admin permissions are off: delegated administration cannot be kept."""

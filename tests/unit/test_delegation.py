@@ -357,3 +357,16 @@ def test_the_page_takes_a_business_role(client, kb, keycloak, acme):
     assert "buyer taken away" in client.get(r.headers["Location"]).get_data(as_text=True)
     assert client.post(f"/portal/members/{acme['bob']}/roles/org_admin/take",
                        data={"csrf": csrf, "org": acme["org"]["id"]}).status_code == 400
+
+
+def test_without_admin_permissions_in_the_realm_accounts_and_registrations_still_go_through(client, kb, keycloak, worker):
+    from adapter.keycloak import AdminPermissionsOff
+    from tests.unit.fakes import all_jobs
+
+    for method in ("admin_policy", "save_admin_user_policy", "save_admin_permission", "delete_admin_policy"):
+        keycloak.fail_next(method, times=100, error=AdminPermissionsOff("adminPermissionsEnabled is off"))
+    deliver(client, worker, "account.upserted", ACME)
+    register(keycloak, worker, "ada@acme.example")
+    assert {j.status for j in all_jobs(kb)} == {"done"}
+    assert "org_admin" in keycloak.user_roles[keycloak.find_user_by_email("ada@acme.example")["id"]]
+    assert len(outbox_events(kb, "identity.registered")) == 1
