@@ -93,7 +93,6 @@ def handle_account_upserted(kb, data: dict, cause: str) -> str:
     ensure_account_row(kb, data, org)
     delegation.ensure_organization_delegation(kb, org["id"], cause)
     state = access.enforce_contract(kb, data["account_id"], cause)
-    contract = data.get("contract") or {}
     admin = data.get("admin_contact")
     if admin and state == "active":
         invitations.invite_contact(kb, {

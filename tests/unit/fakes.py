@@ -576,3 +576,20 @@ def invitation_row(kb, kind: str, crm_id: str):
 
     with kb.db.session() as session:
         return session.scalar(select(Invitation).where(Invitation.kind == kind, Invitation.crm_id == crm_id))
+
+
+def drain(worker, passes: int = 50) -> None:
+    """Run the worker until it has nothing left to do now."""
+    for _ in range(passes):
+        if not worker.run_once():
+            return
+    raise AssertionError("the worker never went idle")
+
+
+def deliver(client, worker, event_type, data, webhook_id=None):
+    """Post a signed webhook, expect it accepted, and let the worker do everything it causes."""
+    from tests.conftest import envelope, signed_post
+
+    r = signed_post(client, envelope(event_type, data), webhook_id=webhook_id)
+    assert r.status_code == 202, r.json
+    drain(worker)

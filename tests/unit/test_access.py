@@ -16,46 +16,13 @@ from adapter.db import utcnow
 from adapter.jobs.worker import Worker
 from adapter.models import Account, AuditEntry
 from adapter.runtime import Keybridge
-from tests.conftest import envelope, signed_post
-from tests.unit.fakes import FakeKeycloak, all_jobs, invitation_row, make_everything_due, outbox_events
+from tests.unit.fakes import FakeKeycloak, all_jobs, deliver, drain, invitation_row, make_everything_due, outbox_events
 
 ACCOUNT = {"account_id": "A-1", "name": "Acme Corporation", "domains": ["acme.example"],
            "contract": {"status": "active", "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2027-12-31T23:59:59Z"}}
 SUSPENDED = {**ACCOUNT, "contract": {"status": "suspended"}}
 RENEWED = {**ACCOUNT, "contract": {"status": "active", "starts_at": "2028-01-01T00:00:00Z", "ends_at": "2028-12-31T23:59:59Z"}}
 ADMIN = {"contact_id": "C-ADM", "email": "boss@acme.example", "first_name": "Bo", "last_name": "Boss"}
-
-
-@pytest.fixture
-def keycloak():
-    return FakeKeycloak()
-
-
-@pytest.fixture
-def kb(app, keycloak):
-    """The web app's own Keybridge, talking to the fake Keycloak (the worker shares it)."""
-    kb = app.extensions["keybridge"]
-    kb.keycloak = keycloak
-    return kb
-
-
-@pytest.fixture
-def worker(kb):
-    return Worker(kb)
-
-
-def drain(worker) -> None:
-    """Run the worker until it has nothing left to do now."""
-    for _ in range(20):
-        if not worker.run_once():
-            return
-    raise AssertionError("the worker never went idle")
-
-
-def deliver(client, worker, event_type, data, webhook_id=None):
-    r = signed_post(client, envelope(event_type, data), webhook_id=webhook_id)
-    assert r.status_code == 202, r.json
-    drain(worker)
 
 
 def org_of(keycloak, account_id):

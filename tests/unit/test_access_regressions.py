@@ -1,46 +1,13 @@
 """Regressions found by tests before their fix: contracts, departures and audit."""
 from __future__ import annotations
 
-import pytest
 
 from adapter import reports
-from adapter.jobs.worker import Worker
-from tests.conftest import envelope, signed_post
-from tests.unit.fakes import FakeKeycloak, all_jobs, make_everything_due, outbox_events
+from tests.unit.fakes import all_jobs, deliver, drain, make_everything_due, outbox_events
 
 ACCOUNT = {"account_id": "A-1", "name": "Acme Corporation", "domains": ["acme.example"],
            "contract": {"status": "active", "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2027-12-31T23:59:59Z"}}
 SUSPENDED = {**ACCOUNT, "contract": {"status": "suspended"}}
-
-
-@pytest.fixture
-def keycloak():
-    return FakeKeycloak()
-
-
-@pytest.fixture
-def kb(app, keycloak):
-    kb = app.extensions["keybridge"]
-    kb.keycloak = keycloak
-    return kb
-
-
-@pytest.fixture
-def worker(kb):
-    return Worker(kb)
-
-
-def drain(worker) -> None:
-    for _ in range(20):
-        if not worker.run_once():
-            return
-    raise AssertionError("the worker never went idle")
-
-
-def deliver(client, worker, event_type, data, webhook_id=None):
-    r = signed_post(client, envelope(event_type, data), webhook_id=webhook_id)
-    assert r.status_code == 202, r.json
-    drain(worker)
 
 
 def org_of(keycloak, account_id):

@@ -6,15 +6,10 @@ import pytest
 from adapter.jobs.worker import Worker
 from adapter.runtime import Keybridge
 from tests.conftest import envelope, signed_post
-from tests.unit.fakes import FakeKeycloak, outbox_events
+from tests.unit.fakes import drain, outbox_events
 
 ACCOUNT = {"account_id": "A-1", "name": "Acme", "contract": {"status": "active"}}
 AUTH = {"Authorization": "Bearer op-token"}
-
-
-@pytest.fixture
-def keycloak():
-    return FakeKeycloak()
 
 
 @pytest.fixture
@@ -22,13 +17,6 @@ def worker(settings, keycloak):
     kb = Keybridge(settings, keycloak=keycloak)
     yield Worker(kb)
     kb.db.dispose()
-
-
-def drain(worker):
-    for _ in range(50):
-        if not worker.run_once():
-            return
-    raise AssertionError("the worker never went idle")
 
 
 def items(n_contacts: int):

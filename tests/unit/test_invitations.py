@@ -3,49 +3,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
 
 from adapter.jobs.worker import Worker
 from adapter.runtime import Keybridge
-from tests.conftest import envelope, signed_post
-from tests.unit.fakes import FakeKeycloak, all_jobs, invitation_row, make_everything_due, outbox_events
+from tests.unit.fakes import all_jobs, deliver, drain, invitation_row, make_everything_due, outbox_events
 
 ACCOUNT = {"account_id": "A-1", "name": "Acme Corporation", "domains": ["acme.example"],
            "contract": {"status": "active", "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2027-12-31T23:59:59Z"}}
 INVITE = {"contact_id": "C-1", "email": "Jane.Doe@acme.example", "account_id": "A-1", "first_name": "Jane",
           "last_name": "Doe", "roles": ["Buyer"]}
 LEAD = {"lead_id": "L-1", "email": "lee@corp.example", "first_name": "Lee", "last_name": "Park", "company": "Corp"}
-
-
-@pytest.fixture
-def keycloak():
-    return FakeKeycloak()
-
-
-@pytest.fixture
-def kb(settings, keycloak):
-    kb = Keybridge(settings, keycloak=keycloak)
-    yield kb
-    kb.db.dispose()
-
-
-@pytest.fixture
-def worker(kb):
-    return Worker(kb)
-
-
-def drain(worker) -> None:
-    """Run the worker until it has nothing left to do now."""
-    for _ in range(20):
-        if not worker.run_once():
-            return
-    raise AssertionError("the worker never went idle")
-
-
-def deliver(client, worker, event_type, data, webhook_id=None):
-    r = signed_post(client, envelope(event_type, data), webhook_id=webhook_id)
-    assert r.status_code == 202, r.json
-    drain(worker)
 
 
 def sent_to(keycloak, email):

@@ -14,16 +14,11 @@ from adapter.jobs.worker import Worker
 from adapter.models import Job
 from adapter.runtime import Keybridge
 from tests.conftest import envelope, signed_post
-from tests.unit.fakes import FakeKeycloak, all_jobs, make_everything_due
+from tests.unit.fakes import all_jobs, make_everything_due
 
 ACCOUNT = {"account_id": "A-1", "name": "Acme", "domains": ["acme.example"], "contract": {"status": "none"}}
 INVITE = {"contact_id": "C-1", "email": "jane@acme.example", "account_id": "A-1", "roles": ["Buyer"]}
 LEAD = {"lead_id": "L-1", "email": "lee@corp.example", "first_name": "Lee"}
-
-
-@pytest.fixture
-def keycloak():
-    return FakeKeycloak()
 
 
 @pytest.fixture
@@ -32,11 +27,6 @@ def kb(settings, keycloak):
     kb = Keybridge(settings, keycloak=keycloak)
     yield kb
     kb.db.dispose()
-
-
-@pytest.fixture
-def worker(kb):
-    return Worker(kb)
 
 
 def the_job(kb, kind="inbound_event") -> Job:

@@ -10,41 +10,11 @@ from adapter.jobs.worker import Worker
 from adapter.keycloak import KeycloakGateway
 from adapter.models import Cursor
 from adapter.runtime import Keybridge
-from tests.conftest import envelope, signed_post
-from tests.unit.fakes import FakeKeycloak, all_jobs, invitation_row, outbox_events
+from tests.unit.fakes import FakeKeycloak, all_jobs, deliver, drain, invitation_row, outbox_events
 
 ACCOUNT = {"account_id": "A-1", "name": "Acme", "domains": ["acme.example"], "contract": {"status": "none"}}
 INVITE = {"contact_id": "C-1", "email": "jane@acme.example", "account_id": "A-1", "roles": ["Buyer"]}
 LEAD = {"lead_id": "L-1", "email": "lee@corp.example", "first_name": "Lee"}
-
-
-@pytest.fixture
-def keycloak():
-    return FakeKeycloak()
-
-
-@pytest.fixture
-def kb(settings, keycloak):
-    kb = Keybridge(settings, keycloak=keycloak)
-    yield kb
-    kb.db.dispose()
-
-
-@pytest.fixture
-def worker(kb):
-    return Worker(kb)
-
-
-def drain(worker) -> None:
-    for _ in range(20):
-        if not worker.run_once():
-            return
-    raise AssertionError("the worker never went idle")
-
-
-def deliver(client, worker, event_type, data):
-    assert signed_post(client, envelope(event_type, data)).status_code == 202
-    drain(worker)
 
 
 @pytest.fixture

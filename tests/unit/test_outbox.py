@@ -40,11 +40,6 @@ def kb(settings):
 
 
 @pytest.fixture
-def worker(kb):
-    return Worker(kb)
-
-
-@pytest.fixture
 def crm():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock

@@ -10,45 +10,13 @@ from click.testing import CliRunner
 
 from adapter import cli, reports
 from adapter.db import utcnow
-from adapter.jobs.worker import Worker
 from adapter.models import Account
-from tests.conftest import envelope, signed_post
-from tests.unit.fakes import FakeKeycloak
+from tests.unit.fakes import deliver, drain
 
 AUTH = {"Authorization": "Bearer op-token"}
 ACCOUNT = {"account_id": "A-1", "name": "Acme Corporation", "domains": ["acme.example"],
            "contract": {"status": "active", "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2027-12-31T23:59:59Z"}}
 SUSPENDED = {**ACCOUNT, "contract": {"status": "suspended"}}
-
-
-@pytest.fixture
-def keycloak():
-    return FakeKeycloak()
-
-
-@pytest.fixture
-def kb(app, keycloak):
-    kb = app.extensions["keybridge"]
-    kb.keycloak = keycloak
-    return kb
-
-
-@pytest.fixture
-def worker(kb):
-    return Worker(kb)
-
-
-def drain(worker) -> None:
-    for _ in range(20):
-        if not worker.run_once():
-            return
-    raise AssertionError("the worker never went idle")
-
-
-def deliver(client, worker, event_type, data, webhook_id=None):
-    r = signed_post(client, envelope(event_type, data), webhook_id=webhook_id)
-    assert r.status_code == 202, r.json
-    drain(worker)
 
 
 def add_member(keycloak, account_id, contact_id, enabled=True) -> str:

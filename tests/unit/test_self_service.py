@@ -6,14 +6,9 @@ import pytest
 from adapter.jobs.worker import Worker
 from adapter.runtime import Keybridge
 from tests.conftest import envelope, signed_post
-from tests.unit.fakes import FakeKeycloak, outbox_events
+from tests.unit.fakes import drain, outbox_events
 
 ACCOUNT = {"account_id": "A-1", "name": "Acme", "domains": ["acme.example"], "contract": {"status": "active"}}
-
-
-@pytest.fixture
-def keycloak():
-    return FakeKeycloak()
 
 
 @pytest.fixture
@@ -21,13 +16,6 @@ def worker(settings, keycloak):
     kb = Keybridge(settings, keycloak=keycloak)
     yield Worker(kb)
     kb.db.dispose()
-
-
-def drain(worker):
-    for _ in range(30):
-        if not worker.run_once():
-            return
-    raise AssertionError("the worker never went idle")
 
 
 def data_of(worker, event_type):
