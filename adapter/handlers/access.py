@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 from .. import outbox
 from ..db import utcnow
 from ..events import IDENTITY_ACCESS_CHANGED
-from ..jobs import RetryableError
+from ..jobs import PermanentError, RetryableError
 from ..models import AccessRevocation, Account
 from . import audit
 
@@ -133,23 +133,32 @@ def restore_revoked(kb, reason: str, restored_reason: str, cause: str, account_i
     def give_back(row):
         user_id, _ = row
         if user_id not in others:
-            kb.keycloak.set_enabled(user_id, True)
+            try:
+                kb.keycloak.set_enabled(user_id, True)
+            except PermanentError as exc:
+                if "(404)" not in str(exc):
+                    raise
+                # The identity is gone (Keycloak 26.7.3 deletes an invited, "managed"
+                # member when it is removed from its organization): nothing to restore.
+                return (user_id, None, "gone")
         return row
 
     done, errors = _parallel(kb, give_back, rows)
     with kb.db.session() as session:
+        gone = {r[0] for r in done if len(r) == 3}
+        done = [r[:2] for r in done]
         done_ids = [user_id for user_id, _ in done]
         if done_ids:
             session.execute(delete(AccessRevocation).where(AccessRevocation.reason == reason,
                                                            AccessRevocation.user_id.in_(done_ids)))
         for user_id, contact_id in done:
-            if user_id not in others:
+            if user_id not in others and user_id not in gone:
                 _access_changed(session, user_id, contact_id, True, restored_reason)
         if done:
             audit.record(session, "access.restored", f"account:{account_id}" if account_id else f"user:{done[0][0]}", cause,
-                         {"reason": restored_reason, "users": [u for u, _ in done if u not in others]})
+                         {"reason": restored_reason, "users": [u for u, _ in done if u not in others and u not in gone]})
     _raise_first(errors, "access restores")
-    return len([1 for u, _ in done if u not in others])
+    return len([1 for u, _ in done if u not in others and u not in gone])
 
 
 def enforce_contract(kb, account_id: str, cause: str) -> str:

@@ -95,3 +95,26 @@ def test_the_audit_trail_of_account_a1_does_not_list_account_a10(client, kb, key
     deliver(client, worker, "account.upserted", {**ACCOUNT, "account_id": "A-10", "name": "Ten", "domains": []})
 
     assert {e["subject"] for e in reports.audit_trail(kb, "account:A-1")} == {"account:A-1"}
+
+
+def test_a_renewal_skips_people_whose_identity_was_deleted_meanwhile(client, kb, keycloak, worker):
+    """Keycloak 26.7.3 deletes an invited ("managed") member removed from its organization:
+    restoring access must not fail forever on the identity that is gone."""
+    from tests.unit.fakes import deliver
+
+    account = {"account_id": "A-9", "name": "Gone Ltd", "contract": {"status": "active"}}
+    deliver(client, worker, "account.upserted", account)
+    org_id = keycloak.find_organization("A-9")["id"]
+    stays = keycloak.add_user("stays@gone.example", crm_contact_id=["C-1"])
+    goes = keycloak.add_user("goes@gone.example", crm_contact_id=["C-2"])
+    keycloak.add_member(org_id, stays)
+    keycloak.add_member(org_id, goes)
+    deliver(client, worker, "account.upserted", {**account, "contract": {"status": "suspended"}})
+    del keycloak.users[goes]
+    keycloak.members[org_id].discard(goes)
+
+    deliver(client, worker, "account.upserted", account)
+    from adapter import dead_letters
+
+    assert dead_letters.list_all(kb.db) == []
+    assert keycloak.users[stays]["enabled"] is True
