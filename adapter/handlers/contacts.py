@@ -88,18 +88,28 @@ def contact_left(kb, user: dict, contact_id: str, cause: str) -> str:
     for org in kb.keycloak.user_organizations(user["id"]):
         account_ids = (org.get("attributes") or {}).get("crm_account_id") or []
         if account_ids:
+            # Keycloak 26.7.3 deletes a "managed" member (one who joined by invitation) with
+            # its membership; the CRM is told the identity went with it.
+            deleted = kb.keycloak.membership_type(org["id"], user["id"]) == "MANAGED"
+            roles = _business_roles(kb, user)
             kb.keycloak.remove_member(org["id"], user["id"])
-            _membership_changed(kb, account_ids[0], user, contact_id, "removed", cause)
+            _membership_changed(kb, account_ids[0], user, contact_id, "removed", cause,
+                                roles=roles, identity_deleted=deleted)
     return "left"
 
 
-def _membership_changed(kb, account_id: str, user: dict, contact_id: str, change: str, cause: str) -> None:
+def _business_roles(kb, user: dict) -> list[str]:
+    return sorted(kb.keycloak.user_realm_roles(user["id"]) & set(kb.roles.business_roles))
+
+
+def _membership_changed(kb, account_id: str, user: dict, contact_id: str, change: str, cause: str,
+                        roles: list[str] | None = None, identity_deleted: bool = False) -> None:
+    data = {"account_id": account_id, "user_id": user["id"], "contact_id": contact_id, "change": change,
+            "roles": roles if roles is not None else _business_roles(kb, user), "actor": "crm"}
+    if identity_deleted:
+        data["identity_deleted"] = True
     with kb.db.session() as session:
-        outbox.record(session, MEMBERSHIP_CHANGED,
-                      {"account_id": account_id, "user_id": user["id"], "contact_id": contact_id, "change": change,
-                       "roles": sorted(kb.keycloak.user_realm_roles(user["id"]) & set(kb.roles.business_roles)),
-                       "actor": "crm"},
-                      f"{MEMBERSHIP_CHANGED}:{account_id}:{user['id']}:{change}:{cause}")
+        outbox.record(session, MEMBERSHIP_CHANGED, data, f"{MEMBERSHIP_CHANGED}:{account_id}:{user['id']}:{change}:{cause}")
         audit.record(session, f"membership.{change}", f"account:{account_id}", cause, {"user_id": user["id"]})
 
 

@@ -204,3 +204,18 @@ def test_a_contact_without_identity_updates_its_pending_invitation(client, kb, k
     user_id, _ = keycloak.register_invited_user(invitation["id"])
     drain(worker)
     assert keycloak.user_roles[user_id] == {"technical_contact"}
+
+
+def test_a_leaver_who_joined_by_invitation_is_reported_with_the_identity_deleted(client, kb, keycloak, worker):
+    """Keycloak 26.7.3 deletes a managed member with its membership: the CRM must know the identity is gone."""
+    from tests.unit.fakes import deliver
+
+    deliver(client, worker, "account.upserted", {"account_id": "A-7", "name": "Managed", "contract": {"status": "active"}})
+    org_id = keycloak.find_organization("A-7")["id"]
+    user_id = keycloak.add_user("m@managed.example", crm_contact_id=["C-7"])
+    keycloak.add_member(org_id, user_id)
+    keycloak.managed_members.add((org_id, user_id))
+    deliver(client, worker, "contact.upserted", {"contact_id": "C-7", "email": "m@managed.example", "status": "left"})
+    removed = [e.data for e in outbox_events(kb, "membership.changed") if e.data["change"] == "removed"]
+    assert removed == [{"account_id": "A-7", "user_id": user_id, "contact_id": "C-7", "change": "removed", "roles": [],
+                        "actor": "crm", "identity_deleted": True}]
