@@ -96,6 +96,64 @@ def demo(url: str, email: str) -> None:
             raise click.ClickException(f"the adapter refused {event_type}")
 
 
+def read_invite_csv(path) -> list[dict]:
+    """Rows of a CSV (header: kind, contact_id or lead_id, email, account_id, first_name, last_name,
+    roles separated by ';', org_admin) as batch items; raises ClickException naming the row and field."""
+    import csv
+
+    from marshmallow import ValidationError
+
+    from .events import BatchRequestedSchema
+
+    items = []
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        for row in csv.DictReader(handle):
+            item = {k: v.strip() for k, v in row.items() if k and v is not None and v.strip() != ""}
+            item.setdefault("kind", "lead" if "lead_id" in item else "contact")
+            if "roles" in item:
+                item["roles"] = [r.strip() for r in item["roles"].split(";") if r.strip()]
+            if "org_admin" in item:
+                item["org_admin"] = item["org_admin"].lower() in ("1", "true", "yes")
+            items.append(item)
+    try:
+        BatchRequestedSchema().load({"batch_id": "csv", "items": items})
+    except ValidationError as exc:
+        problems = exc.messages.get("items", exc.messages)
+        first = sorted(problems.items())[:5] if isinstance(problems, dict) else problems
+        lines = [f"row {int(i) + 2}: {msg}" for i, msg in first] if isinstance(problems, dict) else [str(problems)]
+        raise click.ClickException(f"{path} has errors (row numbers count the header as row 1):\n" + "\n".join(lines)) from None
+    return items
+
+
+@main.command()
+@click.option("--csv", "csv_path", required=True, type=click.Path(exists=True, dir_okay=False), help="one invitation per row")
+@click.option("--batch-id", default=None, help="re-use one to make a repeated import a no-op (default: from the file's content)")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="show progress until the worker has handled every row")
+def invite(csv_path: str, batch_id: str | None, wait: bool) -> None:
+    """Invite contacts and leads from a CSV file, as one batch the worker handles."""
+    import hashlib
+    import time
+
+    from . import inbox
+    from .handlers import batches
+
+    items = read_invite_csv(csv_path)
+    with open(csv_path, "rb") as handle:
+        batch_id = batch_id or f"csv-{hashlib.sha256(handle.read()).hexdigest()[:16]}"
+    kb = _kb()
+    inbox.store_operator_event(kb.db, "invitations.batch_requested", {"batch_id": batch_id, "items": items}, "cli")
+    click.echo(f"batch {batch_id}: {len(items)} invitation(s) queued")
+    while wait:
+        status = batches.batch_status(kb, batch_id, limit=1)
+        if status is not None:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(status["counts"].items()))
+            click.echo(f"\r{status['done']}/{status['total']} ({counts})", nl=False)
+            if status["status"] == "completed":
+                click.echo("")
+                return
+        time.sleep(1)
+
+
 @main.group()
 def accounts() -> None:
     """CRM accounts as Keybridge enforces them."""
