@@ -46,7 +46,7 @@ def worker() -> None:
     try:
         Worker(_kb()).run_forever()
     except KeyboardInterrupt:
-        pass
+        click.echo("worker stopped")
 
 
 def post_event(url: str, secret: str, event_type: str, data: dict, webhook_id: str | None = None) -> requests.Response:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
 class Base(DeclarativeBase):
-    pass
+    """The declarative base every table in models.py derives from."""
 
 
 def utcnow() -> datetime:

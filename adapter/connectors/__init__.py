@@ -15,7 +15,7 @@ from ..jobs import PermanentError, RetryableError
 
 
 class NotRegistered(LookupError):
-    pass
+    """No connector is registered under that key."""
 
 
 class ConnectorError(PermanentError):
