@@ -1,8 +1,6 @@
 """Reading Keycloak's admin event log with a durable cursor: what admins did, told to the CRM.
 
-The same approach as keycloak_events.py (the user event log), with its own cursor: the
-time (ms) of the newest admin event taken, a short overlap re-read before it, and the
-ids already taken kept in `seen_keycloak_events`. Only role mappings and organization
+Read with keycloak_events.read_log, like the user event log, under its own cursor. Only role mappings and organization
 memberships are read. Each becomes a job in the transaction that moves the cursor; one
 user's (or organization's) admin events run in the log's order.
 
@@ -21,19 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 
-from sqlalchemy import delete, select
-
-from . import delegation, jobs
-from .models import Cursor, SeenKeycloakEvent
+from . import delegation, jobs, keycloak_events
 
 log = logging.getLogger(__name__)
 
 CURSOR = "keycloak_admin_events"
 JOB_KIND = "keycloak_admin_event"
-OVERLAP_MS = 10_000
-PAGE = 200
+PAGE = keycloak_events.PAGE
 RESOURCE_TYPES = ["REALM_ROLE_MAPPING", "ORGANIZATION_MEMBERSHIP"]
 
 _ROLE_MAPPING_PATH = re.compile(r"^users/([^/]+)/role-mappings/realm$")
@@ -42,47 +35,16 @@ _MEMBERS_PATH = re.compile(r"^organizations/([^/]+)/members(?:/([^/]+))?$")
 
 def poll(kb) -> int:
     """Take every new admin event from Keycloak's log; returns how many became jobs."""
-    with kb.db.session() as session:
-        cursor = session.get(Cursor, CURSOR)
-        if cursor is None:
-            start = int(time.time() * 1000) if kb.settings.events_start == "now" else 0
-            cursor = Cursor(name=CURSOR, position={"time_ms": start, "floor_ms": start})
-            session.add(cursor)
-        since = int(cursor.position.get("time_ms", 0))
-        floor = int(cursor.position.get("floor_ms", 0))
-    taken = 0
-    first = 0
-    date_from = max(floor, since - OVERLAP_MS)
-    while True:
-        page = kb.keycloak.admin_events(date_from, first, PAGE, RESOURCE_TYPES)
-        if not page:
-            break
-        taken += _take(kb, page)
-        if len(page) < PAGE:
-            break
-        first += PAGE
-    return taken
+    return keycloak_events.read_log(
+        kb, CURSOR, lambda date_from, first, size: kb.keycloak.admin_events(date_from, first, size, RESOURCE_TYPES),
+        _take_admin_event)
 
 
-def _take(kb, page: list[dict]) -> int:
-    taken = 0
-    with kb.db.session() as session:
-        ids = [e["id"] for e in page if e.get("id")]
-        seen = set(session.scalars(select(SeenKeycloakEvent.id).where(SeenKeycloakEvent.id.in_(ids))))
-        newest = 0
-        for event in page:
-            newest = max(newest, int(event.get("time", 0)))
-            if not event.get("id") or event["id"] in seen:
-                continue
-            session.add(SeenKeycloakEvent(id=event["id"], time_ms=int(event.get("time", 0))))
-            if relevant(event):
-                # (kind, ref) is unique: even an id forgotten from seen_keycloak_events makes no second job
-                taken += jobs.enqueue(session, JOB_KIND, event["id"], payload=event, ordering_key=_ordering_key(event))
-        cursor = session.get(Cursor, CURSOR)
-        if newest > int(cursor.position.get("time_ms", 0)):
-            cursor.position = {**cursor.position, "time_ms": newest}
-        session.execute(delete(SeenKeycloakEvent).where(SeenKeycloakEvent.time_ms < newest - 10 * OVERLAP_MS))
-    return taken
+def _take_admin_event(session, event: dict) -> int:
+    if not relevant(event):
+        return 0
+    # (kind, ref) is unique: even an id forgotten from seen_keycloak_events makes no second job
+    return int(jobs.enqueue(session, JOB_KIND, event["id"], payload=event, ordering_key=_ordering_key(event)))
 
 
 def relevant(event: dict) -> bool:

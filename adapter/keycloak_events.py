@@ -26,38 +26,41 @@ PAGE = 200
 RELEVANT = {"REGISTER", "INVITE_ORG", "UPDATE_PASSWORD", "UPDATE_CREDENTIAL", "VERIFY_EMAIL", "UPDATE_PROFILE", "UPDATE_EMAIL"}
 
 
-def ensure_cursor(kb) -> dict:
-    """The cursor, created on first start: at the log's beginning, or at this moment
+def ensure_cursor(kb, name: str = CURSOR) -> dict:
+    """A log's cursor, created on first start: at the log's beginning, or at this moment
     when KEYBRIDGE_EVENTS_START=now (floor_ms: never look back before it)."""
     with kb.db.session() as session:
-        cursor = session.get(Cursor, CURSOR)
+        cursor = session.get(Cursor, name)
         if cursor is None:
             start = int(time.time() * 1000) if kb.settings.events_start == "now" else 0
-            cursor = Cursor(name=CURSOR, position={"time_ms": start, "floor_ms": start})
+            cursor = Cursor(name=name, position={"time_ms": start, "floor_ms": start})
             session.add(cursor)
         return dict(cursor.position)
 
 
-def poll(kb) -> int:
-    """Take every new event from Keycloak's log; returns how many became jobs or were counted."""
-    position = ensure_cursor(kb)
-    since = int(position.get("time_ms", 0))
-    floor = int(position.get("floor_ms", 0))
+def read_log(kb, name: str, fetch, take_event) -> int:
+    """Read one Keycloak event log from its cursor `name`, page by page, oldest first.
+
+    `fetch(date_from_ms, first, max)` returns a page; `take_event(session, event)` turns
+    one not-yet-seen event into work (a job, a count) in the transaction that moves the
+    cursor, and returns how much it took. Returns the total taken.
+    """
+    position = ensure_cursor(kb, name)
+    date_from = max(int(position.get("floor_ms", 0)), int(position.get("time_ms", 0)) - OVERLAP_MS)
     taken = 0
     first = 0
-    date_from = max(floor, since - OVERLAP_MS)
     while True:
-        page = kb.keycloak.user_events(date_from, first, PAGE)
+        page = fetch(date_from, first, PAGE)
         if not page:
             break
-        taken += _take(kb, page)
+        taken += _take(kb, name, page, take_event)
         if len(page) < PAGE:
             break
         first += PAGE
     return taken
 
 
-def _take(kb, page: list[dict]) -> int:
+def _take(kb, name: str, page: list[dict], take_event) -> int:
     taken = 0
     with kb.db.session() as session:
         ids = [e["id"] for e in page if e.get("id")]
@@ -68,16 +71,29 @@ def _take(kb, page: list[dict]) -> int:
             if not event.get("id") or event["id"] in seen:
                 continue
             session.add(SeenKeycloakEvent(id=event["id"], time_ms=int(event.get("time", 0))))
-            if event.get("type") in RELEVANT:
-                jobs.enqueue(session, "keycloak_event", event["id"], payload=event,
-                             ordering_key=f"user:{event['userId']}" if event.get("userId") else None)
-                taken += 1
-            elif event.get("type") == "LOGIN" and event.get("userId"):
-                activity.count_login(session, event)
-                taken += 1
-        cursor = session.get(Cursor, CURSOR)
+            taken += take_event(session, event)
+        cursor = session.get(Cursor, name)
         if newest > int(cursor.position.get("time_ms", 0)):
             cursor.position = {**cursor.position, "time_ms": newest}
-        # ids older than the overlap can never be re-read: forget them
-        session.execute(delete(SeenKeycloakEvent).where(SeenKeycloakEvent.time_ms < newest - 10 * OVERLAP_MS))
+        # Forget ids no log can re-read any more. The table is shared by the logs, so the
+        # horizon is the slowest cursor's, not this one's.
+        cursors = [int(c.position.get("time_ms", 0)) for c in session.scalars(select(Cursor).where(Cursor.name.like("keycloak_%")))]
+        horizon = min(cursors + [newest]) - 10 * OVERLAP_MS
+        session.execute(delete(SeenKeycloakEvent).where(SeenKeycloakEvent.time_ms < horizon))
     return taken
+
+
+def poll(kb) -> int:
+    """Take every new event from Keycloak's user event log; returns how many became jobs or were counted."""
+    return read_log(kb, CURSOR, kb.keycloak.user_events, _take_user_event)
+
+
+def _take_user_event(session, event: dict) -> int:
+    if event.get("type") in RELEVANT:
+        jobs.enqueue(session, "keycloak_event", event["id"], payload=event,
+                     ordering_key=f"user:{event['userId']}" if event.get("userId") else None)
+        return 1
+    if event.get("type") == "LOGIN" and event.get("userId"):
+        activity.count_login(session, event)
+        return 1
+    return 0

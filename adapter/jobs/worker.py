@@ -21,7 +21,9 @@ class Worker:
         self.batch = batch
         self._stop = False
         self._next_poll = 0.0
-        keycloak_events.ensure_cursor(kb)  # "now" means when the worker started, not its first poll
+        # "now" means when the worker started, not its first poll
+        keycloak_events.ensure_cursor(kb, keycloak_events.CURSOR)
+        keycloak_events.ensure_cursor(kb, admin_events.CURSOR)
 
     def run_jobs(self) -> int:
         """Run up to `batch` due jobs; returns how many ran."""

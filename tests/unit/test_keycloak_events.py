@@ -185,3 +185,18 @@ def test_a_lead_changing_the_password_later_is_not_registered_again(client, kb, 
     keycloak.choose_password(user_id)
     drain(worker)
     assert len(outbox_events(kb, "identity.registered")) == 1
+
+
+def test_a_busy_admin_log_does_not_make_the_user_log_count_a_login_twice(kb, keycloak):
+    """Both logs share the table of ids already taken: one log's progress must not forget
+    ids the other, slower log can still re-read."""
+    from adapter import admin_events
+    from adapter.models import LoginActivity
+
+    keycloak.add_event("LOGIN", "u-1", time_ms=1_000)
+    assert keycloak_events.poll(kb) == 1
+    keycloak.add_admin_event("CREATE", "REALM_ROLE_MAPPING", "users/u-2/role-mappings/realm", "someone", time_ms=500_000)
+    admin_events.poll(kb)
+    keycloak_events.poll(kb)  # re-reads its overlap, which holds the login
+    with kb.db.session() as s:
+        assert s.get(LoginActivity, "u-1").logins_since_report == 1
