@@ -11,8 +11,8 @@ from adapter import admin_events
 from adapter.jobs.worker import Worker
 from adapter.models import Cursor
 from adapter.runtime import Keybridge
-from tests.conftest import envelope, signed_post
-from tests.unit.fakes import FakeKeycloak, all_jobs, outbox_events
+from tests.unit.fakes import drain, deliver
+from tests.unit.fakes import all_jobs, outbox_events
 
 ACME = {"account_id": "A-1", "name": "Acme", "domains": ["acme.example"], "contract": {"status": "active"},
         "admin_contact": {"contact_id": "C-ADM", "email": "ada@acme.example"}}
@@ -22,35 +22,6 @@ ACME = {"account_id": "A-1", "name": "Acme", "domains": ["acme.example"], "contr
 def settings(settings):
     settings.events_poll_seconds = 0.0
     return settings
-
-
-@pytest.fixture
-def keycloak():
-    return FakeKeycloak()
-
-
-@pytest.fixture
-def kb(app, keycloak):
-    kb = app.extensions["keybridge"]
-    kb.keycloak = keycloak
-    return kb
-
-
-@pytest.fixture
-def worker(kb):
-    return Worker(kb)
-
-
-def drain(worker) -> None:
-    for _ in range(30):
-        if not worker.run_once():
-            return
-    raise AssertionError("the worker never went idle")
-
-
-def deliver(client, worker, event_type, data):
-    assert signed_post(client, envelope(event_type, data)).status_code == 202
-    drain(worker)
 
 
 def register(keycloak, worker, email: str) -> str:

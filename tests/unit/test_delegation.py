@@ -10,9 +10,8 @@ import pytest
 
 from adapter import delegation
 from adapter.jobs import PermanentError
-from adapter.jobs.worker import Worker
 from adapter.keycloak import KeycloakGateway
-from tests.conftest import envelope, signed_post
+from tests.unit.fakes import drain, deliver
 from tests.unit.fakes import FakeKeycloak, outbox_events
 
 ACTIVE = {"status": "active", "ends_at": "2030-01-01T00:00:00Z"}
@@ -51,31 +50,6 @@ class KeycloakWithManagedMembers(FakeKeycloak):
 @pytest.fixture
 def keycloak():
     return KeycloakWithManagedMembers()
-
-
-@pytest.fixture
-def kb(app, keycloak):
-    kb = app.extensions["keybridge"]
-    kb.keycloak = keycloak
-    return kb
-
-
-@pytest.fixture
-def worker(kb):
-    return Worker(kb)
-
-
-def drain(worker) -> None:
-    for _ in range(30):
-        if not worker.run_once():
-            return
-    raise AssertionError("the worker never went idle")
-
-
-def deliver(client, worker, event_type, data):
-    r = signed_post(client, envelope(event_type, data))
-    assert r.status_code == 202, r.json
-    drain(worker)
 
 
 def register(keycloak, worker, email: str) -> str:

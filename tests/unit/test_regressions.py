@@ -7,11 +7,10 @@ import pytest
 import responses
 
 from adapter import outbox
-from adapter.jobs.worker import Worker
 from adapter.roles import RoleMapping
 from adapter.runtime import Keybridge
-from tests.conftest import envelope, signed_post
-from tests.unit.fakes import FakeKeycloak, all_jobs, invitation_row, make_everything_due, outbox_events
+from tests.unit.fakes import drain, deliver
+from tests.unit.fakes import all_jobs, invitation_row, make_everything_due, outbox_events
 
 ACCOUNT = {"account_id": "A-1", "name": "Acme Corporation", "domains": ["acme.example"], "contract": {"status": "none"}}
 INVITE = {"contact_id": "C-1", "email": "jane@acme.example", "account_id": "A-1", "roles": ["Buyer"]}
@@ -21,32 +20,10 @@ CRM_SECRET = "whsec_" + "Y3JtLWV2ZW50cy1zZWNyZXQtZm9yLXRoZS1vdXRib3g="
 
 
 @pytest.fixture
-def keycloak():
-    return FakeKeycloak()
-
-
-@pytest.fixture
 def kb(settings, keycloak):
     kb = Keybridge(replace(settings, crm_events_url=CRM_URL, crm_events_secret=CRM_SECRET), keycloak=keycloak)
     yield kb
     kb.db.dispose()
-
-
-@pytest.fixture
-def worker(kb):
-    return Worker(kb)
-
-
-def drain(worker) -> None:
-    for _ in range(20):
-        if not worker.run_once():
-            return
-    raise AssertionError("the worker never went idle")
-
-
-def deliver(client, worker, event_type, data):
-    assert signed_post(client, envelope(event_type, data)).status_code == 202
-    drain(worker)
 
 
 # -- adapter/handlers/invitations.py: invite_lead -------------------------------------------
