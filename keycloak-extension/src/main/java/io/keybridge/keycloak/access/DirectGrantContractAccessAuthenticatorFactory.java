@@ -3,7 +3,7 @@ package io.keybridge.keycloak.access;
 /** "Keybridge: contract access (direct grant)": the same rule, answered as an OAuth error. */
 public class DirectGrantContractAccessAuthenticatorFactory extends ContractAccessAuthenticatorFactory {
 
-    public static final String ID = "keybridge-contract-access-direct-grant";
+    public static final String ID = "keybridge-direct-grant-access";
 
     @Override
     protected boolean directGrant() {

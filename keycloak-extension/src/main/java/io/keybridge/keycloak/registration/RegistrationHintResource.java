@@ -66,7 +66,7 @@ public class RegistrationHintResource {
             Theme theme = session.theme().getTheme(Theme.Type.LOGIN);
             Locale locale = session.getContext().resolveLocale(null);
             Properties messages = theme.getEnhancedMessages(realm, locale);
-            return messages.getProperty(key, key);
+            return messages.getProperty(key, key).replace("''", "'");
         } catch (IOException e) {
             return key;
         }
