@@ -44,6 +44,7 @@ class Settings:
     invite_redirect_uri: str = ""
     invite_expires_in_days: int = 7
     events_poll_seconds: float = 2.0
+    nudge_secret: str = ""
     events_start: str = "beginning"
     activity_report_seconds: int = 3600
     job_retry_window_seconds: int = 24 * 3600
@@ -90,5 +91,7 @@ class Settings:
                 raise ConfigError("KEYBRIDGE_WEBHOOK_SECRETS: each secret must look like whsec_<base64>, as in the Standard Webhooks spec")
         if self.crm_events_secret and not self.crm_events_secret.startswith("whsec_"):
             raise ConfigError("KEYBRIDGE_CRM_EVENTS_SECRET must look like whsec_<base64>")
+        if self.nudge_secret and not self.nudge_secret.startswith("whsec_"):
+            raise ConfigError("KEYBRIDGE_NUDGE_SECRET must look like whsec_<base64> (the same value Keycloak's keybridge-nudge listener signs with)")
         if self.events_start not in ("beginning", "now"):
             raise ConfigError("KEYBRIDGE_EVENTS_START must be 'beginning' or 'now'")

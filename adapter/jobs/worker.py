@@ -9,7 +9,7 @@ import logging
 import signal
 import time
 
-from .. import admin_events, delegation, jobs, keycloak_events, outbox
+from .. import admin_events, delegation, jobs, keycloak_events, nudges, outbox
 from ..handlers import access, activity, batches, run_job
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ class Worker:
         # "now" means when the worker started, not its first poll
         keycloak_events.ensure_cursor(kb, keycloak_events.CURSOR)
         keycloak_events.ensure_cursor(kb, admin_events.CURSOR)
+        self._nudge_seen = nudges.latest(kb.db)
 
     def run_jobs(self) -> int:
         """Run up to `batch` due jobs; returns how many ran."""
@@ -86,8 +87,17 @@ class Worker:
         """Queue what is due by the clock alone (contracts whose end date passed)."""
         return access.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
 
+    def nudged(self) -> bool:
+        """True once per nudge from Keycloak's extension since the last pass (adapter/nudges.py)."""
+        latest = nudges.latest(self.kb.db)
+        if latest != self._nudge_seen:
+            self._nudge_seen = latest
+            return True
+        return False
+
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""
+        force_poll = self.nudged() or force_poll
         return (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
                 + self.deliver())
 
