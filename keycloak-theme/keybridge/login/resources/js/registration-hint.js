@@ -15,7 +15,8 @@
     hint.id = "kb-registration-hint";
     hint.className = "kb-registration-hint";
     hint.setAttribute("aria-live", "polite");
-    email.insertAdjacentElement("afterend", hint);
+    // after the field's box (keycloak.v2 wraps the input in a bordered span), not inside it
+    (email.closest(".pf-v5-c-form-control") || email).insertAdjacentElement("afterend", hint);
     var asked = "";
     var timer = null;
     function ask() {
