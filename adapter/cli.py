@@ -43,7 +43,7 @@ def main() -> None:
 @main.command()
 def worker() -> None:
     """Run the worker until stopped (SIGTERM or Ctrl-C)."""
-    from .jobs.worker import Worker
+    from .worker import Worker
 
     try:
         Worker(_kb()).run_forever()
