@@ -49,6 +49,7 @@ class Settings:
     job_retry_window_seconds: int = 24 * 3600
     outbox_retry_window_seconds: int = 24 * 3600
     retry_max_delay_seconds: int = 300
+    worker_metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
