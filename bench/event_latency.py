@@ -38,7 +38,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from adapter import admin_events, create_app, nudges  # noqa: E402
 from adapter.config import Settings  # noqa: E402
-from adapter.jobs.worker import Worker  # noqa: E402
+from adapter.worker import Worker  # noqa: E402
 from tests.support import stack  # noqa: E402
 
 CRM_SECRET = "whsec_" + "YmVuY2gtY3JtLXNlY3JldC1mb3ItbGF0ZW5jeQ=="

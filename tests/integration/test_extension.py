@@ -13,7 +13,7 @@ import requests
 from werkzeug.serving import make_server
 
 from adapter import create_app
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from tests.support import stack
 
 from .test_contract_access import PASSWORD, Person

@@ -8,7 +8,7 @@ import pytest
 
 from adapter import nudges
 from adapter.config import ConfigError, Settings
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.webhooks.signatures import sign
 from tests.conftest import SECRET
 
