@@ -1,6 +1,6 @@
 """Cutting off and restoring a large organization: the adapter against a plain script.
 
-    python bench/contract_cutoff.py [--members 1000] [--concurrency 8] [--rounds 1]
+    python bench/contract_cutoff.py [--members 1000] [--concurrency 8] [--rounds 1] [--paths adapter,plain,extension]
 
 Runs against the real test Keycloak (tests/support/stack.py starts it or reuses it).
 Setup, not timed: an organization with crm_account_id BENCH-<members> and that many
@@ -527,32 +527,37 @@ def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, versi
     say(f"Cutting off and restoring an organization of {members} members")
     say(f"Keycloak {version} (test stack: dev mode, H2), {os.cpu_count()} CPUs shared by Keycloak and this process; "
         f"adapter keycloak_concurrency={concurrency}; {len(rounds)} round(s), median shown")
-    say(f"plain script: {calls} Keycloak calls one by one (member list; PUT enabled=false + POST logout; PUT enabled=true)")
+    if calls:
+        say(f"plain script: {calls} Keycloak calls one by one (member list; PUT enabled=false + POST logout; PUT enabled=true)")
     say("extension: one organization write (contract_status), timed until a member's password login and refresh "
         "are refused (cut off) or accepted (restore)")
     say("")
-    say(f"{'':12}{'adapter':>12}{'plain':>12}{'extension':>12}{'plain/ext':>12}{'adapter/ext':>13}")
+    paths = [w for w in ("adapter", "plain", "extension") if f"{w} cut off" in rounds[0]]
+    ratios = [w for w in ("plain", "adapter") if w in paths] if "extension" in paths else []
+    say(f"{'':12}" + "".join(f"{w:>12}" for w in paths) + "".join(f"{f'{w}/ext':>13}" for w in ratios))
 
     def both(r, who):
         return r[f"{who} cut off"].wall + r[f"{who} restore"].wall
 
-    rows = [("cut off", *(median(lambda r, w=w: r[f"{w} cut off"].wall) for w in ("adapter", "plain", "extension"))),
-            ("restore", *(median(lambda r, w=w: r[f"{w} restore"].wall) for w in ("adapter", "plain", "extension"))),
-            ("total", *(median(lambda r, w=w: both(r, w)) for w in ("adapter", "plain", "extension")))]
-    for label, adapter_s, plain_s, ext_s in rows:
-        say(f"{label:12}{adapter_s:>10.2f} s{plain_s:>10.2f} s{ext_s:>10.2f} s{plain_s / ext_s:>11.0f}x{adapter_s / ext_s:>12.0f}x")
-    writes = {w: (rounds[0][f"{w} cut off"].writes, rounds[0][f"{w} restore"].writes) for w in ("adapter", "plain", "extension")}
+    rows = [("cut off", {w: median(lambda r, w=w: r[f"{w} cut off"].wall) for w in paths}),
+            ("restore", {w: median(lambda r, w=w: r[f"{w} restore"].wall) for w in paths}),
+            ("total", {w: median(lambda r, w=w: both(r, w)) for w in paths})]
+    for label, seconds in rows:
+        say(f"{label:12}" + "".join(f"{seconds[w]:>10.2f} s" for w in paths)
+            + "".join(f"{seconds[w] / seconds['extension']:>12.0f}x" for w in ratios))
+    writes = {w: (rounds[0][f"{w} cut off"].writes, rounds[0][f"{w} restore"].writes) for w in paths}
     say(f"{'writes':12}" + "".join(f"{f'{c} + {r}':>12}" for c, r in writes.values()))
-    say("(adapter and plain: a member is refused once their own disable ran, the last one at the end of the phase; "
-        "extension: every member at once)")
-    say(f"extension: login and refresh refused {median(lambda r: r['extension cut off'].refused_after):.3f} s after the "
-        f"write started, accepted again {median(lambda r: r['extension restore'].refused_after):.3f} s after the renewal")
+    if "extension" in paths:
+        say("(adapter and plain: a member is refused once their own disable ran, the last one at the end of the phase; "
+            "extension: every member at once)")
+        say(f"extension: login and refresh refused {median(lambda r: r['extension cut off'].refused_after):.3f} s after the "
+            f"write started, accepted again {median(lambda r: r['extension restore'].refused_after):.3f} s after the renewal")
 
     say("")
     say(f"where the time went (CPU-seconds, mean of the rounds; {os.cpu_count()} CPUs give "
         f"{os.cpu_count()} CPU-s per second of wall time)")
     say(f"{'':18}{'wall':>8}{'Keycloak':>10}{'bench':>8}{'others':>8}{'CPUs busy':>11}")
-    for name in PHASES:
+    for name in [n for n in PHASES if n in rounds[0]]:
         phases = [r[name] for r in rounds]
         wall = mean(p.wall for p in phases)
         kc = mean(p.keycloak_cpu for p in phases) if all(p.keycloak_cpu is not None for p in phases) else None
@@ -560,7 +565,7 @@ def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, versi
         busy = ((kc or 0.0) + own + other) / wall / (os.cpu_count() or 1)
         kc_text = f"{kc:>10.2f}" if kc is not None else f"{'?':>10}"
         say(f"{name:18}{wall:>8.2f}{kc_text}{own:>8.2f}{other:>8.2f}{busy:>10.0%}")
-    for name in PHASES[:2] + PHASES[4:]:
+    for name in [n for n in PHASES[:2] + PHASES[4:] if n in rounds[0]]:
         parts = {k: mean(r[name].parts[k] for r in rounds) for k in rounds[0][name].parts}
         say(f"{name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
     if discards:
@@ -585,7 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=1000, help="members of the organization (default 1000)")
     parser.add_argument("--concurrency", type=int, default=8, help="the adapter's keycloak_concurrency (default 8)")
-    parser.add_argument("--rounds", type=int, default=1, help="adapter+plain rounds; the median is shown (default 1)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every path; the median is shown (default 1)")
+    parser.add_argument("--paths", default="adapter,plain,extension",
+                        help="which ways to cut off, comma-separated (default adapter,plain,extension)")
     args = parser.parse_args(argv)
 
     discards = PoolDiscards()
@@ -608,22 +615,35 @@ def run(args: argparse.Namespace, discards: PoolDiscards) -> int:
     account_id, org_id = ensure_bench_organization(admin, args.members)
 
     rounds: list[dict[str, Phase]] = []
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    unknown = set(paths) - {"adapter", "plain", "extension"}
+    if unknown or not paths:
+        raise SystemExit(f"--paths: {', '.join(sorted(unknown)) or 'nothing'} is not one of adapter, plain, extension")
+    calls = 0
     with tempfile.TemporaryDirectory(prefix="keybridge-bench-") as tmp:
         for round_no in range(1, args.rounds + 1):
             settings = Settings.from_env(
                 {}, database_url=f"sqlite:///{Path(tmp) / f'round{round_no}.db'}",
                 keycloak_url=kc.url, keycloak_realm=kc.realm, keycloak_client_id=kc.client_id,
                 keycloak_client_secret=kc.client_secret, keycloak_concurrency=args.concurrency)
-            say(f"round {round_no}/{args.rounds}: adapter (concurrency {args.concurrency})")
-            a_cut, a_restore = run_adapter(settings, account_id, org_id, args.members, admin, meter)
-            say(f"  adapter: cut off {a_cut.wall:.2f} s, restore {a_restore.wall:.2f} s")
-            say(f"round {round_no}/{args.rounds}: plain script")
-            p_cut, p_restore, calls = run_plain(kc, org_id, args.members, admin, meter)
-            say(f"  plain:   cut off {p_cut.wall:.2f} s, restore {p_restore.wall:.2f} s")
-            say(f"round {round_no}/{args.rounds}: extension (one organization write)")
-            e_cut, e_restore = ExtensionPath(kc, admin, org_id).run(args.members, meter)
-            say(f"  extension: cut off {e_cut.wall:.3f} s, restore {e_restore.wall:.3f} s")
-            rounds.append(dict(zip(PHASES, (a_cut, a_restore, p_cut, p_restore, e_cut, e_restore))))
+            phases: dict[str, Phase] = {}
+            if "adapter" in paths:
+                say(f"round {round_no}/{args.rounds}: adapter (concurrency {args.concurrency})")
+                phases["adapter cut off"], phases["adapter restore"] = run_adapter(settings, account_id, org_id,
+                                                                                 args.members, admin, meter)
+                say(f"  adapter: cut off {phases['adapter cut off'].wall:.2f} s, "
+                    f"restore {phases['adapter restore'].wall:.2f} s")
+            if "plain" in paths:
+                say(f"round {round_no}/{args.rounds}: plain script")
+                phases["plain cut off"], phases["plain restore"], calls = run_plain(kc, org_id, args.members, admin, meter)
+                say(f"  plain:   cut off {phases['plain cut off'].wall:.2f} s, restore {phases['plain restore'].wall:.2f} s")
+            if "extension" in paths:
+                say(f"round {round_no}/{args.rounds}: extension (one organization write)")
+                phases["extension cut off"], phases["extension restore"] = ExtensionPath(kc, admin, org_id).run(
+                    args.members, meter)
+                say(f"  extension: cut off {phases['extension cut off'].wall:.3f} s, "
+                    f"restore {phases['extension restore'].wall:.3f} s")
+            rounds.append(phases)
 
     report(rounds, args.members, args.concurrency, version, calls, discards.count)
     return 0
