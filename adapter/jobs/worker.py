@@ -9,8 +9,9 @@ import logging
 import signal
 import time
 
-from .. import admin_events, delegation, jobs, keycloak_events, outbox
+from .. import admin_events, delegation, health, jobs, keycloak_events, outbox
 from ..handlers import access, activity, batches, run_job
+from ..keycloak import CredentialError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ class Worker:
             if status == "dead" and job.kind == "batch_item":
                 batch_id, idx = job.ref.rsplit(":", 1)
                 batches.settle_item(self.kb, batch_id, int(idx), "failed", f"{type(exc).__name__}: {exc}")
-            level = logging.WARNING if status == "dead" else logging.INFO
+            # a refused credential is retried (nothing is lost once it is fixed) but never quietly
+            level = logging.ERROR if isinstance(exc, CredentialError) else logging.WARNING if status == "dead" else logging.INFO
             log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
             return
         with self.kb.db.session() as session:
@@ -63,7 +65,7 @@ class Worker:
         try:
             return keycloak_events.poll(self.kb)
         except jobs.RetryableError as exc:
-            log.info("Keycloak event log not readable yet: %s", exc)
+            log.log(logging.ERROR if isinstance(exc, CredentialError) else logging.INFO, "Keycloak event log not readable yet: %s", exc)
             return 0
 
     def poll_admin_events(self, force: bool = False) -> int:
@@ -75,7 +77,7 @@ class Worker:
         try:
             return admin_events.poll(self.kb) + delegation.settle_invitations(self.kb)
         except (jobs.RetryableError, jobs.PermanentError) as exc:
-            log.info("Keycloak admin event log not readable yet: %s", exc)
+            log.log(logging.ERROR if isinstance(exc, CredentialError) else logging.INFO, "Keycloak admin event log not readable yet: %s", exc)
             return 0
 
     def deliver(self) -> int:
@@ -94,6 +96,7 @@ class Worker:
     def run_forever(self, idle_sleep: float = 0.5) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
+        health.log_startup_problems(self.kb, "worker")
         while not self._stop:
             try:
                 busy = self.run_once(force_poll=False)

@@ -1,0 +1,73 @@
+"""Liveness (/healthz) and readiness (/readyz).
+
+/healthz says the process answers. /readyz says whether it can do its work: the database
+answers, and Keycloak gives the adapter a token with its own credential. A failing check
+answers 503 naming it, so a load balancer or an operator sees *which* dependency is missing.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Flask, current_app, jsonify
+from sqlalchemy import text
+
+from .jobs import PermanentError, RetryableError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__)
+
+
+def check_database(kb) -> str | None:
+    """None when the database answers; otherwise what is wrong."""
+    try:
+        with kb.db.session() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 — any failure means not ready; the reason is reported
+        return f"database not reachable ({type(exc).__name__}); check KEYBRIDGE_DATABASE_URL"
+    return None
+
+
+def check_keycloak(kb) -> str | None:
+    """None when Keycloak issues the adapter a token; otherwise what is wrong (never the secret)."""
+    try:
+        kb.keycloak.check_credentials()
+    except (RetryableError, PermanentError) as exc:
+        return str(exc)
+    return None
+
+
+CHECKS = {"database": check_database, "keycloak": check_keycloak}
+
+
+def readiness(kb) -> dict[str, str]:
+    """Each check's outcome: 'ok' or the reason it failed."""
+    return {name: (check(kb) or "ok") for name, check in CHECKS.items()}
+
+
+def log_startup_problems(kb, process: str) -> bool:
+    """Log an ERROR for each readiness check that fails at start; returns whether all passed."""
+    ok = True
+    for name, outcome in readiness(kb).items():
+        if outcome != "ok":
+            ok = False
+            log.error("%s start-up check %s failed: %s", process, name, outcome)
+    return ok
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness: the process answers (dependencies are /readyz's business)."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    checks = readiness(current_app.extensions["keybridge"])
+    failed = sorted(name for name, outcome in checks.items() if outcome != "ok")
+    if failed:
+        return jsonify({"status": "not ready", "failed": failed, "checks": checks}), 503
+    return jsonify({"status": "ready", "failed": [], "checks": checks})
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
