@@ -69,12 +69,11 @@ class Boolean(fields.Boolean):
 
 
 class Integer(fields.Integer):
-    """A JSON integer; not "7" or 7.0."""
-
-    def __init__(self, **kwargs):
-        super().__init__(strict=True, **kwargs)
+    """A JSON integer (7, or 7.0, which JSON Schema counts as one too); not "7" or true."""
 
     def _validated(self, value):
-        if isinstance(value, bool):  # True is an int in Python, not in JSON
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):  # True is an int in Python, not in JSON
             raise self.make_error("invalid", input=value)
-        return super()._validated(value)
+        return value

@@ -112,10 +112,14 @@ def _status(description: str) -> dict:
 OPERATOR = {"security": [{"operatorToken": []}], "tags": ["operator"]}
 OPERATOR_ERRORS = {"400": _error("a query parameter is not valid (named in errors)"),
                    "401": _error("missing or wrong bearer token"), "403": _error("the operator API is off (no KEYBRIDGE_OPERATOR_TOKEN)")}
-SIGNED = [{"name": h, "in": "header", "required": True, "schema": {"type": "string"}, "description": d} for h, d in (
-    ("webhook-id", "unique per event, the same on every retry: the idempotency key (1-200 visible ASCII characters)"),
-    ("webhook-timestamp", "Unix seconds; more than 300 s away from the adapter's clock is refused"),
-    ("webhook-signature", "space-separated v1,<base64 signature> entries; any one valid is enough"))]
+SIGNED = [
+    {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"},
+     "description": "unique per event, the same on every retry: the idempotency key (1-200 visible ASCII characters)"},
+    {"name": "webhook-timestamp", "in": "header", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+     "description": "Unix seconds; more than 300 s away from the adapter's clock is refused"},
+    {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string", "minLength": 1},
+     "description": "space-separated v1,<base64 signature> entries; any one valid is enough"},
+]
 
 
 def _path_param(name: str, description: str, **schema) -> dict:

@@ -14,10 +14,9 @@ import hashlib
 import hmac
 import time
 
-from standardwebhooks.webhooks import Webhook
-
 from ..config import whsec_key
 from ..errors import ApiError
+
 
 def _signatures(header: str) -> list[bytes]:
     """The decoded v1 signatures of a webhook-signature header; malformed or other-version entries skipped."""
@@ -63,8 +62,7 @@ def verify_standard_webhook(secrets: list[str], headers, body: bytes, tolerance_
 
 def sign(secret: str, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
     """Headers that sign `body` the way the adapter expects (used by the CLI, the demo and connectors)."""
-    from datetime import datetime, timezone
-
-    ts = int(time.time()) if timestamp is None else timestamp
-    signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, tz=timezone.utc), body.decode("utf-8"))
-    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": signature, "content-type": "application/json"}
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(whsec_key(secret), f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    return {"webhook-id": msg_id, "webhook-timestamp": ts, "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+            "content-type": "application/json"}
