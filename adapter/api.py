@@ -14,6 +14,7 @@ from .errors import ApiError
 
 from . import dead_letters, inbox, reports
 from .events import RegistrationDecidedSchema
+from .json_body import load_json_object
 from .handlers import batches, self_service
 
 bp = Blueprint("api", __name__)
@@ -112,9 +113,9 @@ def list_registrations():
 
 @bp.post("/api/registrations/<user_id>/decision")
 def decide_registration(user_id: str):
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "Send a JSON object: {\"decision\": \"approved\"|\"rejected\", \"account_id\": ..., \"roles\": [...]}.")
+    body = load_json_object(request.get_data(cache=False), '{"decision": "approved"|"rejected", "account_id": ..., "roles": [...]}')
+    if "user_id" in body:
+        raise ApiError(422, "The user is the one in the path; leave user_id out of the body.", {"user_id": ["Give it in the path only."]})
     data = {**body, "user_id": user_id}
     try:
         data = RegistrationDecidedSchema().load(data)

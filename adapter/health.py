@@ -2,7 +2,7 @@
 
 /healthz says the process answers. /readyz says whether it can do its work: the database
 answers, and Keycloak gives the adapter a token with its own credential. A failing check
-answers 503 naming it, so a load balancer or an operator sees *which* dependency is missing.
+answers 503 (the shared error body, `errors` naming each failing check), so a load balancer or an operator sees *which* dependency is missing.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import logging
 from flask import Blueprint, Flask, current_app, jsonify
 from sqlalchemy import text
 
+from .errors import ApiError
 from .jobs import PermanentError, RetryableError
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,12 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
+    """Readiness: 200 with each check's "ok", or 503 in the shared error body naming each failing check."""
     checks = readiness(current_app.extensions["keybridge"])
-    failed = sorted(name for name, outcome in checks.items() if outcome != "ok")
+    failed = {name: [outcome] for name, outcome in checks.items() if outcome != "ok"}
     if failed:
-        return jsonify({"status": "not ready", "failed": failed, "checks": checks}), 503
-    return jsonify({"status": "ready", "failed": [], "checks": checks})
+        raise ApiError(503, f"Not ready: {', '.join(sorted(failed))} check failed; see errors.", failed)
+    return jsonify({"status": "ready", "checks": checks})
 
 
 def init_app(app: Flask) -> None:
