@@ -1,8 +1,6 @@
 """Keybridge: CRM webhooks in, Keycloak operations, identity events back to the CRM."""
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
 from .config import Settings
@@ -14,7 +12,7 @@ def create_app(config: dict | None = None) -> Flask:
     Outside tests (or with KEYBRIDGE_STARTUP_CHECKS true) the readiness checks run once at
     start and each failure is logged as an ERROR, e.g. a Keycloak client secret that is refused.
     """
-    from . import api, docs, errors, health, portal, webhooks
+    from . import api, docs, errors, health, logs, metrics, portal, webhooks
     from .runtime import Keybridge
 
     app = Flask(__name__)
@@ -23,7 +21,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(config)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["keybridge"] = Keybridge(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings)
+    logs.init_app(app)
 
     errors.init_app(app)
     health.init_app(app)
@@ -31,6 +30,7 @@ def create_app(config: dict | None = None) -> Flask:
     webhooks.init_app(app)
     api.init_app(app)
     portal.init_app(app)
+    metrics.init_app(app)
     if app.config.get("KEYBRIDGE_STARTUP_CHECKS", not app.config.get("TESTING")):
         health.log_startup_problems(app.extensions["keybridge"], "web")
     return app

@@ -11,8 +11,7 @@ import logging
 from flask import Blueprint, Flask, current_app, jsonify
 from sqlalchemy import text
 
-from .errors import ApiError
-from .jobs import PermanentError, RetryableError
+from .errors import ApiError, PermanentError, RetryableError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)

@@ -16,7 +16,8 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from . import contract_fields as wire
 from .api import AuditQuery, BatchQuery, RegistrationsQuery
-from .events import INBOUND_SCHEMAS, OUTBOUND_SCHEMAS, BatchItemField, ContactInviteSchema, LeadInviteSchema, RegistrationDecidedSchema
+from .events import OUTBOUND_SCHEMAS, BatchItemField, ContactInviteSchema, LeadInviteSchema, RegistrationDecidedSchema
+from .handlers import TASKS
 from .json_body import MAX_DEPTH
 
 DESCRIPTION = f"""\
@@ -147,6 +148,9 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
                             "operationId": "readyz",
                             "responses": {"200": {"description": "ready", **_json("Readiness")},
                                           "503": _error("a check failed; errors names it (database, keycloak) and why")}}},
+        "/metrics": {"get": {"tags": ["health"], "summary": "Prometheus metrics (see README, Operating)", "operationId": "metrics",
+                             "responses": {"200": {"description": "Prometheus text format",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"tags": ["documentation"], "summary": "This document", "operationId": "openapi",
                                   "responses": {"200": {"description": "OpenAPI 3.1", **_json({"type": "object"})}}}},
         "/docs": {"get": {"tags": ["documentation"], "summary": "This document as a readable page", "operationId": "docs",
@@ -224,8 +228,9 @@ def openapi_document() -> dict:
     spec.components.schema("Error", schema=ErrorSchema)
     spec.components.schema("Status", schema=StatusSchema)
     spec.components.schema("Readiness", schema=ReadinessSchema)
+    inbound = TASKS.schemas()  # the type -> schema mapping, declared beside each handler
     inbound_refs = []
-    for event_type, data_schema in INBOUND_SCHEMAS.items():
+    for event_type, data_schema in inbound.items():
         name = _component_name(event_type)
         spec.components.schema(name, schema=data_schema)
         spec.components.schema(f"{name}Event", schema=_envelope(event_type, data_schema),
@@ -240,11 +245,11 @@ def openapi_document() -> dict:
     document = spec.to_dict()
     schemas = document["components"]["schemas"]
     for schema_cls, rule in SCHEMA_RULES.items():
-        for event_type, data_schema in INBOUND_SCHEMAS.items():
+        for event_type, data_schema in inbound.items():
             if data_schema is schema_cls:
                 schemas[_component_name(event_type)].update(rule)
     # `type` of an unknown event is any type but the known ones
-    schemas["UnknownTypeEvent"]["properties"]["type"]["not"] = {"enum": list(INBOUND_SCHEMAS)}
+    schemas["UnknownTypeEvent"]["properties"]["type"]["not"] = {"enum": list(inbound)}
     document["webhooks"] = _outbound_webhooks(plugin)
     document["tags"] = [{"name": "webhooks", "description": "inbound CRM events"},
                         {"name": "operator", "description": "the operator API (bearer token)"},

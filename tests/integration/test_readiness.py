@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from adapter import create_app
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.models import Job
 from tests.conftest import envelope, signed_post
 
@@ -51,7 +51,7 @@ def test_a_wrong_client_secret_fails_readiness_and_is_logged_at_start_and_on_eac
         caplog.clear()
         with caplog.at_level(logging.INFO):
             Worker(kb).run_jobs()
-        job_errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and r.name == "adapter.jobs.worker"]
+        job_errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and r.name == "adapter.worker"]
         assert len(job_errors) == 1 and "KEYBRIDGE_KEYCLOAK_CLIENT_SECRET" in job_errors[0] and "account.upserted" not in WRONG
         with kb.db.session() as s:
             assert [j.status for j in s.query(Job)] == ["queued"]  # kept for when the secret is fixed

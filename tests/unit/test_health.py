@@ -9,7 +9,7 @@ import responses
 from keycloak.exceptions import KeycloakAuthenticationError
 
 from adapter import create_app
-from adapter.jobs import RetryableError
+from adapter.errors import RetryableError
 from adapter.keycloak import CredentialError, KeycloakGateway, _translate
 from adapter.models import Job
 from tests.conftest import envelope, signed_post

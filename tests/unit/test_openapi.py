@@ -12,10 +12,12 @@ from jsonschema import Draft202012Validator, validators
 from marshmallow import ValidationError
 from schemathesis import GenerationMode
 
-from adapter.events import INBOUND_SCHEMAS, OUTBOUND_SCHEMAS, EnvelopeSchema, RegistrationDecidedSchema
+from adapter.events import OUTBOUND_SCHEMAS, EnvelopeSchema, RegistrationDecidedSchema
+from adapter.handlers import TASKS
 from adapter.openapi import openapi_document
 
 DOC = openapi_document()
+INBOUND_SCHEMAS = TASKS.schemas()
 
 
 def _ecma_pattern(validator, pattern, instance, schema):
