@@ -100,7 +100,8 @@ def check(case) -> None:
     response = case.call(headers=headers)
     after = stored()
     outcome = str(response.status_code)
-    if response.status_code in (200, 202) and case.operation.path == "/webhooks/crm":
+    same_method = case.method.lower() == case.operation.method.lower()
+    if response.status_code in (200, 202) and case.operation.path == "/webhooks/crm" and same_method:
         outcome += " " + response.json()["status"]
     TALLY[(case.operation.path, mode, outcome)] += 1
     assert response.status_code < 500, f"{case.operation.method.upper()} {case.operation.path} answered {response.status_code}: {response.text[:500]}"
@@ -108,7 +109,7 @@ def check(case) -> None:
         assert after == (before[0] + 1, before[1] + 1), "an accepted event is stored with exactly one job"
     else:
         assert after == before, f"{response.status_code} stored something: {before} -> {after}"
-    if case.method.lower() != case.operation.method.lower():
+    if not same_method:
         return  # schemathesis also tries other methods: 405, or Flask's automatic OPTIONS/HEAD answers
     documented = set(case.operation.definition.raw["responses"])
     assert str(response.status_code) in documented, f"{response.status_code} is not documented for {case.operation.path}: {response.text[:300]}"
