@@ -1,8 +1,6 @@
 """Keybridge: CRM webhooks in, Keycloak operations, identity events back to the CRM."""
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -11,7 +9,7 @@ from .config import Settings
 
 def create_app(config: dict | None = None) -> Flask:
     """The web application. `config` may hold KEYBRIDGE_SETTINGS (a Settings) or Flask keys."""
-    from . import api, errors, portal, webhooks
+    from . import api, errors, logs, metrics, portal, webhooks
     from .runtime import Keybridge
 
     app = Flask(__name__)
@@ -24,10 +22,12 @@ def create_app(config: dict | None = None) -> Flask:
         # Behind N proxies: scheme, host, port, prefix and client address as the outermost one saw them.
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings)
+    logs.init_app(app)
 
     errors.init_app(app)
     webhooks.init_app(app)
     api.init_app(app)
     portal.init_app(app)
+    metrics.init_app(app)
     return app
