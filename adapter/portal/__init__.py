@@ -78,6 +78,7 @@ def callback():
     except (PermanentError, RetryableError) as exc:
         current_app.logger.warning("portal login failed: %s", exc)
         return _message("Not signed in", "Keycloak could not confirm your sign-in; please try again.", 401)
+    sessions.end(_kb(), session.get("sid"))  # a sign-in this browser had before ends here
     token = sessions.start(_kb(), claims["sub"], tokens.get("id_token"))
     session.clear()  # nothing from before the login survives it (no session fixation)
     session["sid"] = token

@@ -164,15 +164,20 @@ def test_a_session_past_its_lifetime_opens_nothing(client, kb, keycloak, acme):
     assert r.status_code == 302 and r.headers["Location"].startswith("/portal/login")
 
 
-def test_a_new_login_starts_a_new_session_and_clears_expired_ones(client, kb, keycloak, acme):
-    sign_in(client, keycloak, acme["ada"])
-    first = session_cookie(client)
+def test_a_new_login_replaces_the_browsers_earlier_session_and_clears_expired_ones(client, kb, keycloak, acme):
+    elsewhere = client.application.test_client()
+    sign_in(elsewhere, keycloak, acme["ada"])  # another browser, whose sign-in then expires
     with kb.db.session() as s:
         s.execute(update(PortalSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+    sign_in(client, keycloak, acme["ada"])
+    first = session_cookie(client)
     sign_in(client, keycloak, acme["ada"])
     assert session_cookie(client) != first
     with kb.db.session() as s:
         assert len(s.scalars(select(PortalSession)).all()) == 1
+    old = client.application.test_client()
+    old.set_cookie("session", first)
+    assert old.get("/portal/").status_code == 302
 
 
 # -- member ids ----------------------------------------------------------------------------
