@@ -1,10 +1,10 @@
 """The org admin page: what Keycloak's admin console cannot do for an admin of one organization.
 
 `/portal/`, behind a Keycloak login (the public client `keybridge-portal`, authorization
-code with PKCE; the sign-in is kept server-side, see sessions.py): an admin of a CRM organization (realm role `org_admin` and a member of
-it, checked with Keycloak on every request) sees its members with their business roles,
-invites someone, removes someone, or takes a business role away (delegation.py says why
-the console cannot). Seeing their people and giving business roles happens in Keycloak's
+code with PKCE; the sign-in is kept server-side, see sessions.py): an admin of a CRM
+organization (realm role `org_admin` and a member of it, checked with Keycloak on every
+request) sees its members with their business roles, invites someone, removes someone,
+or takes a business role away (delegation.py says why the console cannot). Seeing their people and giving business roles happens in Keycloak's
 own admin console, under the permissions delegation.py keeps.
 """
 from __future__ import annotations
