@@ -1,7 +1,8 @@
 """Liveness (/healthz) and readiness (/readyz).
 
-/healthz says the process answers. /readyz says whether it can do its work: the database
-answers, and Keycloak gives the adapter a token with its own credential. A failing check
+/healthz says the process answers. /readyz says whether Keybridge can do its work: the
+database answers, Keycloak gives the adapter a token with its own credential, and a worker
+has finished a pass within the last minute (its heartbeat). A failing check
 answers 503 (the shared error body, `errors` naming each failing check), so a load balancer or an operator sees *which* dependency is missing.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from flask import Blueprint, Flask, current_app, jsonify
 from sqlalchemy import text
 
+from . import metrics
 from .errors import ApiError, PermanentError, RetryableError
 
 log = logging.getLogger(__name__)
@@ -36,18 +38,35 @@ def check_keycloak(kb) -> str | None:
     return None
 
 
-CHECKS = {"database": check_database, "keycloak": check_keycloak}
+WORKER_SILENCE_SECONDS = 60  # a worker beats every few seconds (worker.HEARTBEAT_SECONDS)
 
 
-def readiness(kb) -> dict[str, str]:
+def check_worker(kb) -> str | None:
+    """None when some worker finished a pass within the last minute; otherwise what is wrong."""
+    try:
+        age = metrics.newest_heartbeat_age(kb.db)
+    except Exception as exc:  # noqa: BLE001 — the database check says why
+        return f"worker heartbeats not readable ({type(exc).__name__})"
+    if age is None:
+        return "no worker has run yet: start `keybridge worker` (stored webhooks wait for it)"
+    if age > WORKER_SILENCE_SECONDS:
+        return f"no worker heartbeat for {int(age)} s: the worker is stopped or stuck (stored webhooks wait for it)"
+    return None
+
+
+CHECKS = {"database": check_database, "keycloak": check_keycloak, "worker": check_worker}
+STARTUP_CHECKS = ("database", "keycloak")  # a process starting cannot expect a worker to be running yet
+
+
+def readiness(kb, names=tuple(CHECKS)) -> dict[str, str]:
     """Each check's outcome: 'ok' or the reason it failed."""
-    return {name: (check(kb) or "ok") for name, check in CHECKS.items()}
+    return {name: (CHECKS[name](kb) or "ok") for name in names}
 
 
 def log_startup_problems(kb, process: str) -> bool:
     """Log an ERROR for each readiness check that fails at start; returns whether all passed."""
     ok = True
-    for name, outcome in readiness(kb).items():
+    for name, outcome in readiness(kb, STARTUP_CHECKS).items():
         if outcome != "ok":
             ok = False
             log.error("%s start-up check %s failed: %s", process, name, outcome)

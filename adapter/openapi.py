@@ -48,7 +48,7 @@ class StatusSchema(Schema):
 class ReadinessSchema(Schema):
     status = fields.Str(required=True, validate=validate.OneOf(["ready"]))
     checks = fields.Dict(keys=fields.Str(), values=fields.Str(), required=True,
-                         metadata={"description": "database, keycloak: 'ok' or why not"})
+                         metadata={"description": "database, keycloak, worker: 'ok'"})
 
 
 def _component_name(event_type: str) -> str:
@@ -144,10 +144,10 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
                           "422": _error("the envelope or data does not match the schema of its type")}}},
         "/healthz": {"get": {"tags": ["health"], "summary": "Liveness: the process answers", "operationId": "healthz",
                              "responses": {"200": _status("alive")}}},
-        "/readyz": {"get": {"tags": ["health"], "summary": "Readiness: the database answers and Keycloak accepts the adapter's credential",
+        "/readyz": {"get": {"tags": ["health"], "summary": "Readiness: the database answers, Keycloak accepts the adapter's credential, a worker ran within a minute",
                             "operationId": "readyz",
                             "responses": {"200": {"description": "ready", **_json("Readiness")},
-                                          "503": _error("a check failed; errors names it (database, keycloak) and why")}}},
+                                          "503": _error("a check failed; errors names it (database, keycloak, worker) and why")}}},
         "/metrics": {"get": {"tags": ["health"], "summary": "Prometheus metrics (see README, Operating)", "operationId": "metrics",
                              "responses": {"200": {"description": "Prometheus text format",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},

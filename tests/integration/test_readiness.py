@@ -27,9 +27,10 @@ def settings(keycloak, tmp_path):
 
 def test_readyz_passes_with_the_adapters_own_credential(settings):
     app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
+    Worker(app.extensions["keybridge"]).run_once()
     r = app.test_client().get("/readyz")
     app.extensions["keybridge"].db.dispose()
-    assert (r.status_code, r.json["checks"]) == (200, {"database": "ok", "keycloak": "ok"})
+    assert (r.status_code, r.json["checks"]) == (200, {"database": "ok", "keycloak": "ok", "worker": "ok"})
 
 
 def test_a_wrong_client_secret_fails_readiness_and_is_logged_at_start_and_on_each_job(settings, caplog):
@@ -43,7 +44,7 @@ def test_a_wrong_client_secret_fails_readiness_and_is_logged_at_start_and_on_eac
 
         client = app.test_client()
         r = client.get("/readyz")
-        assert r.status_code == 503 and set(r.json["errors"]) == {"keycloak"}
+        assert r.status_code == 503 and set(r.json["errors"]) == {"keycloak", "worker"}
         assert "KEYBRIDGE_KEYCLOAK_CLIENT_SECRET" in r.json["errors"]["keycloak"][0]
         assert client.get("/healthz").status_code == 200  # liveness is not readiness
 

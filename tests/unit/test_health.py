@@ -25,12 +25,26 @@ def test_healthz_is_liveness_only(client, kb, keycloak):
     assert (client.get("/healthz").status_code, client.get("/healthz").json) == (200, {"status": "ok"})
 
 
-def test_readyz_is_200_when_the_database_and_keycloak_answer(client, kb):
+def test_readyz_is_200_when_the_database_keycloak_and_a_worker_answer(client, kb, worker):
+    worker.run_once()
     r = client.get("/readyz")
-    assert (r.status_code, r.json) == (200, {"status": "ready", "checks": {"database": "ok", "keycloak": "ok"}})
+    assert (r.status_code, r.json) == (200, {"status": "ready", "checks": {"database": "ok", "keycloak": "ok", "worker": "ok"}})
 
 
-def test_readyz_names_keycloak_when_the_adapters_credential_is_refused(client, kb, keycloak):
+def test_readyz_names_the_worker_when_none_has_run_or_it_went_silent(client, kb, worker, monkeypatch):
+    r = client.get("/readyz")
+    assert r.status_code == 503 and set(r.json["errors"]) == {"worker"} and "keybridge worker" in r.json["errors"]["worker"][0]
+    worker.run_once()
+    import time as clock
+
+    later = clock.time() + 120
+    monkeypatch.setattr("adapter.metrics.time.time", lambda: later)
+    r = client.get("/readyz")
+    assert r.status_code == 503 and "no worker heartbeat for 1" in r.json["errors"]["worker"][0]
+
+
+def test_readyz_names_keycloak_when_the_adapters_credential_is_refused(client, kb, keycloak, worker):
+    worker.run_once()
     keycloak.token_refusal = REFUSED
     r = client.get("/readyz")
     assert r.status_code == 503 and set(r.json["errors"]) == {"keycloak"}
@@ -44,7 +58,7 @@ def test_readyz_names_the_database_when_it_does_not_answer(client, kb, monkeypat
     # a PostgreSQL nobody listens on: connecting fails, as when the database is down
     monkeypatch.setattr(kb.db, "Session", sessionmaker(create_engine("postgresql+psycopg://kb:pw@127.0.0.1:9/kb", connect_args={"connect_timeout": 2})))
     r = client.get("/readyz")
-    assert r.status_code == 503 and set(r.json["errors"]) == {"database"}
+    assert r.status_code == 503 and {"database"} <= set(r.json["errors"]) and "keycloak" not in r.json["errors"]
     assert "KEYBRIDGE_DATABASE_URL" in r.json["errors"]["database"][0] and "pw" not in r.get_data(as_text=True)
 
 
