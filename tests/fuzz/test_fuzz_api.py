@@ -33,7 +33,7 @@ from adapter import create_app
 from adapter.config import Settings
 from adapter.models import InboundEvent, Job
 from adapter.webhooks.signatures import sign
-from tests.conftest import SECRET
+from tests.conftest import SECRET, SESSION_SECRET
 
 # The normal suite: 25 generated cases per operation. The long run also has schemathesis'
 # coverage phase (every boundary and every kind of invalid value of each field).
@@ -45,7 +45,7 @@ TALLY: Counter = Counter()
 _db_dir = Path(tempfile.mkdtemp(prefix="keybridge-fuzz-"))
 APP = create_app({"TESTING": True, "KEYBRIDGE_SETTINGS": Settings.from_env(
     {}, database_url=os.environ.get("KEYBRIDGE_FUZZ_DATABASE_URL") or f"sqlite:///{_db_dir / 'fuzz.db'}",
-    webhook_secrets=[SECRET], operator_token=OPERATOR_TOKEN)})
+    webhook_secrets=[SECRET], operator_token=OPERATOR_TOKEN, session_secret=SESSION_SECRET)})
 KB = APP.extensions["keybridge"]
 
 schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)

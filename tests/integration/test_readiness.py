@@ -18,9 +18,9 @@ WRONG = "wrong-secret-wrong-secret-wrong-secret"
 @pytest.fixture
 def settings(keycloak, tmp_path):
     from adapter.config import Settings
-    from tests.conftest import SECRET
+    from tests.conftest import SECRET, SESSION_SECRET
 
-    return Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'kb.db'}", webhook_secrets=[SECRET],
+    return Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'kb.db'}", webhook_secrets=[SECRET], session_secret=SESSION_SECRET,
                              keycloak_url=keycloak.url, keycloak_realm=keycloak.realm, keycloak_client_id=keycloak.client_id,
                              keycloak_client_secret=keycloak.client_secret, events_start="now")
 
