@@ -10,7 +10,7 @@ from adapter import nudges
 from adapter.config import ConfigError, Settings
 from adapter.worker import Worker
 from adapter.webhooks.signatures import sign
-from tests.conftest import SECRET
+from tests.conftest import SECRET, SESSION_SECRET
 
 NUDGE_SECRET = "whsec_" + "bnVkZ2Utc2VjcmV0LWZvci1rZXlicmlkZ2UtdGVzdHM="
 BODY = json.dumps({"type": "keycloak.nudge", "time_ms": 1, "count": 1, "event_types": ["REGISTER"]}).encode()
@@ -19,7 +19,7 @@ BODY = json.dumps({"type": "keycloak.nudge", "time_ms": 1, "count": 1, "event_ty
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'kb.db'}", webhook_secrets=[SECRET],
-                             nudge_secret=NUDGE_SECRET, events_poll_seconds=3600.0)
+                             nudge_secret=NUDGE_SECRET, events_poll_seconds=3600.0, session_secret=SESSION_SECRET)
 
 
 def nudge(client, secret: str = NUDGE_SECRET, body: bytes = BODY, timestamp: int | None = None, msg_id: str = "nudge_1"):
@@ -84,7 +84,8 @@ def test_a_large_body_is_refused(client, kb):
 def test_without_a_nudge_secret_the_endpoint_says_what_to_set(tmp_path):
     from adapter import create_app
 
-    app = create_app({"KEYBRIDGE_SETTINGS": Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'x.db'}"), "TESTING": True})
+    settings = Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'x.db'}", portal_enabled=False)
+    app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
     try:
         r = nudge(app.test_client())
         assert r.status_code == 401 and "KEYBRIDGE_NUDGE_SECRET" in r.json["message"]
