@@ -157,6 +157,15 @@ class KeycloakGateway:
         r = self.admin.connection.raw_post(self._path(f"organizations/{org_id}/invitations/{invitation_id}/resend"), data=None)
         _check(r, "resend an invitation")
 
+    @keycloak_call("delete an organization invitation")
+    def delete_organization_invitation(self, org_id: str, invitation_id: str) -> bool:
+        """Withdraw a pending invitation: its link stops working. False when it was gone already."""
+        r = self.admin.connection.raw_delete(self._path(f"organizations/{org_id}/invitations/{invitation_id}"))
+        if r.status_code == 404:
+            return False
+        _check(r, "delete an invitation")
+        return True
+
     @keycloak_call("invite an existing user to an organization")
     def invite_existing_member(self, org_id: str, user_id: str) -> None:
         self._form_post(f"organizations/{org_id}/members/invite-existing-user", {"id": user_id}, "send an organization join invitation")
