@@ -133,6 +133,10 @@ def _access_decided(kb, event: dict, user_id: str, by_adapter: bool, cause: str)
     user = kb.keycloak.get_user(user_id)
     if user is None:
         return "user_gone"
+    attributes = user.get("attributes") or {}
+    if not (attributes.get(delegation.CONTACT_ATTRIBUTE) or attributes.get("crm_lead_id")) and not any(
+            delegation.account_id_of(org) for org in kb.keycloak.organizations_of_member(user_id)):
+        return "not_managed"  # someone Keybridge does not manage: theirs entirely
     actor = _actor(kb, event.get("authDetails") or {})
     when = datetime.fromtimestamp(int(event.get("time", 0)) / 1000, tz=timezone.utc).replace(tzinfo=None) if event.get("time") else utcnow()
     with kb.db.session() as session:
