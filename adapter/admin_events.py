@@ -10,7 +10,9 @@ What a job does (`handle_admin_event`):
   `roles_changed`, with the roles the person holds now and the actor;
 - someone other than the adapter added a person to, or removed one from, a CRM
   organization: membership.changed `added` / `removed`; a removed person in no CRM
-  organization any more loses their business roles and org_admin;
+  organization any more loses their business roles and org_admin; an added person's
+  access converges to the CRM's state (a contact who left is taken out again, a member
+  of an organization without an active contract is cut off);
 - any membership change or org_admin change, the adapter's own included (CRM webhooks
   move people too): the organizations' delegated admin permissions follow (delegation.py);
 - someone other than the adapter enabled or disabled a user (the console's switch, the
@@ -209,4 +211,6 @@ def _membership_changed(kb, event: dict, org_id: str, member_id: str | None, by_
     delegation.record_membership_changed(kb, account_id, user, change, _actor(kb, event.get("authDetails") or {}),
                                          f"admin-event:{event['id']}", roles=[] if gone else None,
                                          identity_deleted=gone if removed else None)
+    if not removed:  # joining is a fact about the person: their access follows the CRM's state (a leaver stays out)
+        convergence.converge_person(kb, user["id"], cause)
     return change

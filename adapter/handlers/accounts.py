@@ -105,7 +105,7 @@ def handle_account_upserted(kb, data: dict, cause: str, crm_time=None) -> str:
             "contact_id": admin["contact_id"], "email": admin["email"], "account_id": data["account_id"],
             "first_name": admin.get("first_name"), "last_name": admin.get("last_name"),
             "roles": [], "org_admin": True, "resend": False,
-        }, cause, crm_time=crm_time)
+        }, cause)  # the account's time is not the contact's: no contact state from it (a leaver is refused)
     return f"contract {state}"
 
 

@@ -256,3 +256,25 @@ def test_nothing_the_crm_did_not_ask_for_is_changed(client, kb, keycloak, worker
     assert keycloak.users[stranger]["enabled"] is False and keycloak.user_roles[stranger] == {"buyer"}
     assert [e.data["user_id"] for e in outbox_events(kb, "identity.access_changed")] == []
     assert json.dumps(keycloak.users[jane]["attributes"]["crm_status"]) == '["active"]'
+
+
+def test_an_administrator_adding_a_leaver_back_to_the_organization_does_not_give_access(client, kb, keycloak, worker, acme):
+    jane = add_member(keycloak, "C-1")
+    deliver_at(client, worker, "contact.upserted", LEFT, "2026-11-22T12:00:00Z")
+    keycloak.admin_changes_membership(CONSOLE_ADMIN, org_of(keycloak)["id"], jane)
+    drain(worker)
+    assert keycloak.users[jane]["enabled"] is False
+    assert jane not in keycloak.members[org_of(keycloak)["id"]], "a leaver belongs to no CRM organization"
+
+
+def test_the_admin_contact_named_by_an_account_is_not_invited_once_they_left(client, kb, keycloak, worker, acme):
+    deliver_at(client, worker, "contact.upserted", {"contact_id": "C-ADM", "email": "boss@acme.example", "status": "left"},
+               "2026-11-22T12:00:00Z")
+    deliver_at(client, worker, "account.upserted", {**ACCOUNT, "admin_contact": {"contact_id": "C-ADM", "email": "boss@acme.example"}},
+               "2026-11-22T13:00:00Z")
+    assert keycloak.pending_invitations("boss@acme.example") == []
+    assert [e.data["reason"] for e in outbox_events(kb, "invitation.skipped")] == ["contact_left"]
+    with kb.db.session() as session:
+        record = session.get(CrmRecord, ("contact", "C-ADM"))
+        assert (record.state["status"], record.crm_time.isoformat()) == ("left", "2026-11-22T12:00:00"), \
+            "the account's time says nothing about the contact"
