@@ -278,3 +278,13 @@ def test_the_admin_contact_named_by_an_account_is_not_invited_once_they_left(cli
         record = session.get(CrmRecord, ("contact", "C-ADM"))
         assert (record.state["status"], record.crm_time.isoformat()) == ("left", "2026-11-22T12:00:00"), \
             "the account's time says nothing about the contact"
+
+
+def test_the_sweep_is_queued_once_per_interval_and_not_at_the_first_start(kb, settings):
+    from adapter.handlers import records
+
+    assert records.schedule_sweep(kb) == 0, "the first start only starts the clock"
+    assert records.schedule_sweep(kb) == 0
+    sweep_now(kb, settings)
+    assert records.schedule_sweep(kb) == 1
+    assert records.schedule_sweep(kb) == 0, "however many workers ask"
