@@ -139,3 +139,88 @@ def test_keycloak_ends_in_the_state_of_the_newest_event_per_record(case):
                     assert keycloak.user_roles[user_id] == kb.roles.business_roles_for(contact["roles"]) | {"offline_access"}
         finally:
             kb.db.dispose()
+
+
+class KeycloakWithManagedMembers(FakeKeycloak):
+    """As Keycloak 26.7.3 does: registering through an organization invitation makes a MANAGED member,
+    and removing a managed member deletes the user."""
+
+    def register_invited_user(self, invitation_id, first_name="Jane", last_name="Doe"):
+        org_id = self.invitations[invitation_id]["organizationId"]
+        user_id, event = super().register_invited_user(invitation_id, first_name, last_name)
+        self.members[org_id].add(user_id)
+        self.managed_members.add((org_id, user_id))
+        return user_id, event
+
+    def remove_member(self, org_id, user_id):
+        super().remove_member(org_id, user_id)
+        if (org_id, user_id) in self.managed_members:
+            self.managed_members.discard((org_id, user_id))
+            self.users.pop(user_id, None)
+            self.user_roles.pop(user_id, None)
+
+
+@st.composite
+def invitation_stories(draw):
+    """Invitation requests and departures of one contact at distinct CRM times, delivered in any order,
+    some twice, with the person registering through whatever link is open at some moment."""
+    minutes = draw(st.lists(st.integers(1, 500), min_size=1, max_size=4, unique=True))
+    events = [(m, draw(st.sampled_from(["invite", "left"]))) for m in minutes]
+    order = draw(st.permutations(range(len(events))))
+    plan = []
+    for index in order:
+        plan.append(("post", index))
+        if draw(st.booleans()):
+            plan.append(("post", index))
+        plan.append(draw(st.sampled_from([("none", None), ("run", None), ("register", None)])))
+    return events, plan
+
+
+@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(invitation_stories())
+def test_a_contact_who_left_last_has_no_access_and_no_open_link_whatever_the_order(story):
+    events, plan = story
+    email = "c-3@acme.example"
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        settings = Settings.from_env({}, database_url=f"sqlite:///{Path(tmp) / 'kb.db'}", webhook_secrets=[SECRET])
+        app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
+        kb = app.extensions["keybridge"]
+        keycloak = kb.keycloak = KeycloakWithManagedMembers()
+        worker, client = Worker(kb), app.test_client()
+        try:
+            signed_post(client, {"type": "account.upserted", "timestamp": iso(T0),
+                                 "data": {"account_id": "A-1", "name": "Acme", "contract": {"status": "active"}}})
+            drain(worker)
+            (org_id,) = keycloak.organizations
+            for step, index in plan:
+                if step == "post":
+                    minute, kind = events[index]
+                    body = {"type": "contact.invite_requested" if kind == "invite" else "contact.upserted",
+                            "timestamp": iso(T0 + timedelta(minutes=minute)),
+                            "data": {"contact_id": "C-3", "email": email, "account_id": "A-1", "roles": ["Buyer"]}
+                            if kind == "invite" else {"contact_id": "C-3", "email": email, "status": "left"}}
+                    assert signed_post(client, body).status_code == 202
+                elif step == "run":
+                    worker.run_once()
+                elif step == "register" and keycloak.pending_invitations(email):
+                    keycloak.register_invited_user(keycloak.pending_invitations(email)[0]["id"])
+            for _ in range(20):
+                make_everything_due(kb)
+                if not worker.run_once():
+                    break
+            drain(worker)
+
+            newest = max(events)[1]
+            user = keycloak.find_user_by_email(email)
+            member = user is not None and user["id"] in keycloak.members[org_id]
+            if newest == "left":
+                assert keycloak.pending_invitations(email) == [], "no link left open"
+                assert user is None or (user["enabled"] is False and not member), "no access"
+            else:
+                registered = user is not None and member and user["enabled"]
+                assert registered or keycloak.pending_invitations(email), "invited: a link is open or they are in"
+                if registered:
+                    assert "buyer" in keycloak.user_roles[user["id"]]
+                    assert user["attributes"].get("crm_status") == ["active"]
+        finally:
+            kb.db.dispose()
