@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from adapter import create_app
 from adapter.config import Settings
 from adapter.worker import Worker
-from tests.conftest import SECRET, signed_post
+from tests.conftest import SECRET, SESSION_SECRET, signed_post
 from tests.unit.fakes import FakeKeycloak, drain, make_everything_due
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
@@ -82,7 +82,7 @@ def newest(events, event_type, key, value):
 def test_keycloak_ends_in_the_state_of_the_newest_event_per_record(case):
     events, plan = case
     with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
-        settings = Settings.from_env({}, database_url=f"sqlite:///{Path(tmp) / 'kb.db'}", webhook_secrets=[SECRET])
+        settings = Settings.from_env({}, database_url=f"sqlite:///{Path(tmp) / 'kb.db'}", webhook_secrets=[SECRET], session_secret=SESSION_SECRET)
         app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
         kb = app.extensions["keybridge"]
         keycloak = kb.keycloak = FakeKeycloak()
@@ -182,7 +182,7 @@ def test_a_contact_who_left_last_has_no_access_and_no_open_link_whatever_the_ord
     events, plan = story
     email = "c-3@acme.example"
     with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
-        settings = Settings.from_env({}, database_url=f"sqlite:///{Path(tmp) / 'kb.db'}", webhook_secrets=[SECRET])
+        settings = Settings.from_env({}, database_url=f"sqlite:///{Path(tmp) / 'kb.db'}", webhook_secrets=[SECRET], session_secret=SESSION_SECRET)
         app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
         kb = app.extensions["keybridge"]
         keycloak = kb.keycloak = KeycloakWithManagedMembers()
