@@ -12,7 +12,12 @@ What a job does (`handle_admin_event`):
   organization: membership.changed `added` / `removed`; a removed person in no CRM
   organization any more loses their business roles and org_admin;
 - any membership change or org_admin change, the adapter's own included (CRM webhooks
-  move people too): the organizations' delegated admin permissions follow (delegation.py).
+  move people too): the organizations' delegated admin permissions follow (delegation.py);
+- someone put into or taken out of an organization's `admins` group: that organization's
+  permissions follow, and org_admin follows whether they administer any (org_admins.py);
+- org_admin given by someone to a person who administers no organization: they become the
+  admin of the one organization they belong to (`org_admins.adopt`); org_admin taken by
+  someone: they administer no organization any more.
 """
 from __future__ import annotations
 
@@ -20,17 +25,18 @@ import json
 import logging
 import re
 
-from . import delegation, jobs, keycloak_events
+from . import delegation, jobs, keycloak_events, org_admins
 
 log = logging.getLogger(__name__)
 
 CURSOR = "keycloak_admin_events"
 JOB_KIND = "keycloak_admin_event"
 PAGE = keycloak_events.PAGE
-RESOURCE_TYPES = ["REALM_ROLE_MAPPING", "ORGANIZATION_MEMBERSHIP"]
+RESOURCE_TYPES = ["REALM_ROLE_MAPPING", "ORGANIZATION_MEMBERSHIP", "ORGANIZATION_GROUP_MEMBERSHIP"]
 
 _ROLE_MAPPING_PATH = re.compile(r"^users/([^/]+)/role-mappings/realm$")
 _MEMBERS_PATH = re.compile(r"^organizations/([^/]+)/members(?:/([^/]+))?$")
+_GROUP_MEMBERS_PATH = re.compile(r"^organizations/([^/]+)/groups/([^/]+)/members/([^/]+)$")
 
 
 def poll(kb) -> int:
@@ -53,6 +59,8 @@ def relevant(event: dict) -> bool:
         return False
     if event.get("resourceType") == "REALM_ROLE_MAPPING":
         return bool(_ROLE_MAPPING_PATH.match(path))
+    if event.get("resourceType") == "ORGANIZATION_GROUP_MEMBERSHIP":
+        return bool(_GROUP_MEMBERS_PATH.match(path))
     return event.get("resourceType") == "ORGANIZATION_MEMBERSHIP" and bool(_MEMBERS_PATH.match(path))
 
 
@@ -61,6 +69,8 @@ def _ordering_key(event: dict) -> str | None:
     if m := _ROLE_MAPPING_PATH.match(path):
         return f"user:{m.group(1)}"
     if m := _MEMBERS_PATH.match(path):
+        return f"organization:{m.group(1)}"
+    if m := _GROUP_MEMBERS_PATH.match(path):
         return f"organization:{m.group(1)}"
     return None
 
@@ -82,7 +92,21 @@ def handle_admin_event(kb, event: dict) -> str:
         return _role_mapping_changed(kb, event, m.group(1), by_adapter, cause)
     if m := _MEMBERS_PATH.match(path):
         return _membership_changed(kb, event, m.group(1), m.group(2), by_adapter, cause)
+    if m := _GROUP_MEMBERS_PATH.match(path):
+        return _group_membership_changed(kb, m.group(1), m.group(3), cause)
     return "ignored"
+
+
+def _group_membership_changed(kb, org_id: str, user_id: str, cause: str) -> str:
+    """Someone joined or left one of an organization's groups (its `admins` group is the one that matters)."""
+    try:
+        kb.keycloak.get_organization(org_id)
+    except jobs.PermanentError:
+        return "organization_gone"
+    if kb.keycloak.get_user(user_id) is not None:
+        org_admins.ensure_role_follows(kb, user_id)
+    delegation.ensure_organization_delegation(kb, org_id, cause)
+    return "delegation_updated"
 
 
 def _actor(kb, auth: dict) -> delegation.Actor:
@@ -94,7 +118,12 @@ def _actor(kb, auth: dict) -> delegation.Actor:
 def _role_mapping_changed(kb, event: dict, user_id: str, by_adapter: bool, cause: str) -> str:
     names = _role_names(event)
     outcome = "ignored"
-    if delegation.ORG_ADMIN_ROLE in names:
+    if org_admins.ORG_ADMIN_ROLE in names:
+        if kb.keycloak.get_user(user_id) is not None:
+            if event.get("operationType") == "CREATE":
+                org_admins.adopt(kb, user_id, cause)  # which organization: the one they belong to
+            elif not by_adapter:
+                org_admins.revoke_everywhere(kb, user_id, cause)  # taken by an operator: admin of nothing
         delegation.ensure_user_delegations(kb, user_id, cause)
         outcome = "delegation_updated"
     if by_adapter or not names & set(kb.roles.business_roles):

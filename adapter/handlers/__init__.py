@@ -36,6 +36,10 @@ def run_job(kb, job) -> str:
         from .. import admin_events  # imports delegation, which imports this package
 
         return admin_events.handle_admin_event(kb, job.payload)
+    if job.kind == "org_admins_migration":  # queued once per database when a worker starts
+        from .. import org_admins  # imports this package
+
+        return "migrated: {holders} holders of org_admin, {adopted} given their organization".format(**org_admins.migrate(kb))
     raise PermanentError(f"Unknown job kind {job.kind!r}")
 
 

@@ -11,6 +11,7 @@ import time
 
 from .. import admin_events, delegation, jobs, keycloak_events, outbox
 from ..handlers import access, activity, batches, run_job
+from ..org_admins import MIGRATION_JOB
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,9 @@ class Worker:
 
     def run_forever(self, idle_sleep: float = 0.5) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        # Once per database: org admins from before admin rights belonged to one organization get theirs.
+        with self.kb.db.session() as session:
+            jobs.enqueue(session, MIGRATION_JOB, "per-organization-admins-v1")
         log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
         while not self._stop:
             try:
