@@ -169,12 +169,15 @@ def invite_lead(kb, data: dict, cause: str) -> str:
                "attributes": {LEAD_ATTRIBUTE: [data["lead_id"]]}}
         kb.keycloak.create_user(rep)
         user = kb.keycloak.find_user_by_email(email)
-    else:
+    # An account someone made with this address, never verified, may not be the lead's: it is linked
+    # only once the link in the invitation (sent to the address) is used (registrations.py).
+    owned = bool(user.get("emailVerified")) or data["lead_id"] in (user.get("attributes") or {}).get(LEAD_ATTRIBUTE, [])
+    if owned:
         kb.keycloak.set_user_attributes(user, {LEAD_ATTRIBUTE: [data["lead_id"]]})
-    kb.keycloak.ensure_realm_roles(user["id"], {LEAD_ROLE})
+        kb.keycloak.ensure_realm_roles(user["id"], {LEAD_ROLE})
     _set_status(kb, inv_id, keycloak_user_id=user["id"])
 
-    if kb.keycloak.has_password(user["id"]):
+    if user.get("emailVerified") and kb.keycloak.has_password(user["id"]):
         if status in ("sent", "sending"):
             complete_lead_registration(kb, inv_id, user["id"], cause)
             return "accepted"

@@ -401,10 +401,12 @@ class FakeKeycloak:
         self.events.append(event)
         return event
 
-    def add_user(self, email: str, first_name: str = "", last_name: str = "", password: bool = False, **attributes) -> str:
-        """A user that exists in Keycloak already (registered earlier, or by an admin)."""
+    def add_user(self, email: str, first_name: str = "", last_name: str = "", password: bool = False, verified: bool = False,
+                 **attributes) -> str:
+        """A user that exists in Keycloak already (registered earlier, or by an admin); `verified`: emailVerified."""
         user_id = self._create_user({"username": email, "email": email, "firstName": first_name, "lastName": last_name,
-                                     "enabled": True, "attributes": {k: list(v) for k, v in attributes.items()}})
+                                     "enabled": True, "emailVerified": verified,
+                                     "attributes": {k: list(v) for k, v in attributes.items()}})
         if password:
             self.passwords.add(user_id)
         return user_id
@@ -423,9 +425,21 @@ class FakeKeycloak:
         return user_id, event
 
     def choose_password(self, user_id: str) -> dict:
-        """The lead follows the execute-actions link and sets a password: UPDATE_PASSWORD in the log."""
+        """The lead follows the execute-actions link and sets a password: UPDATE_PASSWORD in the log.
+        Following that link verifies the address, as in Keycloak 26.7.3."""
         self.passwords.add(user_id)
+        self.users[user_id]["emailVerified"] = True
         return self.add_event("UPDATE_PASSWORD", user_id, {"custom_required_action": "UPDATE_PASSWORD"})
+
+    def change_password(self, user_id: str) -> dict:
+        """The account's holder changes its password in the account console (no link: nothing verified)."""
+        self.passwords.add(user_id)
+        return self.add_event("UPDATE_PASSWORD", user_id, {"credential_type": "password"})
+
+    def self_register(self, email: str, verified: bool = False) -> tuple[str, dict]:
+        """Someone registers on the login page (no invitation link): the realm does not verify the address."""
+        user_id = self.add_user(email, "Some", "One", password=True, verified=verified)
+        return user_id, self.add_event("REGISTER", user_id, {"email": email, "username": email, "register_method": "form"})
 
     def pending_invitations(self, email: str | None = None) -> list[dict]:
         return [i for i in self.invitations.values() if i["status"] == "PENDING" and (email is None or i["email"] == email.lower())]
