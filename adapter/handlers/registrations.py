@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from ..models import Invitation
-from . import invitations, self_service
+from ..db import utcnow
+from ..models import Invitation, SelfRegistration
+from . import audit, invitations, self_service
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def handle_keycloak_event(kb, event: dict) -> str:
             if kind == "REGISTER":
                 return self_service.self_registered(kb, user_id, details, when, cause)
             return "no_invitation"
+        _end_sessions_of_an_earlier_self_registration(kb, user_id, cause)
         invitations.complete_contact_registration(kb, inv_id, user_id, cause, when)
         return "registered"
     if kind in LEAD_REGISTRATION_TYPES:
@@ -84,6 +86,23 @@ def _contact_invitation_for(kb, user_id: str, details: dict) -> int | None:
         inv = session.scalar(select(Invitation).where(Invitation.kind == "contact", Invitation.email == email,
                                                       Invitation.status.in_(OPEN)).order_by(Invitation.id.desc()))
         return inv.id if inv else None
+
+
+def _end_sessions_of_an_earlier_self_registration(kb, user_id: str, cause: str) -> None:
+    """An identity made on the login page, never approved, now completes an invitation (its link, or the
+    address verified later): whoever made it may not be the address's owner and may still be signed in
+    (Keycloak 26.7.3 keeps other sessions through a password reset unless asked). End every session
+    before the identity gains anything; its self-registration is settled by the invitation."""
+    with kb.db.session() as session:
+        reg = session.get(SelfRegistration, user_id)
+        if reg is None or reg.status in ("approved", "invitation"):
+            return
+    kb.keycloak.logout(user_id)  # first: a retry after a failure here still ends them
+    with kb.db.session() as session:
+        reg = session.get(SelfRegistration, user_id)
+        audit.record(session, "registration.superseded", f"user:{user_id}", cause,
+                     {"previous_status": reg.status, "sessions_ended": True})
+        reg.status, reg.decided_at, reg.decided_by = "invitation", utcnow(), cause
 
 
 def _verified(kb, user_id: str) -> bool:

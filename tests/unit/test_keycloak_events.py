@@ -102,6 +102,30 @@ def test_registering_with_an_invited_admins_address_without_the_link_gives_no_me
     assert [e.data["user_id"] for e in outbox_events(kb, "registration.pending_approval")] == [stranger]
 
 
+def test_an_identity_made_on_the_login_page_loses_its_sessions_before_it_completes_an_invitation(client, kb, keycloak, worker):
+    """After the takeover attempt above, the address's owner resets the password and joins through a new
+    join link; the stranger may still hold a session (Keycloak keeps them through a reset): it ends first."""
+    from adapter.models import SelfRegistration
+
+    deliver(client, worker, "account.upserted", {**ACCOUNT, "contract": {"status": "active"}})
+    deliver(client, worker, "contact.invite_requested", {**INVITE, "org_admin": True})
+    stranger, _ = keycloak.self_register("jane@acme.example")
+    drain(worker)
+    (unusable,) = keycloak.pending_invitations("jane@acme.example")
+    keycloak.invitations.pop(unusable["id"])  # an operator deletes it; the CRM asks again
+    deliver(client, worker, "contact.invite_requested", {**INVITE, "org_admin": True})
+    (join,) = keycloak.pending_invitations("jane@acme.example")
+    assert keycloak.sessions_ended == []
+
+    keycloak.join_through_link(join["id"])
+    drain(worker)
+
+    assert keycloak.sessions_ended == [stranger]
+    assert "org_admin" in keycloak.user_roles[stranger] and invitation_row(kb, "contact", "C-1").status == "accepted"
+    with kb.db.session() as session:
+        assert session.get(SelfRegistration, stranger).status == "invitation"
+
+
 def test_registering_with_an_invited_address_that_keycloak_verified_completes_the_invitation(client, kb, keycloak, worker):
     deliver(client, worker, "account.upserted", ACCOUNT)
     deliver(client, worker, "contact.invite_requested", INVITE)
