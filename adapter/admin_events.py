@@ -25,7 +25,8 @@ import json
 import logging
 import re
 
-from . import delegation, jobs, keycloak_events, org_admins
+from . import delegation, keycloak_events, org_admins, tasks
+from .errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _take_admin_event(session, event: dict) -> int:
     if not relevant(event):
         return 0
     # (kind, ref) is unique: even an id forgotten from seen_keycloak_events makes no second job
-    return int(jobs.enqueue(session, JOB_KIND, event["id"], payload=event, ordering_key=_ordering_key(event)))
+    return int(tasks.enqueue(session, JOB_KIND, event["id"], payload=event))
 
 
 def relevant(event: dict) -> bool:
@@ -82,6 +83,12 @@ def _role_names(event: dict) -> set[str]:
         return set()
 
 
+@tasks.job(JOB_KIND, ordering_key=_ordering_key)
+def run_admin_event(kb, job) -> str:
+    """One event of Keycloak's admin event log (its payload); one user's or organization's run in log order."""
+    return handle_admin_event(kb, job.payload)
+
+
 def handle_admin_event(kb, event: dict) -> str:
     """Run one admin event's job (see the module docstring); returns what happened."""
     auth = event.get("authDetails") or {}
@@ -101,7 +108,7 @@ def _group_membership_changed(kb, org_id: str, user_id: str, cause: str) -> str:
     """Someone joined or left one of an organization's groups (its `admins` group is the one that matters)."""
     try:
         kb.keycloak.get_organization(org_id)
-    except jobs.PermanentError:
+    except PermanentError:
         return "organization_gone"
     if kb.keycloak.get_user(user_id) is not None:
         org_admins.ensure_role_follows(kb, user_id)
@@ -152,7 +159,7 @@ def _membership_changed(kb, event: dict, org_id: str, member_id: str | None, by_
         user = {"id": member_id, "email": details.get("email"), "attributes": {}}
     try:
         org = kb.keycloak.get_organization(org_id)
-    except jobs.PermanentError:
+    except PermanentError:
         return "organization_gone"
     account_id = delegation.account_id_of(org)
     by_someone = not by_adapter and user is not None and account_id is not None

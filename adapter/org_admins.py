@@ -23,6 +23,7 @@ import logging
 
 from sqlalchemy import select
 
+from . import tasks
 from .handlers import audit
 from .models import Invitation
 
@@ -135,6 +136,12 @@ def adopt(kb, user_id: str, cause: str) -> list[str]:
     for org_id in chosen:
         make_admin(kb, org_id, user_id, cause)
     return chosen
+
+
+@tasks.job(MIGRATION_JOB)
+def run_migration(kb, job) -> str:
+    """Queued once per database when a worker starts (worker.py)."""
+    return "migrated: {holders} holders of org_admin, {adopted} given their organization".format(**migrate(kb))
 
 
 def migrate(kb, cause: str = "admin rights per organization (migration)") -> dict:

@@ -12,24 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from ..db import utcnow
+from ..logs import current_request_id
+from ..errors import PermanentError, RetryableError  # noqa: F401  (re-exported: the queue's callers import them here)
 from ..models import Job
 
 LEASE = timedelta(minutes=5)
-
-
-class RetryableError(Exception):
-    """A passing failure (a service down, a timeout, a 5xx, a 429): try again later.
-
-    `retry_after` (seconds) overrides the backoff when the remote side said when.
-    """
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class PermanentError(Exception):
-    """A failure that retrying cannot fix (bad data, a refusal): straight to the dead letters."""
 
 
 def backoff_seconds(attempts: int, max_delay: int) -> float:
@@ -51,7 +38,9 @@ def enqueue(session: Session, kind: str, ref: str, payload: dict | None = None, 
         return False
     try:
         with session.begin_nested():
-            session.add(Job(kind=kind, ref=ref, payload=payload or {}, run_at=run_at or utcnow(), ordering_key=ordering_key))
+            # request_id: the web request (or the job) that queued it, so one id runs through the logs
+            session.add(Job(kind=kind, ref=ref, payload=payload or {}, run_at=run_at or utcnow(), ordering_key=ordering_key,
+                            request_id=current_request_id()))
     except IntegrityError:
         return False
     return True

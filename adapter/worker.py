@@ -1,4 +1,8 @@
-"""The worker process: runs due jobs, reads Keycloak's event log, delivers outbound events.
+"""The worker process: runs due jobs, reads Keycloak's event logs, delivers outbound events.
+
+It sits above the handlers: what a job does, how it is retried and what happens when it
+is dead comes from the task registry (adapter/tasks.py); the queue (adapter/jobs) only
+stores, leases and reschedules.
 
 Each pass does a bounded amount of each; `run_forever` sleeps only when a pass found
 nothing to do. Failures of Keycloak or the CRM never stop the loop: they reschedule.
@@ -9,11 +13,13 @@ import logging
 import signal
 import time
 
-from .. import admin_events, delegation, jobs, keycloak_events, outbox
-from ..handlers import access, activity, batches, run_job
-from ..org_admins import MIGRATION_JOB
+from . import admin_events, delegation, jobs, keycloak_events, logs, metrics, org_admins, outbox, tasks
+from .errors import PermanentError, RetryableError
+from .handlers import TASKS, access, activity
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
 
 
 class Worker:
@@ -22,6 +28,7 @@ class Worker:
         self.batch = batch
         self._stop = False
         self._next_poll = 0.0
+        self.name = metrics.worker_name()
         # "now" means when the worker started, not its first poll
         keycloak_events.ensure_cursor(kb, keycloak_events.CURSOR)
         keycloak_events.ensure_cursor(kb, admin_events.CURSOR)
@@ -39,21 +46,39 @@ class Worker:
         return ran
 
     def _run_one(self, job) -> None:
+        """Run one claimed job with its request id and job id on every log line it causes."""
+        request_token = logs.REQUEST_ID.set(job.request_id)
+        job_token = logs.JOB_ID.set(job.id)
+        try:
+            self._run_claimed(job)
+        finally:
+            logs.JOB_ID.reset(job_token)
+            logs.REQUEST_ID.reset(request_token)
+
+    def _run_claimed(self, job) -> None:
         settings = self.kb.settings
         try:
-            outcome = run_job(self.kb, job)
+            outcome = TASKS.run(self.kb, job)
         except Exception as exc:  # noqa: BLE001 — every failure is recorded on the job
+            try:
+                task = TASKS.for_job(job)
+            except PermanentError:
+                task = None
+            retry = task.retry if task else None
             with self.kb.db.session() as session:
                 current = session.get(type(job), job.id)
-                status = jobs.fail(session, current, exc, settings.job_retry_window_seconds, settings.retry_max_delay_seconds)
-            if status == "dead" and job.kind == "batch_item":
-                batch_id, idx = job.ref.rsplit(":", 1)
-                batches.settle_item(self.kb, batch_id, int(idx), "failed", f"{type(exc).__name__}: {exc}")
+                status = jobs.fail(session, current, exc,
+                                   retry.window(settings) if retry else settings.job_retry_window_seconds,
+                                   retry.max_delay(settings) if retry else settings.retry_max_delay_seconds)
+            if status == "dead" and task is not None and task.on_dead is not None:
+                task.on_dead(self.kb, job, exc)
+            metrics.JOBS_RUN.labels(job.kind, "dead" if status == "dead" else "retry").inc()
             level = logging.WARNING if status == "dead" else logging.INFO
             log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
             return
         with self.kb.db.session() as session:
             jobs.finish(session, session.get(type(job), job.id))
+        metrics.JOBS_RUN.labels(job.kind, "done").inc()
         log.info("job %s %s/%s -> %s", job.id, job.kind, job.ref, outcome)
 
     def poll_keycloak(self, force: bool = False) -> int:
@@ -63,7 +88,7 @@ class Worker:
         self._next_poll = now + self.kb.settings.events_poll_seconds
         try:
             return keycloak_events.poll(self.kb)
-        except jobs.RetryableError as exc:
+        except RetryableError as exc:
             log.info("Keycloak event log not readable yet: %s", exc)
             return 0
 
@@ -75,12 +100,15 @@ class Worker:
         self._next_admin_poll = now + self.kb.settings.events_poll_seconds
         try:
             return admin_events.poll(self.kb) + delegation.settle_invitations(self.kb)
-        except (jobs.RetryableError, jobs.PermanentError) as exc:
+        except (RetryableError, PermanentError) as exc:
             log.info("Keycloak admin event log not readable yet: %s", exc)
             return 0
 
     def deliver(self) -> int:
         counts = outbox.deliver_due(self.kb.db, self.kb.connector, self.kb.settings)
+        for outcome in ("delivered", "dead"):
+            if counts.get(outcome):
+                metrics.OUTBOUND.labels(outcome).inc(counts[outcome])
         return counts["delivered"] + counts["dead"]
 
     def schedule(self) -> int:
@@ -89,14 +117,24 @@ class Worker:
 
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""
-        return (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
+        done = (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
                 + self.deliver())
+        self.heartbeat()
+        return done
+
+    def heartbeat(self) -> None:
+        """Tell readiness checks and metrics this worker is alive (at most every few seconds)."""
+        now = time.monotonic()
+        if now >= getattr(self, "_next_beat", 0.0):
+            self._next_beat = now + HEARTBEAT_SECONDS
+            metrics.beat(self.kb.db, self.name)
 
     def run_forever(self, idle_sleep: float = 0.5) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        metrics.serve_worker_metrics(self.kb.db, self.kb.settings.worker_metrics_port)
         # Once per database: org admins from before admin rights belonged to one organization get theirs.
         with self.kb.db.session() as session:
-            jobs.enqueue(session, MIGRATION_JOB, "per-organization-admins-v1")
+            tasks.enqueue(session, org_admins.MIGRATION_JOB, "per-organization-admins-v1")
         log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
         while not self._stop:
             try:
