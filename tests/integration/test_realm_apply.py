@@ -50,21 +50,22 @@ def test_drift_is_shown_by_the_dry_run_and_removed_by_apply(apply_env):
     adapter = admin.get(f"{base}/clients", params={"clientId": "keybridge-adapter"}).json()[0]
     account = admin.get(f"{base}/clients/{adapter['id']}/service-account-user").json()
     management = admin.get(f"{base}/clients", params={"clientId": "realm-management"}).json()[0]
-    view_realm = admin.get(f"{base}/clients/{management['id']}/roles/view-realm").json()
+    # an older Keybridge's adapter held manage-realm (now the keybridge-delegation client's alone)
+    manage_realm = admin.get(f"{base}/clients/{management['id']}/roles/manage-realm").json()
     portal_roles = {r["name"]: r for r in admin.get(f"{base}/clients/{portal['id']}/roles").json()}
     try:
         # Drift an operator or an older Keybridge would leave behind.
         admin.put(base, json={"displayName": "Someone changed this"}).raise_for_status()
         admin.put(f"{base}/clients/{portal['id']}", json={**portal, "description": "edited by hand"}).raise_for_status()
         admin.request("DELETE", f"{base}/roles/buyer/composites", json=[portal_roles["orders:write"]]).raise_for_status()
-        admin.post(f"{base}/users/{account['id']}/role-mappings/clients/{management['id']}", json=[view_realm]).raise_for_status()
+        admin.post(f"{base}/users/{account['id']}/role-mappings/clients/{management['id']}", json=[manage_realm]).raise_for_status()
 
         dry = _run("--dry-run")
         assert dry.exit_code == 3, dry.output
         assert "update  realm customers" in dry.output and "displayName" in dry.output
         assert "update  client customer-portal" in dry.output and "description" in dry.output
         assert "update  realm role buyer" in dry.output and "+customer-portal:orders:write" in dry.output
-        assert "update  service account keybridge-adapter" in dry.output and "-realm-management:view-realm" in dry.output
+        assert "update  service account keybridge-adapter" in dry.output and "-realm-management:manage-realm" in dry.output
         assert keycloak.client_secret not in dry.output
         # A dry run changes nothing.
         assert admin.get(base).json()["displayName"] == "Someone changed this"
@@ -78,7 +79,7 @@ def test_drift_is_shown_by_the_dry_run_and_removed_by_apply(apply_env):
         composites = {r["name"] for r in admin.get(f"{base}/roles/buyer/composites").json()}
         assert "orders:write" in composites
         mapped = {r["name"] for r in admin.get(f"{base}/users/{account['id']}/role-mappings/clients/{management['id']}").json()}
-        assert "view-realm" not in mapped
+        assert "manage-realm" not in mapped and "view-realm" in mapped
         # The adapter's secret was left as it was: its own login still works.
         token = requests.post(f"{keycloak.realm_url}/protocol/openid-connect/token", timeout=30, data={
             "grant_type": "client_credentials", "client_id": keycloak.client_id, "client_secret": keycloak.client_secret})
