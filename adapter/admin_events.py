@@ -20,6 +20,11 @@ What a job does (`handle_admin_event`):
   (`AdminAccessDecision`: a renewal never undoes a disable), told to the CRM as
   identity.access_changed (reason `admin`); the person's access converges again. The
   adapter's own updates are skipped as they are read.
+- someone put into or taken out of an organization's `admins` group: that organization's
+  permissions follow, and org_admin follows whether they administer any (org_admins.py);
+- org_admin given by someone to a person who administers no organization: they become the
+  admin of the one organization they belong to (`org_admins.adopt`); org_admin taken by
+  someone: they administer no organization any more.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import delete
 
-from . import delegation, keycloak_events, outbox, tasks
+from . import delegation, keycloak_events, org_admins, outbox, tasks
 from .db import utcnow
 from .errors import PermanentError
 from .events import IDENTITY_ACCESS_CHANGED
@@ -43,10 +48,11 @@ log = logging.getLogger(__name__)
 CURSOR = "keycloak_admin_events"
 JOB_KIND = "keycloak_admin_event"
 PAGE = keycloak_events.PAGE
-RESOURCE_TYPES = ["REALM_ROLE_MAPPING", "ORGANIZATION_MEMBERSHIP", "USER"]
+RESOURCE_TYPES = ["REALM_ROLE_MAPPING", "ORGANIZATION_MEMBERSHIP", "ORGANIZATION_GROUP_MEMBERSHIP", "USER"]
 
 _ROLE_MAPPING_PATH = re.compile(r"^users/([^/]+)/role-mappings/realm$")
 _MEMBERS_PATH = re.compile(r"^organizations/([^/]+)/members(?:/([^/]+))?$")
+_GROUP_MEMBERS_PATH = re.compile(r"^organizations/([^/]+)/groups/([^/]+)/members/([^/]+)$")
 _USER_PATH = re.compile(r"^users/([^/]+)$")
 
 
@@ -77,6 +83,8 @@ def relevant(event: dict) -> bool:
     if event.get("resourceType") == "USER":
         return event.get("operationType") == "UPDATE" and bool(_USER_PATH.match(path)) and isinstance(
             _representation(event).get("enabled"), bool)
+    if event.get("resourceType") == "ORGANIZATION_GROUP_MEMBERSHIP":
+        return bool(_GROUP_MEMBERS_PATH.match(path))
     return event.get("resourceType") == "ORGANIZATION_MEMBERSHIP" and bool(_MEMBERS_PATH.match(path))
 
 
@@ -88,6 +96,8 @@ def _ordering_key(event: dict) -> str | None:
         return f"organization:{m.group(1)}"
     if m := _USER_PATH.match(path):
         return f"user:{m.group(1)}"
+    if m := _GROUP_MEMBERS_PATH.match(path):
+        return f"organization:{m.group(1)}"
     return None
 
 
@@ -124,6 +134,8 @@ def handle_admin_event(kb, event: dict) -> str:
         return _membership_changed(kb, event, m.group(1), m.group(2), by_adapter, cause)
     if m := _USER_PATH.match(path):
         return _access_decided(kb, event, m.group(1), by_adapter, cause)
+    if m := _GROUP_MEMBERS_PATH.match(path):
+        return _group_membership_changed(kb, m.group(1), m.group(3), cause)
     return "ignored"
 
 
@@ -160,6 +172,18 @@ def _access_decided(kb, event: dict, user_id: str, by_adapter: bool, cause: str)
     return "admin_enabled" if enabled else "admin_disabled"
 
 
+def _group_membership_changed(kb, org_id: str, user_id: str, cause: str) -> str:
+    """Someone joined or left one of an organization's groups (its `admins` group is the one that matters)."""
+    try:
+        kb.keycloak.get_organization(org_id)
+    except PermanentError:
+        return "organization_gone"
+    if kb.keycloak.get_user(user_id) is not None:
+        org_admins.ensure_role_follows(kb, user_id)
+    delegation.ensure_organization_delegation(kb, org_id, cause)
+    return "delegation_updated"
+
+
 def _actor(kb, auth: dict) -> delegation.Actor:
     user_id = auth.get("userId")
     user = kb.keycloak.get_user(user_id) if user_id else None  # None too for an admin of another realm (master)
@@ -169,7 +193,12 @@ def _actor(kb, auth: dict) -> delegation.Actor:
 def _role_mapping_changed(kb, event: dict, user_id: str, by_adapter: bool, cause: str) -> str:
     names = _role_names(event)
     outcome = "ignored"
-    if delegation.ORG_ADMIN_ROLE in names:
+    if org_admins.ORG_ADMIN_ROLE in names:
+        if kb.keycloak.get_user(user_id) is not None:
+            if event.get("operationType") == "CREATE":
+                org_admins.adopt(kb, user_id, cause)  # which organization: the one they belong to
+            elif not by_adapter:
+                org_admins.revoke_everywhere(kb, user_id, cause)  # taken by an operator: admin of nothing
         delegation.ensure_user_delegations(kb, user_id, cause)
         outcome = "delegation_updated"
     if by_adapter or not names & set(kb.roles.business_roles):

@@ -84,6 +84,10 @@ class Settings:
     keycloak_realm: str = "customers"
     keycloak_client_id: str = "keybridge-adapter"
     keycloak_client_secret: str = ""
+    # The second client, used only to write the org admins' permissions (it holds manage-realm);
+    # without its secret delegation is skipped (logged and audited).
+    keycloak_delegation_client_id: str = "keybridge-delegation"
+    keycloak_delegation_client_secret: str = ""
     keycloak_timeout_seconds: int = 20
     keycloak_concurrency: int = 8
     operator_token: str = ""

@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 
-from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, outbox
+from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, org_admins, outbox, tasks
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity, records
 from .keycloak import CredentialError
@@ -136,6 +136,9 @@ class Worker:
     def run_forever(self, idle_sleep: float = 0.5) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         metrics.serve_worker_metrics(self.kb.db, self.kb.settings.worker_metrics_port)
+        # Once per database: org admins from before admin rights belonged to one organization get theirs.
+        with self.kb.db.session() as session:
+            tasks.enqueue(session, org_admins.MIGRATION_JOB, "per-organization-admins-v1")
         log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
         health.log_startup_problems(self.kb, "worker")
         while not self._stop:

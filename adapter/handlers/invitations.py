@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 CONTACT_ATTRIBUTE = "crm_contact_id"
 LEAD_ATTRIBUTE = "crm_lead_id"
 LEAD_ROLE = "lead"
-ORG_ADMIN_ROLE = "org_admin"
 
 
 # -- shared -------------------------------------------------------------------------
@@ -198,14 +197,13 @@ def ensure_contact_identity(kb, inv_id: int, user: dict) -> None:
     kb.keycloak.set_user_attributes(user, {CONTACT_ATTRIBUTE: [contact_id]})
     if org_id and not kb.keycloak.is_member(org_id, user["id"]):
         kb.keycloak.add_member(org_id, user["id"])
-    wanted = kb.roles.business_roles_for(details.get("roles"))
-    if details.get("org_admin"):
-        wanted.add(ORG_ADMIN_ROLE)
-    kb.keycloak.ensure_realm_roles(user["id"], wanted)
+    kb.keycloak.ensure_realm_roles(user["id"], kb.roles.business_roles_for(details.get("roles")))
+    from .. import delegation, org_admins  # they import this package
+
+    if details.get("org_admin") and org_id:  # admin of this organization only (its admins group), not of all
+        org_admins.make_admin(kb, org_id, user["id"], f"contact {contact_id} invited as org admin of account {account_id}")
     access.enforce_for_member(kb, account_id, user["id"], f"joined account {account_id}")
     if org_id:  # a new member (or admin) of the organization: its admins' permissions follow at once
-        from .. import delegation
-
         delegation.ensure_organization_delegation(kb, org_id, f"contact {contact_id} joined account {account_id}")
 
 
@@ -244,12 +242,15 @@ def invite_lead(kb, data: dict, cause: str, crm_time=None) -> str:
                "attributes": {LEAD_ATTRIBUTE: [data["lead_id"]]}}
         kb.keycloak.create_user(rep)
         user = kb.keycloak.find_user_by_email(email)
-    else:
+    # An account someone made with this address, never verified, may not be the lead's: it is linked
+    # only once the link in the invitation (sent to the address) is used (registrations.py).
+    owned = bool(user.get("emailVerified")) or data["lead_id"] in (user.get("attributes") or {}).get(LEAD_ATTRIBUTE, [])
+    if owned:
         kb.keycloak.set_user_attributes(user, {LEAD_ATTRIBUTE: [data["lead_id"]]})
-    kb.keycloak.ensure_realm_roles(user["id"], {LEAD_ROLE})
+        kb.keycloak.ensure_realm_roles(user["id"], {LEAD_ROLE})
     _set_status(kb, inv_id, keycloak_user_id=user["id"])
 
-    if kb.keycloak.has_password(user["id"]):
+    if user.get("emailVerified") and kb.keycloak.has_password(user["id"]):
         if status in ("sent", "sending"):
             complete_lead_registration(kb, inv_id, user["id"], cause)
             return "accepted"
