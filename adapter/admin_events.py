@@ -1,7 +1,7 @@
 """Reading Keycloak's admin event log with a durable cursor: what admins did, told to the CRM.
 
 Read with keycloak_events.read_log, like the user event log, under its own cursor. Only role mappings, organization
-memberships and updates of users that set `enabled` are read. Each becomes a job in the transaction that moves the cursor; one
+memberships, organization group memberships and updates of users that set `enabled` are read. Each becomes a job in the transaction that moves the cursor; one
 user's (or organization's) admin events run in the log's order.
 
 What a job does (`handle_admin_event`):
@@ -15,23 +15,22 @@ What a job does (`handle_admin_event`):
   of an organization without an active contract is cut off);
 - any membership change or org_admin change, the adapter's own included (CRM webhooks
   move people too): the organizations' delegated admin permissions follow (delegation.py);
+- someone put into or taken out of an organization's `admins` group: that organization's
+  permissions follow, and org_admin follows whether they administer any (org_admins.py);
+- org_admin given by someone to a person who administers no organization: they become the
+  admin of the one organization they belong to (`org_admins.adopt`); org_admin taken by
+  someone: they administer no organization any more;
 - someone other than the adapter enabled or disabled a user (the console's switch, the
   admin API): an administrator's decision, kept as part of the desired state
   (`AdminAccessDecision`: a renewal never undoes a disable), told to the CRM as
   identity.access_changed (reason `admin`); the person's access converges again. The
   adapter's own updates are skipped as they are read.
-- someone put into or taken out of an organization's `admins` group: that organization's
-  permissions follow, and org_admin follows whether they administer any (org_admins.py);
-- org_admin given by someone to a person who administers no organization: they become the
-  admin of the one organization they belong to (`org_admins.adopt`); org_admin taken by
-  someone: they administer no organization any more.
 """
 from __future__ import annotations
 
 import json
 import logging
 import re
-
 from datetime import datetime, timezone
 
 from sqlalchemy import delete
@@ -80,11 +79,11 @@ def relevant(event: dict) -> bool:
         return False
     if event.get("resourceType") == "REALM_ROLE_MAPPING":
         return bool(_ROLE_MAPPING_PATH.match(path))
+    if event.get("resourceType") == "ORGANIZATION_GROUP_MEMBERSHIP":
+        return bool(_GROUP_MEMBERS_PATH.match(path))
     if event.get("resourceType") == "USER":
         return event.get("operationType") == "UPDATE" and bool(_USER_PATH.match(path)) and isinstance(
             _representation(event).get("enabled"), bool)
-    if event.get("resourceType") == "ORGANIZATION_GROUP_MEMBERSHIP":
-        return bool(_GROUP_MEMBERS_PATH.match(path))
     return event.get("resourceType") == "ORGANIZATION_MEMBERSHIP" and bool(_MEMBERS_PATH.match(path))
 
 
@@ -94,10 +93,10 @@ def _ordering_key(event: dict) -> str | None:
         return f"user:{m.group(1)}"
     if m := _MEMBERS_PATH.match(path):
         return f"organization:{m.group(1)}"
-    if m := _USER_PATH.match(path):
-        return f"user:{m.group(1)}"
     if m := _GROUP_MEMBERS_PATH.match(path):
         return f"organization:{m.group(1)}"
+    if m := _USER_PATH.match(path):
+        return f"user:{m.group(1)}"
     return None
 
 
@@ -132,11 +131,23 @@ def handle_admin_event(kb, event: dict) -> str:
         return _role_mapping_changed(kb, event, m.group(1), by_adapter, cause)
     if m := _MEMBERS_PATH.match(path):
         return _membership_changed(kb, event, m.group(1), m.group(2), by_adapter, cause)
-    if m := _USER_PATH.match(path):
-        return _access_decided(kb, event, m.group(1), by_adapter, cause)
     if m := _GROUP_MEMBERS_PATH.match(path):
         return _group_membership_changed(kb, m.group(1), m.group(3), cause)
+    if m := _USER_PATH.match(path):
+        return _access_decided(kb, event, m.group(1), by_adapter, cause)
     return "ignored"
+
+
+def _group_membership_changed(kb, org_id: str, user_id: str, cause: str) -> str:
+    """Someone joined or left one of an organization's groups (its `admins` group is the one that matters)."""
+    try:
+        kb.keycloak.get_organization(org_id)
+    except PermanentError:
+        return "organization_gone"
+    if kb.keycloak.get_user(user_id) is not None:
+        org_admins.ensure_role_follows(kb, user_id)
+    delegation.ensure_organization_delegation(kb, org_id, cause)
+    return "delegation_updated"
 
 
 def _access_decided(kb, event: dict, user_id: str, by_adapter: bool, cause: str) -> str:
@@ -170,18 +181,6 @@ def _access_decided(kb, event: dict, user_id: str, by_adapter: bool, cause: str)
                      {"by": actor.label, "by_user_id": actor.user_id})
     convergence.converge_person(kb, user_id, cause)
     return "admin_enabled" if enabled else "admin_disabled"
-
-
-def _group_membership_changed(kb, org_id: str, user_id: str, cause: str) -> str:
-    """Someone joined or left one of an organization's groups (its `admins` group is the one that matters)."""
-    try:
-        kb.keycloak.get_organization(org_id)
-    except PermanentError:
-        return "organization_gone"
-    if kb.keycloak.get_user(user_id) is not None:
-        org_admins.ensure_role_follows(kb, user_id)
-    delegation.ensure_organization_delegation(kb, org_id, cause)
-    return "delegation_updated"
 
 
 def _actor(kb, auth: dict) -> delegation.Actor:
