@@ -49,6 +49,8 @@ class Settings:
     job_retry_window_seconds: int = 24 * 3600
     outbox_retry_window_seconds: int = 24 * 3600
     retry_max_delay_seconds: int = 300
+    job_lease_seconds: float = 30.0
+    job_max_crashes: int = 3
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -90,5 +92,10 @@ class Settings:
                 raise ConfigError("KEYBRIDGE_WEBHOOK_SECRETS: each secret must look like whsec_<base64>, as in the Standard Webhooks spec")
         if self.crm_events_secret and not self.crm_events_secret.startswith("whsec_"):
             raise ConfigError("KEYBRIDGE_CRM_EVENTS_SECRET must look like whsec_<base64>")
+        if self.job_lease_seconds < 1:
+            raise ConfigError("KEYBRIDGE_JOB_LEASE_SECONDS must be at least 1 (the running worker renews it every third of it; "
+                              "it is how long a job waits after its worker died)")
+        if self.job_max_crashes < 1:
+            raise ConfigError("KEYBRIDGE_JOB_MAX_CRASHES must be at least 1 (how many worker crashes a job may cause before it is a dead letter)")
         if self.events_start not in ("beginning", "now"):
             raise ConfigError("KEYBRIDGE_EVENTS_START must be 'beginning' or 'now'")

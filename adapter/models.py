@@ -38,6 +38,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Runs that never finished (the worker died: SIGKILL, out of memory); at the limit the job is dead.
+    crashes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     __table_args__ = (
         UniqueConstraint("kind", "ref", name="uq_jobs_kind_ref"),
         Index("ix_jobs_due", "status", "run_at"),

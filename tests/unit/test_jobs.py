@@ -3,6 +3,7 @@ and what an operator sees while Keycloak is down."""
 from __future__ import annotations
 
 from dataclasses import replace
+import time
 from datetime import timedelta
 
 import pytest
@@ -106,6 +107,111 @@ def test_a_job_whose_worker_died_is_taken_again_once_its_lease_runs_out(kb):
     with kb.db.session() as s:
         again = jobs.claim(s)
     assert again.id == first.id and again.attempts == 2 and again.status == "running"
+    assert again.crashes == 1  # a claim without a finish: its worker died
+
+
+def test_a_claimed_job_is_leased_for_a_short_time_only(kb):
+    with kb.db.session() as s:
+        jobs.enqueue(s, "inbound_event", "msg_1")
+    with kb.db.session() as s:
+        job = jobs.claim(s)
+    assert 25 <= seconds_until(job.locked_until) <= 30.5 and not job.crashes
+
+
+def crash(kb, job_id: int) -> None:
+    """The worker running the job died (SIGKILL): nothing is recorded, the lease runs out."""
+    with kb.db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(locked_until=utcnow() - timedelta(seconds=1)))
+
+
+def test_a_job_that_crashed_the_worker_three_times_is_a_dead_letter_and_its_record_goes_on(kb):
+    with kb.db.session() as s:
+        jobs.enqueue(s, "inbound_event", "msg_poison", ordering_key="contact:C-1")
+        jobs.enqueue(s, "inbound_event", "msg_next", ordering_key="contact:C-1")
+    for run in range(3):
+        with kb.db.session() as s:
+            job = jobs.claim(s)
+        assert (job.ref, job.attempts) == ("msg_poison", run + 1)
+        crash(kb, job.id)
+
+    with kb.db.session() as s:
+        assert jobs.claim(s) is None  # not run a fourth time; its record's next job still waits behind it
+    with kb.db.session() as s:
+        buried = jobs.bury_crashed(s)
+    assert [(j.ref, j.status, j.crashes) for j in buried] == [("msg_poison", "dead", 3)]
+    with kb.db.session() as s:
+        assert jobs.claim(s).ref == "msg_next"
+
+    (dead,) = [d for d in dead_letters.list_all(kb.db) if d["kind"] == "job"]
+    assert dead["what"] == "inbound_event msg_poison"
+    assert "Crashed the worker 3 times" in dead["error"] and f"replay job {buried[0].id}" in dead["error"]
+    with kb.db.session() as s:
+        replayed = jobs.replay(s, buried[0].id)
+        assert (replayed.status, replayed.attempts, replayed.crashes) == ("queued", 0, None)
+
+
+def test_the_crash_limit_is_configurable(kb):
+    with kb.db.session() as s:
+        jobs.enqueue(s, "inbound_event", "msg_1")
+    with kb.db.session() as s:
+        job = jobs.claim(s, max_crashes=1)
+    crash(kb, job.id)
+    with kb.db.session() as s:
+        assert jobs.claim(s, max_crashes=1) is None
+        assert [j.crashes for j in jobs.bury_crashed(s, max_crashes=1)] == [1]
+
+
+def test_a_job_that_failed_or_finished_is_not_counted_as_a_crash(kb):
+    with kb.db.session() as s:
+        jobs.enqueue(s, "inbound_event", "msg_1")
+    with kb.db.session() as s:
+        job = jobs.claim(s)
+        jobs.fail(s, job, jobs.RetryableError("Keycloak answered 503"), 3600, 300)
+    make_everything_due(kb)
+    with kb.db.session() as s:
+        again = jobs.claim(s)
+        assert (again.attempts, again.crashes) == (2, None)
+        assert jobs.bury_crashed(s) == []
+
+
+def test_a_running_job_keeps_its_lease_while_it_runs_and_loses_it_when_its_worker_stops(kb):
+    lease = timedelta(seconds=0.6)
+    with kb.db.session() as s:
+        jobs.enqueue(s, "inbound_event", "msg_long")
+    with kb.db.session() as s:
+        job = jobs.claim(s, lease=lease)
+    with jobs.keep_leased(kb.db, job, lease):
+        time.sleep(1.5)  # more than twice the lease
+        with kb.db.session() as s:
+            assert jobs.claim(s, lease=lease) is None  # nobody else takes a job that is still running
+    time.sleep(0.7)  # no heartbeat any more: the lease runs out
+    with kb.db.session() as s:
+        again = jobs.claim(s, lease=lease)
+    assert again.ref == "msg_long" and again.crashes == 1
+
+
+def test_a_lease_taken_over_by_another_worker_is_not_renewed_by_the_first(kb):
+    with kb.db.session() as s:
+        jobs.enqueue(s, "inbound_event", "msg_1")
+    with kb.db.session() as s:
+        first = jobs.claim(s)
+    with kb.db.session() as s:
+        assert jobs.renew(s, first) is True
+    crash(kb, first.id)
+    with kb.db.session() as s:
+        second = jobs.claim(s)
+    with kb.db.session() as s:
+        assert jobs.renew(s, first) is False
+        assert jobs.renew(s, second) is True
+
+
+def test_a_huge_retry_after_is_capped_at_the_retry_maximum(kb):
+    with kb.db.session() as s:
+        jobs.enqueue(s, "inbound_event", "msg_1")
+    with kb.db.session() as s:
+        job = jobs.claim(s)
+        assert jobs.fail(s, job, jobs.RetryableError("429", retry_after=1e12), 3600, 300) == "queued"
+    assert 299 <= seconds_until(the_job(kb).run_at) <= 300.5
 
 
 def test_backoff_doubles_and_is_capped():
