@@ -22,7 +22,8 @@ from sqlalchemy import and_, exists, false, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from .db import utcnow
-from .jobs import RetryableError, backoff_seconds
+from .errors import RetryableError
+from .jobs import backoff_seconds
 from .models import OutboxEvent
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 
 import requests
 
-from ..jobs import PermanentError, RetryableError
+from ..errors import PermanentError, RetryableError
 
 
 class NotRegistered(LookupError):

@@ -5,7 +5,7 @@ import json
 
 import requests
 
-from ..jobs import RetryableError
+from ..errors import RetryableError
 from ..webhooks.signatures import sign
 from . import Connector, ConnectorError, register
 
