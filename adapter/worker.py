@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from datetime import timedelta
 
 from . import admin_events, delegation, jobs, keycloak_events, outbox
 from .errors import PermanentError, RetryableError
@@ -31,15 +32,19 @@ class Worker:
         keycloak_events.ensure_cursor(kb, admin_events.CURSOR)
 
     def run_jobs(self) -> int:
-        """Run up to `batch` due jobs; returns how many ran."""
-        ran = 0
+        """Make dead letters of jobs that kept crashing the worker, then run up to `batch` due jobs;
+        returns how many were handled."""
+        settings = self.kb.settings
+        lease = timedelta(seconds=settings.job_lease_seconds)
+        ran = self.bury_crashed()
         for _ in range(self.batch):
             with self.kb.db.session() as session:
-                job = jobs.claim(session)
+                job = jobs.claim(session, lease, settings.job_max_crashes)
             if job is None:
                 break
             ran += 1
-            self._run_one(job)
+            with jobs.keep_leased(self.kb.db, job, lease):
+                self._run_one(job)
         return ran
 
     def _run_one(self, job) -> None:
@@ -57,14 +62,31 @@ class Worker:
                 status = jobs.fail(session, current, exc,
                                    retry.window(settings) if retry else settings.job_retry_window_seconds,
                                    retry.max_delay(settings) if retry else settings.retry_max_delay_seconds)
-            if status == "dead" and task is not None and task.on_dead is not None:
-                task.on_dead(self.kb, job, exc)
+            if status == "dead":
+                self._on_dead(job, exc)
             level = logging.WARNING if status == "dead" else logging.INFO
             log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
             return
         with self.kb.db.session() as session:
             jobs.finish(session, session.get(type(job), job.id))
         log.info("job %s %s/%s -> %s", job.id, job.kind, job.ref, outcome)
+
+    def bury_crashed(self) -> int:
+        """Jobs whose worker died while running them too often are dead letters; their task's
+        `on_dead` runs (e.g. a batch item is settled as failed)."""
+        with self.kb.db.session() as session:
+            buried = jobs.bury_crashed(session, self.kb.settings.job_max_crashes)
+        for job in buried:
+            self._on_dead(job, jobs.CrashedWorker(job.last_error))
+        return len(buried)
+
+    def _on_dead(self, job, error: Exception) -> None:
+        try:
+            task = TASKS.for_job(job)
+        except PermanentError:
+            return
+        if task.on_dead is not None:
+            task.on_dead(self.kb, job, error)
 
     def poll_keycloak(self, force: bool = False) -> int:
         now = time.monotonic()

@@ -26,6 +26,10 @@ from ..models import Job
 
 log = logging.getLogger(__name__)
 
+
+class CrashedWorker(PermanentError):
+    """The job's worker died while running it, `max_crashes` times: it is not run again."""
+
 LEASE = timedelta(seconds=30)
 MAX_CRASHES = 3
 

@@ -2,8 +2,9 @@
 and what an operator sees while Keycloak is down."""
 from __future__ import annotations
 
-from dataclasses import replace
+import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from adapter.worker import Worker
 from adapter.models import Job
 from adapter.runtime import Keybridge
 from tests.conftest import envelope, signed_post
-from tests.unit.fakes import all_jobs, make_everything_due
+from tests.unit.fakes import all_jobs, drain, make_everything_due, outbox_events
 
 ACCOUNT = {"account_id": "A-1", "name": "Acme", "domains": ["acme.example"], "contract": {"status": "none"}}
 INVITE = {"contact_id": "C-1", "email": "jane@acme.example", "account_id": "A-1", "roles": ["Buyer"]}
@@ -310,6 +311,61 @@ def test_replay_refuses_a_job_that_is_not_dead_and_an_unknown_one(kb):
     assert the_job(kb).status == "queued"
     with kb.db.session() as s, pytest.raises(LookupError, match="dead-letters list"):
         jobs.replay(s, 999)
+
+
+# -- the worker: leases while a job runs, jobs that kill the worker ---------------------
+
+def test_a_long_job_is_not_taken_by_a_second_worker_while_the_first_still_runs_it(client, settings, keycloak):
+    short = replace(settings, job_lease_seconds=1.0)
+    first, second = Worker(Keybridge(short, keycloak=keycloak)), Worker(Keybridge(short, keycloak=keycloak))
+    signed_post(client, envelope("lead.invite_requested", LEAD))
+    in_handler, carry_on = threading.Event(), threading.Event()
+    lookup = keycloak.find_user_by_email
+
+    def slow_lookup(email):  # Keycloak takes its time answering the first worker
+        in_handler.set()
+        carry_on.wait(10)
+        return lookup(email)
+
+    keycloak.find_user_by_email = slow_lookup
+    running = threading.Thread(target=first.run_jobs)
+    running.start()
+    assert in_handler.wait(10)
+    time.sleep(2.5)  # well past the 1 s lease
+    assert second.run_jobs() == 0
+    carry_on.set()
+    running.join(10)
+
+    (job,) = all_jobs(first.kb)
+    assert (job.status, job.attempts, job.crashes) == ("done", 1, None)
+    assert len(keycloak.emails_to(LEAD["email"])) == 1
+    first.kb.db.dispose(), second.kb.db.dispose()
+
+
+def test_a_batch_item_that_keeps_crashing_the_worker_is_settled_as_failed_and_the_batch_completes(client, kb, keycloak, worker):
+    signed_post(client, envelope("account.upserted", ACCOUNT))
+    items = [{"kind": "contact", "contact_id": f"C-{n}", "email": f"p{n}@acme.example", "account_id": "A-1"} for n in range(3)]
+    signed_post(client, envelope("invitations.batch_requested", {"batch_id": "B-1", "items": items}))
+    worker.batch = 2
+    worker.run_jobs()  # the account and the batch itself: three item jobs queued
+    poison = [j for j in all_jobs(kb, "batch_item") if j.ref == "B-1:1"][0]
+    for _ in range(3):  # the worker dies in it, three times
+        with kb.db.session() as s:
+            s.execute(update(Job).where(Job.id != poison.id, Job.status == "queued").values(run_at=utcnow() + timedelta(hours=1)))
+            assert jobs.claim(s).id == poison.id
+        crash(kb, poison.id)
+    make_everything_due(kb)
+    worker.batch = 50
+
+    drain(worker)
+
+    status = client.get("/api/batches/B-1", headers={"Authorization": "Bearer op-token"}).json
+    assert status["status"] == "completed" and status["counts"] == {"sent": 2, "failed": 1}
+    (failed,) = [i for i in status["items"] if i["outcome"] == "failed"]
+    assert failed["id"] == "C-1" and "Crashed the worker 3 times" in failed["error"]
+    assert keycloak.emails_to("p1@acme.example") == []
+    assert [e.data["counts"] for e in outbox_events(kb, "invitation.batch_completed")] == [{"sent": 2, "failed": 1}]
+    assert [(d["what"], d["attempts"]) for d in dead_letters.list_all(kb.db)] == [("batch_item B-1:1", 3)]
 
 
 # -- Keycloak down ----------------------------------------------------------------------
