@@ -51,6 +51,7 @@ class Settings:
     retry_max_delay_seconds: int = 300
     job_lease_seconds: float = 30.0
     job_max_crashes: int = 3
+    worker_threads: int = 0  # 0: 4 on PostgreSQL, 1 on SQLite
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":

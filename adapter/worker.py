@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from . import admin_events, delegation, jobs, keycloak_events, outbox
@@ -32,19 +33,45 @@ class Worker:
         keycloak_events.ensure_cursor(kb, admin_events.CURSOR)
 
     def run_jobs(self) -> int:
-        """Make dead letters of jobs that kept crashing the worker, then run up to `batch` due jobs;
-        returns how many were handled."""
-        settings = self.kb.settings
-        lease = timedelta(seconds=settings.job_lease_seconds)
+        """Make dead letters of jobs that kept crashing the worker, then run up to `batch` due jobs,
+        `threads` at a time; returns how many were handled."""
         ran = self.bury_crashed()
-        for _ in range(self.batch):
-            with self.kb.db.session() as session:
-                job = jobs.claim(session, lease, settings.job_max_crashes)
+        first = self._claim()
+        if first is None:
+            return ran
+        threads = min(self.threads, self.batch)
+        if threads <= 1:
+            return ran + self._run_claimed(first, self.batch)
+        share = -(-self.batch // threads)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="job") as pool:
+            running = [pool.submit(self._run_claimed, first, share)]
+            running += [pool.submit(self._run_claimed, None, share) for _ in range(threads - 1)]
+            return ran + sum(done.result() for done in running)
+
+    @property
+    def threads(self) -> int:
+        """Jobs run at once: KEYBRIDGE_WORKER_THREADS, or 4 on PostgreSQL and 1 on SQLite (one writer)."""
+        configured = self.kb.settings.worker_threads
+        return configured if configured > 0 else (4 if self.kb.db.is_postgres else 1)
+
+    def _claim(self):
+        settings = self.kb.settings
+        with self.kb.db.session() as session:
+            return jobs.claim(session, timedelta(seconds=settings.job_lease_seconds), settings.job_max_crashes)
+
+    def _run_claimed(self, job, limit: int) -> int:
+        """Run `job` (if given) and then further due jobs, up to `limit`; the lease of each is
+        renewed while it runs. Returns how many ran."""
+        lease = timedelta(seconds=self.kb.settings.job_lease_seconds)
+        ran = 0
+        while ran < limit and not self._stop:
+            job = job or self._claim()
             if job is None:
                 break
             ran += 1
             with jobs.keep_leased(self.kb.db, job, lease):
                 self._run_one(job)
+            job = None
         return ran
 
     def _run_one(self, job) -> None:

@@ -65,12 +65,14 @@ def run_batch_item(kb, job) -> str:
 def settle_item(kb, batch_id: str, idx: int, outcome: str, error: str | None = None) -> None:
     """Record an item's outcome; the last one completes the batch (once)."""
     with kb.db.session() as session:
+        # Items settle concurrently (several workers or worker threads): the batch row's lock makes
+        # each count see the others' outcomes, so exactly one of them completes the batch.
+        batch = session.get(Batch, batch_id, with_for_update=True)
         item = session.get(BatchItem, (batch_id, idx))
         item.outcome, item.error, item.finished_at = outcome, error, utcnow()
         session.flush()
         waiting = session.scalar(select(func.count()).select_from(BatchItem).where(
             BatchItem.batch_id == batch_id, BatchItem.outcome.is_(None)))
-        batch = session.get(Batch, batch_id)
         if waiting == 0 and batch.completed_at is None:
             batch.completed_at = utcnow()
             outbox.record(session, INVITATION_BATCH_COMPLETED, {"batch_id": batch_id, "counts": counts(session, batch_id)},

@@ -88,8 +88,8 @@ def claim(session: Session, lease: timedelta = LEASE, max_crashes: int = MAX_CRA
         return None
     session.refresh(candidate)
     if candidate.crashes:
-        log.warning("job %s %s/%s is run again after its worker died (crash %d of %d allowed)",
-                    candidate.id, candidate.kind, candidate.ref, candidate.crashes, max_crashes - 1)
+        log.warning("job %s %s/%s is run again after its worker died (crash %d; a dead letter at %d)",
+                    candidate.id, candidate.kind, candidate.ref, candidate.crashes, max_crashes)
     return candidate
 
 

@@ -368,6 +368,42 @@ def test_a_batch_item_that_keeps_crashing_the_worker_is_settled_as_failed_and_th
     assert [(d["what"], d["attempts"]) for d in dead_letters.list_all(kb.db)] == [("batch_item B-1:1", 3)]
 
 
+def test_a_worker_running_several_jobs_at_once_sends_each_invitation_once_and_completes_the_batch_once(client, settings, keycloak):
+    worker = Worker(Keybridge(replace(settings, worker_threads=4), keycloak=keycloak))
+    assert worker.threads == 4
+    signed_post(client, envelope("account.upserted", ACCOUNT))
+    drain(worker)
+    invite, at_once, most = keycloak.invite_new_member, [0], [0]
+    guard = threading.Lock()
+
+    def slow_invite(*args):  # Keycloak sending the email takes a moment: other jobs go on meanwhile
+        with guard:
+            at_once[0] += 1
+            most[0] = max(most[0], at_once[0])
+        time.sleep(0.05)
+        try:
+            return invite(*args)
+        finally:
+            with guard:
+                at_once[0] -= 1
+
+    keycloak.invite_new_member = slow_invite
+    items = [{"kind": "contact", "contact_id": f"C-{n}", "email": f"p{n}@acme.example", "account_id": "A-1"} for n in range(24)]
+    signed_post(client, envelope("invitations.batch_requested", {"batch_id": "B-1", "items": items}))
+
+    drain(worker)
+
+    assert most[0] > 1  # jobs did run at the same time
+    assert sorted(m["to"] for m in keycloak.emails) == sorted(i["email"] for i in items)
+    assert [e.data["counts"] for e in outbox_events(worker.kb, "invitation.batch_completed")] == [{"sent": 24}]
+    assert {j.status for j in all_jobs(worker.kb)} == {"done"}
+    worker.kb.db.dispose()
+
+
+def test_one_worker_runs_one_job_at_a_time_on_sqlite_unless_told_otherwise(kb, worker):
+    assert worker.threads == 1
+
+
 # -- Keycloak down ----------------------------------------------------------------------
 
 def test_while_keycloak_is_down_webhooks_are_accepted_and_the_invitation_goes_out_once_it_is_back(client, kb, keycloak, worker):
