@@ -368,6 +368,23 @@ def test_a_batch_item_that_keeps_crashing_the_worker_is_settled_as_failed_and_th
     assert [(d["what"], d["attempts"]) for d in dead_letters.list_all(kb.db)] == [("batch_item B-1:1", 3)]
 
 
+def test_a_batch_item_whose_worker_died_right_after_keycloak_sent_it_counts_as_sent_once(client, kb, keycloak, worker):
+    signed_post(client, envelope("account.upserted", ACCOUNT))
+    drain(worker)
+    items = [{"kind": "contact", "contact_id": "C-1", "email": "jane@acme.example", "account_id": "A-1"}]
+    signed_post(client, envelope("invitations.batch_requested", {"batch_id": "B-1", "items": items}))
+    keycloak.go_down_after("invite_new_member")  # the email left, then nothing more was recorded
+
+    worker.run_once()
+    keycloak.down = False
+    make_everything_due(kb)
+    drain(worker)
+
+    assert len(keycloak.emails_to("jane@acme.example")) == 1
+    assert [e.data["counts"] for e in outbox_events(kb, "invitation.batch_completed")] == [{"sent": 1}]
+    assert len(outbox_events(kb, "invitation.sent")) == 1
+
+
 def test_a_worker_running_several_jobs_at_once_sends_each_invitation_once_and_completes_the_batch_once(client, settings, keycloak):
     worker = Worker(Keybridge(replace(settings, worker_threads=4), keycloak=keycloak))
     assert worker.threads == 4
