@@ -5,11 +5,14 @@ with an error that names the variable and says what to put there.
 """
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 PUBLIC_WEBMAIL_DOMAINS = (
     "gmail.com googlemail.com yahoo.com yahoo.co.uk ymail.com hotmail.com hotmail.co.uk "
@@ -21,6 +24,48 @@ PUBLIC_WEBMAIL_DOMAINS = (
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+# KEYBRIDGE_* names read by something other than Settings (the CLI's realm apply, the
+# test stack, the fuzz suite): not reported as unknown.
+OTHER_NAMES = {"KEYBRIDGE_SETTINGS", "KEYBRIDGE_REALM_ADMIN_USER", "KEYBRIDGE_REALM_ADMIN_PASSWORD"}
+OTHER_PREFIXES = ("KEYBRIDGE_TEST_", "KEYBRIDGE_FUZZ_", "KEYBRIDGE_BENCH_")
+SECRET_WORDS = ("secret", "token", "password")
+
+
+def read_secret_files(env) -> dict[str, str]:
+    """`KEYBRIDGE_X_FILE=/path` read as `KEYBRIDGE_X` (docker and Kubernetes secrets).
+
+    Raises ConfigError when the file cannot be read, or when both forms are set.
+    """
+    out = dict(env)
+    for name, path in env.items():
+        if not (name.startswith("KEYBRIDGE_") and name.endswith("_FILE")) or not path:
+            continue
+        target = name[: -len("_FILE")]
+        if env.get(target):
+            raise ConfigError(f"both {target} and {name} are set; keep one (the _FILE form reads the value from a file).")
+        try:
+            out[target] = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}={path}: cannot read the file ({exc.strerror}); mount the secret there or unset {name}.") from None
+        del out[name]
+    return out
+
+
+def report_unknown_names(env, known: set[str]) -> list[str]:
+    """Warn about KEYBRIDGE_* variables no setting reads (a typo leaves a setting at its default)."""
+    unknown = sorted(n for n in env if n.startswith("KEYBRIDGE_") and n not in known and n not in OTHER_NAMES
+                     and not n.startswith(OTHER_PREFIXES))
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else "; see .env.example for the settings there are"
+        log.warning("%s is not a Keybridge setting and is ignored%s", name, hint)
+    return unknown
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name for word in SECRET_WORDS)
 
 
 @dataclass
@@ -52,6 +97,23 @@ class Settings:
     job_lease_seconds: float = 30.0
     job_max_crashes: int = 3
     worker_threads: int = 0  # 0: 4 on PostgreSQL, 1 on SQLite
+    worker_metrics_port: int = 0
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    def __repr__(self) -> str:
+        """Every setting, with secrets, tokens, passwords and the database password masked."""
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if _is_secret(f.name) and value:
+                value = "***"
+            elif f.name == "database_url":
+                value = _mask_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -59,8 +121,9 @@ class Settings:
 
         Raises ConfigError naming the variable when a value cannot be used.
         """
-        env = os.environ if environ is None else environ
+        env = read_secret_files(os.environ if environ is None else environ)
         values: dict = {}
+        report_unknown_names(env, {"KEYBRIDGE_" + f.name.upper() for f in fields(cls)})
         for f in fields(cls):
             name = "KEYBRIDGE_" + f.name.upper()
             if name not in env or env[name] == "":
@@ -98,5 +161,18 @@ class Settings:
                               "it is how long a job waits after its worker died)")
         if self.job_max_crashes < 1:
             raise ConfigError("KEYBRIDGE_JOB_MAX_CRASHES must be at least 1 (how many worker crashes a job may cause before it is a dead letter)")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("KEYBRIDGE_LOG_FORMAT must be 'text' or 'json'")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError("KEYBRIDGE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
         if self.events_start not in ("beginning", "now"):
             raise ConfigError("KEYBRIDGE_EVENTS_START must be 'beginning' or 'now'")
+
+
+def _mask_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 — not a URL SQLAlchemy reads: show nothing of it
+        return "***"

@@ -40,6 +40,7 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Runs that never finished (the worker died: SIGKILL, out of memory); at the limit the job is dead.
     crashes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the request that queued it (logs)
     __table_args__ = (
         UniqueConstraint("kind", "ref", name="uq_jobs_kind_ref"),
         Index("ix_jobs_due", "status", "run_at"),

@@ -15,11 +15,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from . import admin_events, delegation, jobs, keycloak_events, outbox
+from . import admin_events, delegation, jobs, keycloak_events, logs, metrics, outbox
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
 
 
 class Worker:
@@ -28,6 +30,7 @@ class Worker:
         self.batch = batch
         self._stop = False
         self._next_poll = 0.0
+        self.name = metrics.worker_name()
         # "now" means when the worker started, not its first poll
         keycloak_events.ensure_cursor(kb, keycloak_events.CURSOR)
         keycloak_events.ensure_cursor(kb, admin_events.CURSOR)
@@ -41,11 +44,11 @@ class Worker:
             return ran
         threads = min(self.threads, self.batch)
         if threads <= 1:
-            return ran + self._run_claimed(first, self.batch)
+            return ran + self._run_many(first, self.batch)
         share = -(-self.batch // threads)
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="job") as pool:
-            running = [pool.submit(self._run_claimed, first, share)]
-            running += [pool.submit(self._run_claimed, None, share) for _ in range(threads - 1)]
+            running = [pool.submit(self._run_many, first, share)]
+            running += [pool.submit(self._run_many, None, share) for _ in range(threads - 1)]
             return ran + sum(done.result() for done in running)
 
     @property
@@ -59,7 +62,7 @@ class Worker:
         with self.kb.db.session() as session:
             return jobs.claim(session, timedelta(seconds=settings.job_lease_seconds), settings.job_max_crashes)
 
-    def _run_claimed(self, job, limit: int) -> int:
+    def _run_many(self, job, limit: int) -> int:
         """Run `job` (if given) and then further due jobs, up to `limit`; the lease of each is
         renewed while it runs. Returns how many ran."""
         lease = timedelta(seconds=self.kb.settings.job_lease_seconds)
@@ -75,6 +78,16 @@ class Worker:
         return ran
 
     def _run_one(self, job) -> None:
+        """Run one claimed job with its request id and job id on every log line it causes."""
+        request_token = logs.REQUEST_ID.set(job.request_id)
+        job_token = logs.JOB_ID.set(job.id)
+        try:
+            self._run_claimed(job)
+        finally:
+            logs.JOB_ID.reset(job_token)
+            logs.REQUEST_ID.reset(request_token)
+
+    def _run_claimed(self, job) -> None:
         settings = self.kb.settings
         try:
             outcome = TASKS.run(self.kb, job)
@@ -91,11 +104,13 @@ class Worker:
                                    retry.max_delay(settings) if retry else settings.retry_max_delay_seconds)
             if status == "dead":
                 self._on_dead(job, exc)
+            metrics.JOBS_RUN.labels(job.kind, "dead" if status == "dead" else "retry").inc()
             level = logging.WARNING if status == "dead" else logging.INFO
             log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
             return
         with self.kb.db.session() as session:
             jobs.finish(session, session.get(type(job), job.id))
+        metrics.JOBS_RUN.labels(job.kind, "done").inc()
         log.info("job %s %s/%s -> %s", job.id, job.kind, job.ref, outcome)
 
     def bury_crashed(self) -> int:
@@ -140,6 +155,9 @@ class Worker:
 
     def deliver(self) -> int:
         counts = outbox.deliver_due(self.kb.db, self.kb.connector, self.kb.settings)
+        for outcome in ("delivered", "dead"):
+            if counts.get(outcome):
+                metrics.OUTBOUND.labels(outcome).inc(counts[outcome])
         return counts["delivered"] + counts["dead"]
 
     def schedule(self) -> int:
@@ -148,11 +166,21 @@ class Worker:
 
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""
-        return (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
+        done = (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
                 + self.deliver())
+        self.heartbeat()
+        return done
+
+    def heartbeat(self) -> None:
+        """Tell readiness checks and metrics this worker is alive (at most every few seconds)."""
+        now = time.monotonic()
+        if now >= getattr(self, "_next_beat", 0.0):
+            self._next_beat = now + HEARTBEAT_SECONDS
+            metrics.beat(self.kb.db, self.name)
 
     def run_forever(self, idle_sleep: float = 0.5) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        metrics.serve_worker_metrics(self.kb.db, self.kb.settings.worker_metrics_port)
         log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
         while not self._stop:
             try:
