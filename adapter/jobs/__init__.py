@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 class CrashedWorker(PermanentError):
     """The job's worker died while running it, `max_crashes` times: it is not run again."""
 
+
 LEASE = timedelta(seconds=30)
 MAX_CRASHES = 3
 
@@ -89,8 +90,9 @@ def claim(session: Session, lease: timedelta = LEASE, max_crashes: int = MAX_CRA
     ).rowcount
     if not taken:
         return None
+    worker_died = candidate.status == "running"
     session.refresh(candidate)
-    if candidate.crashes:
+    if worker_died:
         log.warning("job %s %s/%s is run again after its worker died (crash %d; a dead letter at %d)",
                     candidate.id, candidate.kind, candidate.ref, candidate.crashes, max_crashes)
     return candidate
