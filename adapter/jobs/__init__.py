@@ -82,6 +82,7 @@ def claim(session: Session, lease: timedelta = LEASE, max_crashes: int = MAX_CRA
     ).first()
     if candidate is None:
         return None
+    worker_died = candidate.status == "running"  # read before the update below refreshes it
     taken = session.execute(
         update(Job)
         .where(Job.id == candidate.id, Job.status == candidate.status, Job.attempts == candidate.attempts)
@@ -90,7 +91,6 @@ def claim(session: Session, lease: timedelta = LEASE, max_crashes: int = MAX_CRA
     ).rowcount
     if not taken:
         return None
-    worker_died = candidate.status == "running"
     session.refresh(candidate)
     if worker_died:
         log.warning("job %s %s/%s is run again after its worker died (crash %d; a dead letter at %d)",
