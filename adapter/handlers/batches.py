@@ -12,7 +12,7 @@ from .. import outbox, tasks
 from ..db import utcnow
 from ..errors import PermanentError
 from ..events import INVITATION_BATCH_COMPLETED, BatchRequestedSchema, ContactInviteSchema, LeadInviteSchema
-from ..models import Batch, BatchItem
+from ..models import Batch, BatchItem, Invitation
 from . import audit, invitations
 
 
@@ -58,8 +58,18 @@ def run_batch_item(kb, job) -> str:
     except PermanentError as exc:
         settle_item(kb, batch_id, int(idx), "failed", str(exc))
         return "failed"
+    if outcome == "pending" and job.attempts > 1 and _sent_since(kb, kind, data.get(f"{kind}_id"), job.created_at):
+        # An earlier run of this very job sent it and died before settling the item (jobs of one
+        # record run one at a time, so no other request sent it since this item was queued).
+        outcome = "sent"
     settle_item(kb, batch_id, int(idx), outcome)
     return outcome
+
+
+def _sent_since(kb, kind: str, crm_id: str, since) -> bool:
+    with kb.db.session() as session:
+        sent_at = session.scalar(select(Invitation.sent_at).where(Invitation.kind == kind, Invitation.crm_id == crm_id))
+    return sent_at is not None and sent_at >= since
 
 
 def settle_item(kb, batch_id: str, idx: int, outcome: str, error: str | None = None) -> None:

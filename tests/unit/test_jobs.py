@@ -385,6 +385,28 @@ def test_a_batch_item_whose_worker_died_right_after_keycloak_sent_it_counts_as_s
     assert len(outbox_events(kb, "invitation.sent")) == 1
 
 
+def test_a_batch_item_whose_worker_died_after_recording_the_invitation_counts_as_sent_once(client, kb, keycloak, worker):
+    from adapter.handlers import invitations
+
+    signed_post(client, envelope("account.upserted", ACCOUNT))
+    drain(worker)
+    items = [{"kind": "contact", "contact_id": "C-1", "email": "jane@acme.example", "account_id": "A-1"}]
+    signed_post(client, envelope("invitations.batch_requested", {"batch_id": "B-1", "items": items}))
+    worker.batch = 1
+    worker.run_jobs()  # the batch: its item is queued
+    with kb.db.session() as s:
+        job = jobs.claim(s)
+    # The dead worker's run got as far as sending and recording the invitation, not to settling the item.
+    invitations.invite_contact(kb, {**items[0], "resend": False}, "batch B-1 item 0")
+    crash(kb, job.id)
+    worker.batch = 50
+
+    drain(worker)
+
+    assert len(keycloak.emails_to("jane@acme.example")) == 1
+    assert [e.data["counts"] for e in outbox_events(kb, "invitation.batch_completed")] == [{"sent": 1}]
+
+
 def test_a_worker_running_several_jobs_at_once_sends_each_invitation_once_and_completes_the_batch_once(client, settings, keycloak):
     worker = Worker(Keybridge(replace(settings, worker_threads=4), keycloak=keycloak))
     assert worker.threads == 4
