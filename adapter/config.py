@@ -22,6 +22,10 @@ PUBLIC_WEBMAIL_DOMAINS = (
 ).split()
 
 
+SESSION_SECRET_HOWTO = ("generate one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+                        "and set KEYBRIDGE_SESSION_SECRET in .env (the same value for every web process)")
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable and the fix."""
 
@@ -97,6 +101,11 @@ class Settings:
     job_lease_seconds: float = 30.0
     job_max_crashes: int = 3
     worker_threads: int = 0  # 0: 4 on PostgreSQL, 1 on SQLite
+    portal_enabled: bool = True
+    session_secret: str = ""
+    session_cookie_secure: bool = True
+    portal_session_seconds: int = 8 * 3600
+    trusted_proxies: int = 0
     worker_metrics_port: int = 0
     log_level: str = "INFO"
     log_format: str = "text"
@@ -167,6 +176,15 @@ class Settings:
             raise ConfigError("KEYBRIDGE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
         if self.events_start not in ("beginning", "now"):
             raise ConfigError("KEYBRIDGE_EVENTS_START must be 'beginning' or 'now'")
+        if self.session_secret and len(self.session_secret) < 32:
+            raise ConfigError(f"KEYBRIDGE_SESSION_SECRET is too short ({len(self.session_secret)} characters, at least 32); "
+                              f"{SESSION_SECRET_HOWTO}")
+        if self.session_secret and self.session_secret == self.keycloak_client_secret:
+            raise ConfigError(f"KEYBRIDGE_SESSION_SECRET must not be the Keycloak client secret; {SESSION_SECRET_HOWTO}")
+        if self.trusted_proxies < 0:
+            raise ConfigError("KEYBRIDGE_TRUSTED_PROXIES is the number of proxies in front of the adapter (0 when none)")
+        if self.portal_session_seconds <= 0:
+            raise ConfigError("KEYBRIDGE_PORTAL_SESSION_SECONDS must be a positive number of seconds (default 28800)")
 
 
 def _mask_url(url: str) -> str:
