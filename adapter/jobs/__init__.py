@@ -68,6 +68,15 @@ def claim(session: Session, lease: timedelta = LEASE, max_crashes: int = MAX_CRA
 
     A job whose worker died for the `max_crashes`-th time is left to `bury_crashed`.
     """
+    for _ in range(3):  # another claimer may take the same candidate first (SQLite has no SKIP LOCKED): try the next
+        job = _claim_one(session, lease, max_crashes)
+        if job is not False:
+            return job
+    return None
+
+
+def _claim_one(session: Session, lease: timedelta, max_crashes: int) -> Job | None | bool:
+    """One try of `claim`: the job, None when nothing is due, False when another claimer won the race."""
     now = utcnow()
     crashed = (Job.status == "running") & (Job.locked_until < now)
     due = or_(
@@ -79,6 +88,7 @@ def claim(session: Session, lease: timedelta = LEASE, max_crashes: int = MAX_CRA
                              earlier.status.in_(("queued", "running")))
     candidate = session.scalars(
         select(Job).where(due, ~blocked).order_by(Job.run_at, Job.id).limit(1).with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     ).first()
     if candidate is None:
         return None
@@ -90,7 +100,7 @@ def claim(session: Session, lease: timedelta = LEASE, max_crashes: int = MAX_CRA
                 crashes=case((Job.status == "running", func.coalesce(Job.crashes, 0) + 1), else_=Job.crashes))
     ).rowcount
     if not taken:
-        return None
+        return False
     session.refresh(candidate)
     if worker_died:
         log.warning("job %s %s/%s is run again after its worker died (crash %d; a dead letter at %d)",
