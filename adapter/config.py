@@ -105,6 +105,9 @@ class Settings:
     job_retry_window_seconds: int = 24 * 3600
     outbox_retry_window_seconds: int = 24 * 3600
     retry_max_delay_seconds: int = 300
+    job_lease_seconds: float = 30.0
+    job_max_crashes: int = 3
+    worker_threads: int = 0  # 0: 4 on PostgreSQL, 1 on SQLite
     portal_enabled: bool = True
     session_secret: str = ""
     session_cookie_secure: bool = True
@@ -168,6 +171,11 @@ class Settings:
             _check_whsec("KEYBRIDGE_WEBHOOK_SECRETS", secret, position if len(self.webhook_secrets) > 1 else None)
         if self.crm_events_secret:
             _check_whsec("KEYBRIDGE_CRM_EVENTS_SECRET", self.crm_events_secret)
+        if self.job_lease_seconds < 1:
+            raise ConfigError("KEYBRIDGE_JOB_LEASE_SECONDS must be at least 1 (the running worker renews it every third of it; "
+                              "it is how long a job waits after its worker died)")
+        if self.job_max_crashes < 1:
+            raise ConfigError("KEYBRIDGE_JOB_MAX_CRASHES must be at least 1 (how many worker crashes a job may cause before it is a dead letter)")
         if self.log_format not in ("text", "json"):
             raise ConfigError("KEYBRIDGE_LOG_FORMAT must be 'text' or 'json'")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

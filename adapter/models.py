@@ -38,6 +38,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Runs that never finished (the worker died: SIGKILL, out of memory); at the limit the job is dead.
+    crashes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the request that queued it (logs)
     __table_args__ = (
         UniqueConstraint("kind", "ref", name="uq_jobs_kind_ref"),
@@ -82,7 +84,12 @@ class OutboxEvent(Base):
     window_started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)  # reset by a replay
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    # The CRM record the event is about (contact:C-1, lead:L-1, user:<id>, ...): its events go out in order.
+    subject: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    # A worker sending the event holds a short lease (no lock or transaction across the HTTP call).
+    leased_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"), Index("ix_outbox_subject", "subject", "seq"))
 
 
 class Cursor(Base):

@@ -24,6 +24,7 @@ import copy
 import functools
 import itertools
 import json
+import threading
 import time
 import uuid
 
@@ -44,20 +45,21 @@ def _kc(fn):
 
     @functools.wraps(fn)
     def inner(self, *args, **kwargs):
-        name = fn.__name__
-        self.calls.append((name, args, kwargs))
-        if self.down:
-            raise RetryableError(f"Keycloak unreachable while trying to {name} (fake is down)")
-        if args and args[0] in self._fail_for.get(name, ()):
-            raise RetryableError(f"Keycloak answered 503 while trying to {name} for {args[0]} (injected)")
-        if self._fail_next.get(name):
-            self._fail_next[name] -= 1
-            raise self._fail_with.pop(name, None) or RetryableError(f"Keycloak answered 503 while trying to {name} (injected)")
-        result = fn(self, *args, **kwargs)
-        if name in self._down_after:
-            self._down_after.discard(name)
-            self.down = True
-        return copy.deepcopy(result)
+        with self._lock:  # one call at a time, like one consistent server (workers may run jobs in threads)
+            name = fn.__name__
+            self.calls.append((name, args, kwargs))
+            if self.down:
+                raise RetryableError(f"Keycloak unreachable while trying to {name} (fake is down)")
+            if args and args[0] in self._fail_for.get(name, ()):
+                raise RetryableError(f"Keycloak answered 503 while trying to {name} for {args[0]} (injected)")
+            if self._fail_next.get(name):
+                self._fail_next[name] -= 1
+                raise self._fail_with.pop(name, None) or RetryableError(f"Keycloak answered 503 while trying to {name} (injected)")
+            result = fn(self, *args, **kwargs)
+            if name in self._down_after:
+                self._down_after.discard(name)
+                self.down = True
+            return copy.deepcopy(result)
 
     return inner
 
@@ -66,6 +68,7 @@ class FakeKeycloak:
     """One realm of Keycloak, in memory. See the module docstring."""
 
     def __init__(self, realm: str = "customers", realm_roles=None):
+        self._lock = threading.RLock()
         self.realm = realm
         self.down = False
         self.calls: list[tuple[str, tuple, dict]] = []
