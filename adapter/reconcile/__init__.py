@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 
-from .. import jobs, outbox
+from .. import jobs, outbox, tasks
 from ..db import utcnow
 from ..models import Job, ReconcileRun
 from . import converge
@@ -107,12 +107,13 @@ def queue_run(kb, text: str, label: str, dry_run: bool, exported_at: datetime | 
         session.add(ReconcileRun(id=run_id, source="api", dry_run=dry_run, status="queued", export_label=label,
                                  export_text=text, exported_at=_naive(export.exported_at)))
         session.flush()
-        jobs.enqueue(session, JOB_KIND, run_id, {"exported_at": iso(exported_at) if exported_at else None})
+        tasks.enqueue(session, JOB_KIND, run_id, {"exported_at": iso(exported_at) if exported_at else None})
     return run_id
 
 
+@tasks.job(JOB_KIND, ordering_key=lambda payload: "reconcile")
 def run_queued(kb, job) -> str:
-    """The `reconcile` job: run the queued reconciliation `job.ref`."""
+    """A reconciliation asked through the operator API (job.ref is its run id): run it; one at a time."""
     from .export import parse_time
 
     with kb.db.session() as session:

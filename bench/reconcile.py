@@ -1,0 +1,399 @@
+"""Reconciling a CRM export of 100,000 contacts against Keycloak: the adapter against a naive script.
+
+    python bench/reconcile.py [--contacts 100000] [--accounts 1000] [--rounds 3] [--sample 1000]
+
+Runs against its own Keycloak instance `bench` (scripts/keycloak.sh, port 28080, data in
+.data/bench/, kept between runs: the realm is seeded once). Setup, not timed:
+
+- `--accounts` organizations BENCH-A-0001... (contract active), each with
+  contacts/accounts member users: imported with the realm's partial import in chunks
+  (attributes crm_contact_id BENCH-C-000001..., realm role `member`), then made members;
+- a CSV export of those accounts and contacts with seeded drift (see `expected_drift`):
+  1% of contacts with other CRM roles, 1% left the company, 1% with another first name,
+  0.1% of identities left out of the export, 0.5% more contacts in the export without
+  identity, and 1% of accounts suspended in the CRM (their members still enabled).
+
+Timed, each in a fresh child process (its wall time and peak RSS are its own):
+
+- adapter: `keybridge reconcile --from export.csv` as the CLI runs it (reconcile(),
+  not a dry run: the drift found and one event stored per drifted record, into a new
+  SQLite database each time); the worker does not run, so Keycloak stays as seeded;
+- baseline: the naive script an operator would write, one contact at a time: find the
+  user by crm_contact_id, read its organizations and its realm roles (3 calls), with
+  `requests` and the adapter's own service-account token. It runs on the first
+  `--sample` contacts and is extrapolated linearly to all of them.
+
+Checks: the adapter's drift counts must equal the seeded ones, and every event it
+stored must be an account/contact upsert of a seeded drifted record; otherwise the run
+stops with an error instead of printing a figure. It is a measurement, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_DIR))
+
+import requests  # noqa: E402
+from requests.adapters import HTTPAdapter  # noqa: E402
+
+from tests.support import stack  # noqa: E402
+
+HTTP_PORT = 28080
+NAME = "bench-reconcile"  # + "-<contacts>": one instance per size (their seeds differ)
+CLIENT_SECRET = stack.TEST_CLIENT_SECRET
+SETUP_THREADS = 8
+IMPORT_CHUNK = 2000
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- the seeded world ------------------------------------------------------------------------
+
+
+def account_id(j: int) -> str:
+    return f"BENCH-A-{j:04d}"
+
+
+def contact_id(i: int) -> str:
+    return f"BENCH-C-{i:06d}"
+
+
+def username(i: int) -> str:
+    return f"rc-{i:06d}"
+
+
+PER_ACCOUNT = 100
+
+
+def account_of(i: int, contacts: int, accounts: int) -> int:
+    """Contact i belongs to account account_of(i): 100 contacts an account."""
+    return min(accounts, (i - 1) // PER_ACCOUNT + 1)
+
+
+def suspended(j: int) -> bool:
+    return j % 100 == 7  # 1% of accounts are suspended in the CRM, still active in Keycloak
+
+
+def drift_of(i: int) -> str | None:
+    """What is wrong with contact i (the export says one thing, Keycloak another)."""
+    if i % 1000 == 999:
+        return "unknown_identity"  # left out of the export
+    return {1: "roles_differ", 2: "left_can_login", 3: "profile_differs"}.get(i % 100)
+
+
+def expected_drift(contacts: int, accounts: int) -> dict[str, int]:
+    """The drift the adapter must find in the seeded world."""
+    counts = dict.fromkeys(("roles_differ", "left_can_login", "profile_differs", "unknown_identity"), 0)
+    access = 0
+    for i in range(1, contacts + 1):
+        kind = drift_of(i)
+        if kind:
+            counts[kind] += 1
+        if suspended(account_of(i, contacts, accounts)):
+            access += 1  # every member of a suspended account is still enabled
+    counts["access_contradicts_contract"] = access
+    counts["account_differs"] = sum(1 for j in range(1, accounts + 1) if suspended(j))
+    counts["missing_identity"] = contacts // 200
+    counts["membership_differs"] = counts["left_can_login"]  # who left is still a member too
+    return counts
+
+
+def write_export(path: Path, contacts: int, accounts: int) -> None:
+    """One CSV with a record_type column, as many CRMs export it."""
+    with open(path, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["record_type", "id", "name", "contract_status", "email", "account_id", "first_name", "last_name",
+                      "roles", "status", "modified_at"])
+        for j in range(1, accounts + 1):
+            out.writerow(["account", account_id(j), f"Bench account {j}", "suspended" if suspended(j) else "active",
+                          "", "", "", "", "", "", "2026-11-20T09:00:00Z"])
+        for i in range(1, contacts + contacts // 200 + 1):
+            kind = drift_of(i) if i <= contacts else None
+            if kind == "unknown_identity":
+                continue
+            j = account_of(min(i, contacts), contacts, accounts)
+            out.writerow(["contact", contact_id(i), "", "", f"{username(i)}@bench.example", account_id(j),
+                          "Changed" if kind == "profile_differs" else "Bench", username(i),
+                          "Buyer" if kind == "roles_differ" else "", "left" if kind == "left_can_login" else "active",
+                          "2026-11-20T09:00:00Z"])
+
+
+# --- Keycloak: the bench instance and its seed ------------------------------------------------
+
+
+def ensure_bench_keycloak(name: str) -> stack.KeycloakInstance:
+    """The `bench` instance, started (or found running); never reset when realm-config changes."""
+    env = {**os.environ, "KEYBRIDGE_KEYCLOAK_CLIENT_SECRET": CLIENT_SECRET, "KC_SMTP_HOST": "127.0.0.1",
+           "KC_SMTP_PORT": "28025", "KC_BOOTSTRAP_ADMIN_USERNAME": stack.TEST_ADMIN_USER,
+           "KC_BOOTSTRAP_ADMIN_PASSWORD": stack.TEST_ADMIN_PASSWORD,
+           "JAVA_OPTS_KC_HEAP": os.environ.get("JAVA_OPTS_KC_HEAP", "-Xms256m -Xmx2g")}
+    result = subprocess.run([str(stack.KEYCLOAK_SCRIPT), "start", "--name", name, "--http-port", str(HTTP_PORT)],
+                            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=REPO_DIR)
+    if result.returncode != 0:
+        raise SystemExit(f"could not start the bench Keycloak:\n{result.stdout}{result.stderr}")
+    instance = stack.KeycloakInstance(url=f"http://localhost:{HTTP_PORT}", realm=stack.REALM, admin_user=stack.TEST_ADMIN_USER,
+                                      admin_password=stack.TEST_ADMIN_PASSWORD, client_id=stack.ADAPTER_CLIENT_ID,
+                                      client_secret=CLIENT_SECRET, smtp_port=28025)
+    stack._align_keycloak(instance)
+    return instance
+
+
+class Admin:
+    """The realm's admin REST API as the master admin (setup and checks only)."""
+
+    def __init__(self, kc: stack.KeycloakInstance):
+        self.kc = kc
+        self.http = requests.Session()
+        self.http.mount("http://", HTTPAdapter(pool_maxsize=SETUP_THREADS * 2))
+        self._token_at = 0.0
+
+    def request(self, method: str, path: str, ok=(200, 201, 204), **kwargs) -> requests.Response:
+        if time.monotonic() - self._token_at > 30:
+            self.http.headers["Authorization"] = f"Bearer {self.kc.admin_token()}"
+            self._token_at = time.monotonic()
+        response = self.http.request(method, self.kc.admin_url + path, timeout=600, **kwargs)
+        if response.status_code not in ok:
+            raise RuntimeError(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
+        return response
+
+
+def _parallel(fn, items, threads: int = SETUP_THREADS) -> None:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for future in [pool.submit(fn, item) for item in items]:
+            future.result()
+
+
+def seed(admin: Admin, contacts: int, accounts: int, bench_dir: Path) -> None:
+    """Organizations, users (partial import) and memberships; what is done is remembered in the instance's directory."""
+    marker = bench_dir / "seed.json"
+    done = json.loads(marker.read_text()) if marker.exists() else {}
+
+    def remember(step: str, value=True) -> None:
+        done[step] = value
+        marker.write_text(json.dumps(done))
+
+    if not done.get("organizations"):
+        say(f"  setup: {accounts} organizations")
+        existing = set()
+        first = 0
+        while True:
+            page = admin.request("GET", "/organizations", params={"first": first, "max": 500, "briefRepresentation": "false"}).json()
+            existing |= {(o.get("attributes") or {}).get("crm_account_id", [""])[0] for o in page}
+            if len(page) < 500:
+                break
+            first += 500
+
+        def create(j: int) -> None:
+            admin.request("POST", "/organizations", ok=(201, 409), json={
+                "name": f"Bench account {j}", "alias": f"crm-bench-a-{j:04d}", "enabled": True,
+                "attributes": {"crm_account_id": [account_id(j)], "contract_status": ["active"]},
+                "domains": [{"name": f"a{j:04d}.bench.example", "verified": False}]})
+
+        _parallel(create, [j for j in range(1, accounts + 1) if account_id(j) not in existing])
+        remember("organizations")
+
+    start = done.get("imported", 0)
+    if start < contacts:
+        say(f"  setup: importing users {start + 1}..{contacts} (partial import, {IMPORT_CHUNK} a call)")
+        t0 = time.monotonic()
+        for first in range(start, contacts, IMPORT_CHUNK):
+            users = [{"username": username(i), "email": f"{username(i)}@bench.example", "emailVerified": True,
+                      "enabled": True, "firstName": "Bench", "lastName": username(i),
+                      "attributes": {"crm_contact_id": [contact_id(i)]}, "realmRoles": ["member"]}
+                     for i in range(first + 1, min(contacts, first + IMPORT_CHUNK) + 1)]
+            admin.request("POST", "/partialImport", json={"ifResourceExists": "SKIP", "users": users})
+            remember("imported", first + len(users))
+            say(f"    {first + len(users)}/{contacts} users ({time.monotonic() - t0:.0f} s)")
+
+    if done.get("members", 0) < accounts:
+        say("  setup: organization memberships")
+        ids = user_ids(admin)
+        orgs = organization_ids(admin)
+        by_account: dict[int, list[str]] = {}
+        for i in range(1, contacts + 1):
+            by_account.setdefault(account_of(i, contacts, accounts), []).append(ids[username(i)])
+        t0 = time.monotonic()
+        for j in range(done.get("members", 0) + 1, accounts + 1):
+            org = orgs[account_id(j)]
+            have = {m["id"] for m in admin.request("GET", f"/organizations/{org}/members",
+                                                   params={"first": 0, "max": 10000, "briefRepresentation": "true"}).json()}
+            wanted = by_account.get(j, [])
+            _parallel(lambda uid: admin.request("POST", f"/organizations/{org}/members", ok=(201, 204, 409), data=uid,
+                                                headers={"Content-Type": "application/json"}),
+                      [u for u in wanted if u not in have])
+            remember("members", j)
+            if j % 10 == 0 or j == accounts:
+                say(f"    {j}/{accounts} organizations filled ({time.monotonic() - t0:.0f} s)")
+
+    if not done.get("drifted"):
+        # Keycloak's side of the seeded drift is the seed itself: every identity holds `member`,
+        # first name Bench, enabled, member of its active organization. The export says otherwise.
+        remember("drifted")
+
+
+def user_ids(admin: Admin) -> dict[str, str]:
+    ids, first = {}, 0
+    while True:
+        page = admin.request("GET", "/users", params={"first": first, "max": 5000, "briefRepresentation": "true"}).json()
+        ids.update({u["username"]: u["id"] for u in page})
+        if len(page) < 5000:
+            return ids
+        first += 5000
+
+
+def organization_ids(admin: Admin) -> dict[str, str]:
+    orgs, first = {}, 0
+    while True:
+        page = admin.request("GET", "/organizations", params={"first": first, "max": 500, "briefRepresentation": "false"}).json()
+        for o in page:
+            for a in (o.get("attributes") or {}).get("crm_account_id", []):
+                orgs[a] = o["id"]
+        if len(page) < 500:
+            return orgs
+        first += 500
+
+
+# --- the timed runs ---------------------------------------------------------------------------
+
+
+def child_adapter(export_path: str, database: str, concurrency: int) -> None:
+    """In a fresh process: what `keybridge reconcile --from export.csv --no-wait` does; prints JSON."""
+    from adapter import reconcile
+    from adapter.config import Settings
+    from adapter.runtime import Keybridge
+
+    settings = Settings.from_env({}, database_url=f"sqlite:///{database}", keycloak_url=f"http://localhost:{HTTP_PORT}",
+                                 keycloak_realm=stack.REALM, keycloak_client_id=stack.ADAPTER_CLIENT_ID,
+                                 keycloak_client_secret=CLIENT_SECRET, keycloak_concurrency=concurrency)
+    kb = Keybridge(settings)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    export = reconcile.read_files([export_path])
+    t_read = time.perf_counter() - t0
+    result = reconcile.reconcile(kb, export, dry_run=False, source="bench")
+    wall = time.perf_counter() - t0
+    from sqlalchemy import select
+
+    from adapter.models import InboundEvent
+
+    with kb.db.session() as session:
+        stored = [(e.type, e.payload["data"].get("contact_id") or e.payload["data"]["account_id"])
+                  for e in session.scalars(select(InboundEvent).where(InboundEvent.source == "reconcile"))]
+    print(json.dumps({"wall": wall, "read_export": t_read, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "rss_before_mb": rss_before, "counts": result["drift"]["counts"], "stats": result["drift"]["stats"],
+                      "events": result["events"], "stored": stored}))
+
+
+def run_adapter(export_path: Path, concurrency: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([sys.executable, __file__, "--child", str(export_path), "--database", f"{tmp}/kb.db",
+                              "--concurrency", str(concurrency)], capture_output=True, text=True, cwd=REPO_DIR)
+    if out.returncode != 0:
+        raise SystemExit(f"the adapter's run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_baseline(kc: stack.KeycloakInstance, sample: int) -> float:
+    """The naive script on the first `sample` contacts: 3 calls per contact, one after the other; seconds."""
+    http = requests.Session()
+    token = requests.post(f"{kc.realm_url}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "client_credentials", "client_id": kc.client_id, "client_secret": kc.client_secret}).json()["access_token"]
+    http.headers["Authorization"] = f"Bearer {token}"
+    base = kc.admin_url
+    t0 = time.perf_counter()
+    found = 0
+    for i in range(1, sample + 1):
+        users = http.get(f"{base}/users", params={"q": f"crm_contact_id:{contact_id(i)}", "exact": "true"}, timeout=60).json()
+        if not users:
+            continue
+        found += 1
+        uid = users[0]["id"]
+        http.get(f"{base}/organizations/members/{uid}/organizations", params={"briefRepresentation": "false"}, timeout=60)
+        http.get(f"{base}/users/{uid}/role-mappings/realm", timeout=60)
+    if found < sample * 0.99:
+        raise SystemExit(f"the baseline found only {found} of {sample} identities: is the seed complete?")
+    return time.perf_counter() - t0
+
+
+def check(result: dict, contacts: int, accounts: int) -> None:
+    want = expected_drift(contacts, accounts)
+    got = {k: v for k, v in result["counts"].items() if v}
+    if got != {k: v for k, v in want.items() if v}:
+        raise SystemExit(f"drift found {got} but {want} was seeded: the run did not do the work")
+    kinds = {drift_of(i) for i in range(1, 101)}
+    stored_contacts = {cid for t, cid in result["stored"] if t == "contact.upserted"}
+    stored_accounts = {aid for t, aid in result["stored"] if t == "account.upserted"}
+    want_contacts = {contact_id(i) for i in range(1, contacts + 1) if drift_of(i) in kinds - {None, "unknown_identity"}}
+    want_accounts = {account_id(j) for j in range(1, accounts + 1) if suspended(j)}
+    if stored_contacts != want_contacts or stored_accounts != want_accounts:
+        raise SystemExit(f"stored {len(stored_contacts)} contact and {len(stored_accounts)} account events, expected "
+                         f"{len(want_contacts)} and {len(want_accounts)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--sample", type=int, default=1000, help="contacts the naive baseline looks up (extrapolated)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seed-only", action="store_true")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--database", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.accounts = max(1, -(-args.contacts // PER_ACCOUNT))
+    if args.child:
+        child_adapter(args.child, args.database, args.concurrency)
+        return
+
+    name = f"{NAME}-{args.contacts}"
+    bench_dir = REPO_DIR / ".data" / name
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    say(f"bench/reconcile.py: {args.contacts} contacts in {args.accounts} accounts, Keycloak instance '{name}' on port {HTTP_PORT}")
+    kc = ensure_bench_keycloak(name)
+    admin = Admin(kc)
+    seed(admin, args.contacts, args.accounts, bench_dir)
+    export_path = bench_dir / "export.csv"
+    if not export_path.exists():
+        write_export(export_path, args.contacts, args.accounts)
+    if args.seed_only:
+        return
+    say(f"  export: {export_path.relative_to(REPO_DIR)} ({export_path.stat().st_size / 1e6:.1f} MB)")
+    runs = []
+    for round_ in range(1, args.rounds + 1):
+        adapter = run_adapter(export_path, args.concurrency)
+        check(adapter, args.contacts, args.accounts)
+        baseline = run_baseline(kc, args.sample)
+        extrapolated = baseline / args.sample * args.contacts
+        runs.append((adapter, extrapolated))
+        say(f"  round {round_}: adapter {adapter['wall']:.1f} s (export read {adapter['read_export']:.1f} s), "
+            f"peak RSS {adapter['rss_mb']:.0f} MB; naive {baseline:.1f} s for {args.sample} contacts -> "
+            f"{extrapolated:.0f} s for {args.contacts}; ratio {extrapolated / adapter['wall']:.1f}x")
+    walls = [a["wall"] for a, _ in runs]
+    naive = [b for _, b in runs]
+    last = runs[-1][0]
+    say("")
+    say(f"{'':26}{'adapter':>12}{'naive':>12}{'naive/adapter':>16}")
+    say(f"{'wall (median)':26}{statistics.median(walls):>10.1f} s{statistics.median(naive):>10.0f} s"
+        f"{statistics.median(naive) / statistics.median(walls):>15.1f}x")
+    say(f"{'peak RSS (max)':26}{max(a['rss_mb'] for a, _ in runs):>9.0f} MB")
+    say(f"drift found (= seeded): {json.dumps({k: v for k, v in last['counts'].items() if v})}")
+    say(f"events stored: {last['events']['stored']}; users read: {last['stats'].get('users_read')}; "
+        f"organizations: {last['stats'].get('organizations')}")
+
+
+if __name__ == "__main__":
+    main()
