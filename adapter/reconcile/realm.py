@@ -9,6 +9,7 @@ at most a few pages are in memory at once) on the gateway's connection pool.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from itertools import islice
 
 from sqlalchemy import select
 
+from ..errors import RetryableError
 from ..models import AccessRevocation
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,26 @@ class RealmFacts:
     duplicate_organizations: list[str] = field(default_factory=list)
 
 
+PAGE_ATTEMPTS = 4
+
+
+def _patient(fetch: Callable) -> Callable:
+    """fetch, tried again (after 1, 2, 4 s) when Keycloak is briefly unreachable or slow: one timeout
+    in a few hundred pages should not cost the whole run. The last failure is raised."""
+
+    def call(*args):
+        for attempt in range(PAGE_ATTEMPTS):
+            try:
+                return fetch(*args)
+            except RetryableError as exc:
+                if attempt == PAGE_ATTEMPTS - 1:
+                    raise
+                log.info("reading Keycloak failed (%s); trying again", exc)
+                time.sleep(2 ** attempt)
+
+    return call
+
+
 def _windowed(fetch: Callable[[int], list], starts: Iterable[int], workers: int) -> Iterator[list]:
     """fetch(start) for each start, in order, with at most 2 x `workers` pages in flight."""
     starts = iter(starts)
@@ -87,7 +109,7 @@ class RealmReader:
 
     def __init__(self, kb, progress: Progress | None = None, concurrency: int | None = None, user_page: int = USER_PAGE):
         self.kb = kb
-        self.keycloak = kb.keycloak
+        self.keycloak = _PatientGateway(kb.keycloak)
         self.progress = progress or (lambda phase, done, total: None)
         self.concurrency = concurrency or kb.settings.keycloak_concurrency
         self.user_page = user_page
@@ -163,3 +185,14 @@ class RealmReader:
                 if user["id"] not in seen:
                     seen.add(user["id"])
                     yield user
+
+
+class _PatientGateway:
+    """The gateway's read calls, each retried a few times (see `_patient`)."""
+
+    def __init__(self, gateway):
+        self._gateway = gateway
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._gateway, name)
+        return _patient(attribute) if callable(attribute) else attribute

@@ -15,7 +15,7 @@ from adapter import cli
 from tests.conftest import envelope, signed_post
 
 from .conftest import run_until
-from .test_contract_access import Person
+from .test_contract_access import PASSWORD, Person
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,24 @@ def mine(drift: dict, unique: str) -> dict[str, list[str]]:
     return {kind: sorted(records) for kind, records in sorted(found.items())}
 
 
+class Member(Person):
+    """A person with crm_contact_id and the default business role `member`; in no organization when org_id is None."""
+
+    def __init__(self, kc_admin, keycloak, org_id: str | None, email: str, contact_id: str):
+        if org_id is not None:
+            super().__init__(kc_admin, keycloak, org_id, email, contact_id)
+        else:
+            self.keycloak, self.email = keycloak, email
+            r = requests.post(f"{kc_admin.base}/users", headers=kc_admin.headers, timeout=30, json={
+                "username": email, "email": email, "enabled": True, "emailVerified": True, "firstName": "P", "lastName": "M",
+                "attributes": {"crm_contact_id": [contact_id]},
+                "credentials": [{"type": "password", "value": PASSWORD, "temporary": False}]})
+            r.raise_for_status()
+            self.id = r.headers["Location"].rsplit("/", 1)[1]
+        requests.post(f"{kc_admin.base}/users/{self.id}/role-mappings/realm", headers=kc_admin.headers, timeout=30,
+                      json=[kc_admin.get("/roles/member")]).raise_for_status()
+
+
 @pytest.fixture
 def operator_api(adapter):
     adapter.extensions["keybridge"].settings.operator_token = "op-token"
@@ -53,13 +71,9 @@ def test_dry_run_reports_each_drift_real_run_converges_second_run_stores_nothing
     org = {x: kc_admin.organization_of(x)["id"] for x in (a, b, d)}
     domain = f"recon-{unique}.example"
 
-    def person(key: str, account_id: str | None, **kwargs) -> Person:
-        p = Person(kc_admin, keycloak, org[account_id] if account_id else org[a], f"{key.lower()}.{unique}@{domain}",
-                   f"{key}-{unique}", **kwargs)
-        if account_id is None:  # not a member of anything
-            requests.delete(f"{kc_admin.base}/organizations/{org[a]}/members/{p.id}", headers=kc_admin.headers,
-                            timeout=30).raise_for_status()
-        return p
+    def person(key: str, account_id: str | None) -> Member:
+        return Member(kc_admin, keycloak, org[account_id] if account_id else None, f"{key.lower()}.{unique}@{domain}",
+                      f"{key}-{unique}")
 
     ann, bob, flo, gil, hal, ivy, zed = (person("ANN", a), person("BOB", a), person("FLO", a), person("GIL", None),
                                          person("HAL", b), person("IVY", d), person("ZED", a))
@@ -96,7 +110,7 @@ def test_dry_run_reports_each_drift_real_run_converges_second_run_stores_nothing
                     what="the dry run")
     assert mine(dry["drift"], unique) == {
         "access_contradicts_contract": [f"contact:HAL-{unique}", f"contact:IVY-{unique}"],
-        "account_differs": [f"account:{b}"],
+        "account_differs": [f"account:{b}", f"account:{d}"],  # D: Keycloak still says suspended
         "left_can_login": [f"contact:BOB-{unique}"],
         "left_pending_invitation": [f"contact:CY-{unique}"],
         "membership_differs": [f"contact:BOB-{unique}", f"contact:GIL-{unique}"],

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from adapter import reconcile
 from adapter.db import utcnow
+from adapter.errors import RetryableError
 from adapter.models import AccessRevocation, InboundEvent
 from adapter.reconcile.export import read_export
 from adapter.reconcile.realm import RealmReader
@@ -179,3 +180,15 @@ def test_users_are_read_in_pages_each_once(kb, keycloak):
     assert sorted(u["email"] for u in users) == [f"u{i:02d}@x.example" for i in range(23)]
     pages = keycloak.calls_to("users_page")
     assert all(args[1] == 5 for args, _ in pages) and len(pages) == 6  # 5 pages of users and one past the count
+
+
+def test_a_page_that_fails_for_a_moment_is_read_again_instead_of_failing_the_run(kb, keycloak, monkeypatch):
+    monkeypatch.setattr("adapter.reconcile.realm.time.sleep", lambda seconds: None)
+    for i in range(7):
+        keycloak.add_user(f"u{i}@x.example")
+    keycloak.fail_next("users_page", times=2)  # a timeout, then Keycloak busy
+    assert len(list(RealmReader(kb, concurrency=2, user_page=5).users())) == 7
+
+    keycloak.fail_next("users_page", times=4)  # down for good: the run fails, saying why
+    with pytest.raises(RetryableError, match="users_page"):
+        list(RealmReader(kb, concurrency=1, user_page=5).users())
