@@ -272,11 +272,20 @@ def child_adapter(export_path: str, database: str, concurrency: int) -> None:
                                  keycloak_client_secret=CLIENT_SECRET, keycloak_concurrency=concurrency)
     kb = Keybridge(settings)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    phases: dict[str, list[float]] = {}
+
+    def progress(phase: str, done: int, total: int | None) -> None:
+        now = time.perf_counter() - t0
+        phases.setdefault(phase, [now, now])[1] = now
+
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     export = reconcile.read_files([export_path])
     t_read = time.perf_counter() - t0
-    result = reconcile.reconcile(kb, export, dry_run=False, source="bench")
+    result = reconcile.reconcile(kb, export, dry_run=False, source="bench", progress=progress)
     wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
     from sqlalchemy import select
 
     from adapter.models import InboundEvent
@@ -284,7 +293,7 @@ def child_adapter(export_path: str, database: str, concurrency: int) -> None:
     with kb.db.session() as session:
         stored = [(e.type, e.payload["data"].get("contact_id") or e.payload["data"]["account_id"])
                   for e in session.scalars(select(InboundEvent).where(InboundEvent.source == "reconcile"))]
-    print(json.dumps({"wall": wall, "read_export": t_read, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    print(json.dumps({"wall": wall, "read_export": t_read, "cpu": cpu, "phases": {k: round(v[1], 1) for k, v in phases.items()}, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "rss_before_mb": rss_before, "counts": result["drift"]["counts"], "stats": result["drift"]["stats"],
                       "events": result["events"], "stored": stored}))
 
@@ -369,7 +378,8 @@ def main() -> None:
         baseline = run_baseline(kc, args.sample)
         extrapolated = baseline / args.sample * args.contacts
         runs.append((adapter, extrapolated))
-        say(f"  round {round_}: adapter {adapter['wall']:.1f} s (export read {adapter['read_export']:.1f} s), "
+        say(f"  round {round_}: adapter {adapter['wall']:.1f} s (export read {adapter['read_export']:.1f} s, adapter CPU "
+            f"{adapter['cpu']:.1f} s; phases ended at {adapter['phases']}), "
             f"peak RSS {adapter['rss_mb']:.0f} MB; naive {baseline:.1f} s for {args.sample} contacts -> "
             f"{extrapolated:.0f} s for {args.contacts}; ratio {extrapolated / adapter['wall']:.1f}x")
     walls = [a["wall"] for a, _ in runs]
@@ -379,6 +389,7 @@ def main() -> None:
     say(f"{'':26}{'adapter':>12}{'naive':>12}{'naive/adapter':>16}")
     say(f"{'wall (median)':26}{statistics.median(walls):>10.1f} s{statistics.median(naive):>10.0f} s"
         f"{statistics.median(naive) / statistics.median(walls):>15.1f}x")
+    say(f"{'adapter CPU (median)':26}{statistics.median(a['cpu'] for a, _ in runs):>10.1f} s")
     say(f"{'peak RSS (max)':26}{max(a['rss_mb'] for a, _ in runs):>9.0f} MB")
     say(f"drift found (= seeded): {json.dumps({k: v for k, v in last['counts'].items() if v})}")
     say(f"events stored: {last['events']['stored']}; users read: {last['stats'].get('users_read')}; "
