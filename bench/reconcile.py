@@ -269,7 +269,8 @@ def child_adapter(export_path: str, database: str, concurrency: int) -> None:
 
     settings = Settings.from_env({}, database_url=f"sqlite:///{database}", keycloak_url=f"http://localhost:{HTTP_PORT}",
                                  keycloak_realm=stack.REALM, keycloak_client_id=stack.ADAPTER_CLIENT_ID,
-                                 keycloak_client_secret=CLIENT_SECRET, keycloak_concurrency=concurrency)
+                                 keycloak_client_secret=CLIENT_SECRET, keycloak_concurrency=concurrency,
+                                 keycloak_timeout_seconds=300)  # a shared 2-CPU machine answers slowly at times
     kb = Keybridge(settings)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     phases: dict[str, list[float]] = {}

@@ -12,7 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from sqlalchemy import select
+
 from ..events import AccountUpsertedSchema
+from ..models import Invitation
 from .export import ACCOUNT, CONTACT, Export, parse_time
 from .realm import RealmFacts, RealmReader
 
@@ -279,10 +282,8 @@ class DriftFinder:
             invitations = self.facts.pending.get(contact.email, [])
             record = f"contact:{contact.contact_id}"
             if contact.status == "left":
-                for invitation in invitations:
-                    self.report.add(Drift("left_pending_invitation", record,
-                                          f"invitation {invitation.invitation_id} to {invitation.account_id} is still pending"),
-                                    (CONTACT, contact.contact_id))
+                if invitations:
+                    self._left_pending(contact, invitations, record)
                 continue
             if contact.seen:
                 continue
@@ -291,3 +292,18 @@ class DriftFinder:
                 continue
             self.report.add(Drift("missing_identity", record, f"no identity with crm_contact_id {contact.contact_id}",
                                   fix="invite them: contact.invite_requested, or `keybridge invite --csv`"))
+
+    def _left_pending(self, contact, invitations, record: str) -> None:
+        """Pending invitations of someone who left. Those Keybridge sent, `contact.upserted` (left)
+        revokes; one an administrator sent in Keycloak only a person can withdraw."""
+        with self.kb.db.session() as session:
+            ours = session.scalar(select(Invitation.id).where(
+                Invitation.kind == "contact", Invitation.crm_id == contact.contact_id,
+                Invitation.status.in_(("new", "sending", "sent"))))
+        for invitation in invitations:
+            detail = f"invitation {invitation.invitation_id} to {invitation.account_id} is still pending"
+            if ours is not None:
+                self.report.add(Drift("left_pending_invitation", record, detail), (CONTACT, contact.contact_id))
+            else:
+                self.report.add(Drift("left_pending_invitation", record, detail + " (not sent by Keybridge)",
+                                      fix=f"delete it in Keycloak: Organizations > {invitation.account_id} > Invitations"))

@@ -15,7 +15,7 @@ from adapter.reconcile.export import read_export
 from adapter.reconcile.realm import RealmReader
 from tests.unit.fakes import deliver, drain, outbox_events
 
-EXPORTED_AT = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+EXPORTED_AT = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)  # newer than the webhooks (tests.conftest.envelope)
 ACTIVE = {"status": "active", "ends_at": "2027-12-31T23:59:59Z"}
 
 ACCOUNTS = ("record_type,account_id,name,contract_status,contract_ends_at,domains\n"
@@ -32,7 +32,8 @@ CONTACTS = ("record_type,contact_id,email,account_id,first_name,last_name,roles,
             "contact,C-7,gil@acme.example,A-1,Gil,G,,active\n"               # not a member of A-1
             "contact,C-8,hal@beta.example,A-2,Hal,H,,active\n"               # enabled while Beta is suspended
             "contact,C-10,ivy@acme.example,A-1,Ivy,I,,active\n"              # disabled by Keybridge while Acme is active
-            "contact,C-11,jo@acme.example,A-1,Jo,J,,active\n")               # disabled by an administrator: not drift
+            "contact,C-11,jo@acme.example,A-1,Jo,J,,active\n"                # disabled by an administrator: not drift
+            "contact,C-12,kim@acme.example,A-1,Kim,K,,left\n")               # left; an administrator's invitation pending
 
 
 def org_of(keycloak, account_id) -> str:
@@ -69,8 +70,9 @@ def realm(client, kb, keycloak, worker):
     with kb.db.session() as session:
         session.add(AccessRevocation(user_id=ids["C-10"], reason="contract_inactive", account_id="A-1", contact_id="C-10",
                                      revoked_at=utcnow()))
-    keycloak.invite_new_member(org_of(keycloak, "A-1"), "cy@acme.example", "Cy", "C")
+    deliver(client, worker, "contact.invite_requested", {"contact_id": "C-3", "email": "cy@acme.example", "account_id": "A-1"})
     keycloak.invite_new_member(org_of(keycloak, "A-1"), "ed@acme.example", "Ed", "E")
+    keycloak.invite_new_member(org_of(keycloak, "A-1"), "kim@acme.example", "Kim", "K")  # in Keycloak's console
     # Beta's suspension never reached Keycloak; its organization still says active.
     return ids
 
@@ -96,13 +98,15 @@ def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, 
 
     assert result["drift"]["counts"] == {
         "missing_organization": 1, "account_differs": 1, "access_contradicts_contract": 2, "left_can_login": 1,
-        "left_pending_invitation": 1, "roles_differ": 1, "membership_differs": 2, "profile_differs": 1,
+        "left_pending_invitation": 2, "roles_differ": 1, "membership_differs": 2, "profile_differs": 1,
         "missing_identity": 1, "unknown_identity": 1, "unknown_organization": 1}
     assert records(result, "missing_organization") == ["account:A-3"]
     assert records(result, "account_differs") == ["account:A-2"]
     assert records(result, "access_contradicts_contract") == ["contact:C-10", "contact:C-8"]
     assert records(result, "left_can_login") == ["contact:C-2"]
-    assert records(result, "left_pending_invitation") == ["contact:C-3"]
+    assert records(result, "left_pending_invitation") == ["contact:C-12", "contact:C-3"]
+    assert [i.get("fix") for i in result["drift"]["items"]["left_pending_invitation"]] == [
+        None, "delete it in Keycloak: Organizations > A-1 > Invitations"]
     assert records(result, "roles_differ") == ["contact:C-1"]
     assert result["drift"]["items"]["roles_differ"][0]["detail"] == "business roles ['member'] -> ['buyer']"
     assert records(result, "membership_differs") == ["contact:C-2", "contact:C-7"]
@@ -131,7 +135,7 @@ def test_a_real_run_feeds_the_drifted_records_to_the_handlers_and_a_second_run_f
                   for e in stored) == [("account.upserted", "A-1"), ("account.upserted", "A-2"), ("account.upserted", "A-3"),
                                        ("contact.upserted", "C-1"), ("contact.upserted", "C-2"), ("contact.upserted", "C-3"),
                                        ("contact.upserted", "C-6"), ("contact.upserted", "C-7")]
-    assert {e.payload["timestamp"] for e in stored} == {"2026-11-20T10:00:00Z"}  # the export's time, for "newest wins"
+    assert {e.payload["timestamp"] for e in stored} == {"2026-11-25T10:00:00Z"}  # the export's time, for "newest wins"
     drain(worker)
 
     hal, ivy, jo, bob = (keycloak.users[realm[c]] for c in ("C-8", "C-10", "C-11", "C-2"))
@@ -143,14 +147,15 @@ def test_a_real_run_feeds_the_drifted_records_to_the_handlers_and_a_second_run_f
     assert keycloak.organizations[org_of(keycloak, "A-2")]["attributes"]["contract_status"] == ["suspended"]
 
     (summary,) = [e.data for e in outbox_events(kb, "reconcile.completed")]
-    assert summary["run_id"] == result["run_id"] and summary["events_stored"] == 8 and summary["total_drift"] == 13
-    assert summary["drift"]["left_can_login"] == 1 and summary["records"] == {"accounts": 3, "contacts": 10}
+    assert summary["run_id"] == result["run_id"] and summary["events_stored"] == 8 and summary["total_drift"] == 14
+    assert summary["drift"]["left_can_login"] == 1 and summary["records"] == {"accounts": 3, "contacts": 11}
 
     again = reconcile.reconcile(kb, export(), dry_run=False)
     left = {kind: n for kind, n in again["drift"]["counts"].items() if n}
     assert again["events"] == {"stored": 0, "duplicate": 0}
     # What a reconcile run cannot do on its own stays reported: whom to invite, and what the CRM does not know.
-    assert left == {"missing_identity": 1, "unknown_identity": 1, "unknown_organization": 1}
+    assert left == {"missing_identity": 1, "unknown_identity": 1, "unknown_organization": 1, "left_pending_invitation": 1}
+    assert again["drift"]["items"]["left_pending_invitation"][0]["record"] == "contact:C-12"  # the administrator's
 
 
 def test_the_same_export_stored_twice_is_one_set_of_events(kb, keycloak, worker, realm):
