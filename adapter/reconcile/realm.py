@@ -149,8 +149,9 @@ class RealmReader:
                     self.progress("members", done, len(orgs))
 
         roles = sorted(set(business_roles))
+        at_most = self.keycloak.users_count() + 1000  # every holder in one page (see realm_role_holders)
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(roles) or 1))) as pool:
-            for role, holders in zip(roles, pool.map(self.keycloak.realm_role_user_ids, roles)):
+            for role, holders in zip(roles, pool.map(lambda role: self.keycloak.realm_role_holders(role, at_most), roles)):
                 facts.role_holders[role] = holders
         self.progress("roles", len(roles), len(roles))
 
