@@ -5,11 +5,16 @@ with an error that names the variable and says what to put there.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import difflib
+import logging
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 PUBLIC_WEBMAIL_DOMAINS = (
     "gmail.com googlemail.com yahoo.com yahoo.co.uk ymail.com hotmail.com hotmail.co.uk "
@@ -19,8 +24,54 @@ PUBLIC_WEBMAIL_DOMAINS = (
 ).split()
 
 
+SESSION_SECRET_HOWTO = ("generate one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+                        "and set KEYBRIDGE_SESSION_SECRET in .env (the same value for every web process)")
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+# KEYBRIDGE_* names read by something other than Settings (the CLI's realm apply, the
+# test stack, the fuzz suite): not reported as unknown.
+OTHER_NAMES = {"KEYBRIDGE_SETTINGS", "KEYBRIDGE_REALM_ADMIN_USER", "KEYBRIDGE_REALM_ADMIN_PASSWORD"}
+OTHER_PREFIXES = ("KEYBRIDGE_TEST_", "KEYBRIDGE_FUZZ_", "KEYBRIDGE_BENCH_")
+SECRET_WORDS = ("secret", "token", "password")
+
+
+def read_secret_files(env) -> dict[str, str]:
+    """`KEYBRIDGE_X_FILE=/path` read as `KEYBRIDGE_X` (docker and Kubernetes secrets).
+
+    Raises ConfigError when the file cannot be read, or when both forms are set.
+    """
+    out = dict(env)
+    for name, path in env.items():
+        if not (name.startswith("KEYBRIDGE_") and name.endswith("_FILE")) or not path:
+            continue
+        target = name[: -len("_FILE")]
+        if env.get(target):
+            raise ConfigError(f"both {target} and {name} are set; keep one (the _FILE form reads the value from a file).")
+        try:
+            out[target] = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}={path}: cannot read the file ({exc.strerror}); mount the secret there or unset {name}.") from None
+        del out[name]
+    return out
+
+
+def report_unknown_names(env, known: set[str]) -> list[str]:
+    """Warn about KEYBRIDGE_* variables no setting reads (a typo leaves a setting at its default)."""
+    unknown = sorted(n for n in env if n.startswith("KEYBRIDGE_") and n not in known and n not in OTHER_NAMES
+                     and not n.startswith(OTHER_PREFIXES))
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else "; see .env.example for the settings there are"
+        log.warning("%s is not a Keybridge setting and is ignored%s", name, hint)
+    return unknown
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name for word in SECRET_WORDS)
 
 
 @dataclass
@@ -49,6 +100,28 @@ class Settings:
     job_retry_window_seconds: int = 24 * 3600
     outbox_retry_window_seconds: int = 24 * 3600
     retry_max_delay_seconds: int = 300
+    portal_enabled: bool = True
+    session_secret: str = ""
+    session_cookie_secure: bool = True
+    portal_session_seconds: int = 8 * 3600
+    trusted_proxies: int = 0
+    worker_metrics_port: int = 0
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    def __repr__(self) -> str:
+        """Every setting, with secrets, tokens, passwords and the database password masked."""
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if _is_secret(f.name) and value:
+                value = "***"
+            elif f.name == "database_url":
+                value = _mask_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -56,8 +129,9 @@ class Settings:
 
         Raises ConfigError naming the variable when a value cannot be used.
         """
-        env = os.environ if environ is None else environ
+        env = read_secret_files(os.environ if environ is None else environ)
         values: dict = {}
+        report_unknown_names(env, {"KEYBRIDGE_" + f.name.upper() for f in fields(cls)})
         for f in fields(cls):
             name = "KEYBRIDGE_" + f.name.upper()
             if name not in env or env[name] == "":
@@ -85,10 +159,62 @@ class Settings:
     def validate(self) -> None:
         if self.lead_webmail_policy not in ("refuse", "allow"):
             raise ConfigError("KEYBRIDGE_LEAD_WEBMAIL_POLICY must be 'refuse' or 'allow'")
-        for secret in self.webhook_secrets:
-            if not secret.startswith("whsec_"):
-                raise ConfigError("KEYBRIDGE_WEBHOOK_SECRETS: each secret must look like whsec_<base64>, as in the Standard Webhooks spec")
-        if self.crm_events_secret and not self.crm_events_secret.startswith("whsec_"):
-            raise ConfigError("KEYBRIDGE_CRM_EVENTS_SECRET must look like whsec_<base64>")
+        for position, secret in enumerate(self.webhook_secrets, 1):
+            _check_whsec("KEYBRIDGE_WEBHOOK_SECRETS", secret, position if len(self.webhook_secrets) > 1 else None)
+        if self.crm_events_secret:
+            _check_whsec("KEYBRIDGE_CRM_EVENTS_SECRET", self.crm_events_secret)
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("KEYBRIDGE_LOG_FORMAT must be 'text' or 'json'")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError("KEYBRIDGE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
         if self.events_start not in ("beginning", "now"):
             raise ConfigError("KEYBRIDGE_EVENTS_START must be 'beginning' or 'now'")
+        if self.session_secret and len(self.session_secret) < 32:
+            raise ConfigError(f"KEYBRIDGE_SESSION_SECRET is too short ({len(self.session_secret)} characters, at least 32); "
+                              f"{SESSION_SECRET_HOWTO}")
+        if self.session_secret and self.session_secret == self.keycloak_client_secret:
+            raise ConfigError(f"KEYBRIDGE_SESSION_SECRET must not be the Keycloak client secret; {SESSION_SECRET_HOWTO}")
+        if self.trusted_proxies < 0:
+            raise ConfigError("KEYBRIDGE_TRUSTED_PROXIES is the number of proxies in front of the adapter (0 when none)")
+        if self.portal_session_seconds <= 0:
+            raise ConfigError("KEYBRIDGE_PORTAL_SESSION_SECONDS must be a positive number of seconds (default 28800)")
+
+
+SECRET_PREFIX = "whsec_"
+MIN_SECRET_BYTES = 24  # the Standard Webhooks spec: secrets of 24 to 64 random bytes
+MAKE_SECRET = "make one with `echo whsec_$(openssl rand -base64 32)`"
+
+
+def whsec_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_<base64>` secret; raises ValueError if it does not decode."""
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        # unpadded base64 is common (the reference libraries accept it): pad, then decode strictly
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after whsec_ is not base64") from None
+
+
+def _check_whsec(variable: str, secret: str, position: int | None = None) -> None:
+    """Refuse a webhook secret that would fail every request later: not whsec_, not base64, too short.
+
+    The message names the variable (and which secret of a list), never the secret itself.
+    """
+    which = f"{variable} (secret {position})" if position else variable
+    if not secret.startswith(SECRET_PREFIX):
+        raise ConfigError(f"{which} must look like whsec_<base64>, as in the Standard Webhooks spec; {MAKE_SECRET}")
+    try:
+        key = whsec_key(secret)
+    except ValueError:
+        raise ConfigError(f"{which}: the part after whsec_ is not valid base64; {MAKE_SECRET}") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{which} holds {len(key)} bytes after base64 decoding; at least {MIN_SECRET_BYTES} are needed; {MAKE_SECRET}")
+
+
+def _mask_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 — not a URL SQLAlchemy reads: show nothing of it
+        return "***"

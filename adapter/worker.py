@@ -13,11 +13,14 @@ import logging
 import signal
 import time
 
-from . import admin_events, delegation, jobs, keycloak_events, outbox, reconcile  # noqa: F401  (reconcile: registers its job)
+from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, outbox, reconcile  # noqa: F401  (reconcile: registers its job)
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity
+from .keycloak import CredentialError
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
 
 
 class Worker:
@@ -26,6 +29,7 @@ class Worker:
         self.batch = batch
         self._stop = False
         self._next_poll = 0.0
+        self.name = metrics.worker_name()
         # "now" means when the worker started, not its first poll
         keycloak_events.ensure_cursor(kb, keycloak_events.CURSOR)
         keycloak_events.ensure_cursor(kb, admin_events.CURSOR)
@@ -43,6 +47,16 @@ class Worker:
         return ran
 
     def _run_one(self, job) -> None:
+        """Run one claimed job with its request id and job id on every log line it causes."""
+        request_token = logs.REQUEST_ID.set(job.request_id)
+        job_token = logs.JOB_ID.set(job.id)
+        try:
+            self._run_claimed(job)
+        finally:
+            logs.JOB_ID.reset(job_token)
+            logs.REQUEST_ID.reset(request_token)
+
+    def _run_claimed(self, job) -> None:
         settings = self.kb.settings
         try:
             outcome = TASKS.run(self.kb, job)
@@ -59,11 +73,14 @@ class Worker:
                                    retry.max_delay(settings) if retry else settings.retry_max_delay_seconds)
             if status == "dead" and task is not None and task.on_dead is not None:
                 task.on_dead(self.kb, job, exc)
-            level = logging.WARNING if status == "dead" else logging.INFO
+            metrics.JOBS_RUN.labels(job.kind, "dead" if status == "dead" else "retry").inc()
+            # a refused credential is retried (nothing is lost once it is fixed) but never quietly
+            level = logging.ERROR if isinstance(exc, CredentialError) else logging.WARNING if status == "dead" else logging.INFO
             log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
             return
         with self.kb.db.session() as session:
             jobs.finish(session, session.get(type(job), job.id))
+        metrics.JOBS_RUN.labels(job.kind, "done").inc()
         log.info("job %s %s/%s -> %s", job.id, job.kind, job.ref, outcome)
 
     def poll_keycloak(self, force: bool = False) -> int:
@@ -74,7 +91,7 @@ class Worker:
         try:
             return keycloak_events.poll(self.kb)
         except RetryableError as exc:
-            log.info("Keycloak event log not readable yet: %s", exc)
+            log.log(logging.ERROR if isinstance(exc, CredentialError) else logging.INFO, "Keycloak event log not readable yet: %s", exc)
             return 0
 
     def poll_admin_events(self, force: bool = False) -> int:
@@ -86,11 +103,14 @@ class Worker:
         try:
             return admin_events.poll(self.kb) + delegation.settle_invitations(self.kb)
         except (RetryableError, PermanentError) as exc:
-            log.info("Keycloak admin event log not readable yet: %s", exc)
+            log.log(logging.ERROR if isinstance(exc, CredentialError) else logging.INFO, "Keycloak admin event log not readable yet: %s", exc)
             return 0
 
     def deliver(self) -> int:
         counts = outbox.deliver_due(self.kb.db, self.kb.connector, self.kb.settings)
+        for outcome in ("delivered", "dead"):
+            if counts.get(outcome):
+                metrics.OUTBOUND.labels(outcome).inc(counts[outcome])
         return counts["delivered"] + counts["dead"]
 
     def schedule(self) -> int:
@@ -99,12 +119,23 @@ class Worker:
 
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""
-        return (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
+        done = (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
                 + self.deliver())
+        self.heartbeat()
+        return done
+
+    def heartbeat(self) -> None:
+        """Tell readiness checks and metrics this worker is alive (at most every few seconds)."""
+        now = time.monotonic()
+        if now >= getattr(self, "_next_beat", 0.0):
+            self._next_beat = now + HEARTBEAT_SECONDS
+            metrics.beat(self.kb.db, self.name)
 
     def run_forever(self, idle_sleep: float = 0.5) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        metrics.serve_worker_metrics(self.kb.db, self.kb.settings.worker_metrics_port)
         log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
+        health.log_startup_problems(self.kb, "worker")
         while not self._stop:
             try:
                 busy = self.run_once(force_poll=False)

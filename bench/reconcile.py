@@ -1,31 +1,35 @@
 """Reconciling a CRM export of 100,000 contacts against Keycloak: the adapter against a naive script.
 
-    python bench/reconcile.py [--contacts 100000] [--accounts 1000] [--rounds 3] [--sample 1000]
+    python bench/reconcile.py [--contacts 100000] [--rounds 3] [--sample 1000] [--concurrency 8]
 
-Runs against its own Keycloak instance `bench` (scripts/keycloak.sh, port 28080, data in
-.data/bench/, kept between runs: the realm is seeded once). Setup, not timed:
+Runs against its own Keycloak instance `bench-reconcile-<contacts>` (scripts/keycloak.sh,
+port 28080, data in .data/bench-reconcile-<contacts>/, kept between runs: seeded once;
+never reset when realm-config changes). Setup, not timed:
 
-- `--accounts` organizations BENCH-A-0001... (contract active), each with
-  contacts/accounts member users: imported with the realm's partial import in chunks
-  (attributes crm_contact_id BENCH-C-000001..., realm role `member`), then made members;
-- a CSV export of those accounts and contacts with seeded drift (see `expected_drift`):
-  1% of contacts with other CRM roles, 1% left the company, 1% with another first name,
-  0.1% of identities left out of the export, 0.5% more contacts in the export without
-  identity, and 1% of accounts suspended in the CRM (their members still enabled).
+- contacts/100 organizations BENCH-A-0001... (contract active) through the admin API;
+- the users, straight into the stopped instance's H2 database (`SEED_SQL`: one
+  INSERT ... SELECT per table, as Keycloak itself writes them; the realm's partial import
+  took ~90 ms a user here, 2.5 hours for 100,000): user, attribute crm_contact_id
+  BENCH-C-000001..., realm roles default-roles-customers and member, member of its
+  organization (100 an organization);
+- a CSV export (one file, record_type column) with seeded drift (`expected_drift`): 1% of
+  contacts with other CRM roles, 1% left the company, 1% with another first name, 0.1% of
+  identities left out of the export, 0.5% more contacts without identity, and 1% of the
+  accounts suspended in the CRM while their organizations say active.
 
-Timed, each in a fresh child process (its wall time and peak RSS are its own):
+Timed, each in a fresh child process (its wall time, CPU time and peak RSS are its own):
 
-- adapter: `keybridge reconcile --from export.csv` as the CLI runs it (reconcile(),
-  not a dry run: the drift found and one event stored per drifted record, into a new
-  SQLite database each time); the worker does not run, so Keycloak stays as seeded;
-- baseline: the naive script an operator would write, one contact at a time: find the
-  user by crm_contact_id, read its organizations and its realm roles (3 calls), with
-  `requests` and the adapter's own service-account token. It runs on the first
-  `--sample` contacts and is extrapolated linearly to all of them.
+- adapter: what `keybridge reconcile --from export.csv --no-wait` does (not a dry run: the
+  drift found and one event stored per drifted record, into a new SQLite database each
+  time); the worker does not run, so Keycloak stays as seeded;
+- naive baseline: one contact at a time, what an operator's script would do: find the user
+  by crm_contact_id, read its organizations and its realm roles (3 calls), with `requests`
+  and the adapter's own service-account token. It runs on the first `--sample` contacts and
+  is extrapolated linearly to all of them.
 
-Checks: the adapter's drift counts must equal the seeded ones, and every event it
-stored must be an account/contact upsert of a seeded drifted record; otherwise the run
-stops with an error instead of printing a figure. It is a measurement, not a test.
+Checks: the adapter's drift counts must equal the seeded ones, and the events it stored
+must be exactly the upserts of the seeded drifted records; otherwise the run stops with an
+error instead of printing a figure. It is a measurement, not a test.
 """
 from __future__ import annotations
 
