@@ -238,6 +238,8 @@ class ReconcileRun(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class PortalSession(Base):
     """Someone signed in on the org admin page. `id` is the SHA-256 of the random token in their
     cookie (the token itself is never stored); signing out deletes the row, so a copy of the cookie
