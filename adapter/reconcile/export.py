@@ -156,6 +156,15 @@ class Export:
 def parse_time(value, end_of_day: bool = False) -> datetime:
     """ISO 8601 with a zone (`Z`, `+00:00`, `+0000`), a date (start, or end, of that day in UTC),
     or Unix seconds/milliseconds; raises ValueError saying how to write it."""
+    try:
+        return _parse_time(value, end_of_day)
+    except (OverflowError, OSError):
+        raise ValueError(f"{value!r} is out of range; write it as ISO 8601, e.g. 2026-11-20T10:00:00Z") from None
+
+
+def _parse_time(value, end_of_day: bool) -> datetime:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a date and time; write it as ISO 8601, e.g. 2026-11-20T10:00:00Z")
     if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\d{9,13}", value.strip())):
         number = float(value)
         return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, timezone.utc)
@@ -181,13 +190,15 @@ def _split(value) -> list[str]:
     return [part.strip() for part in str(value).split(";") if part.strip()]
 
 
-def _flatten(record: dict, prefix: str = "") -> dict[str, object]:
-    """{"contract": {"status": x}} -> {"contractstatus": x}; `properties`/`fields` are merged in."""
+def _flatten(record: dict, prefix: str = "", depth: int = 0) -> dict[str, object]:
+    """{"contract": {"status": x}} -> {"contractstatus": x}; `properties`/`fields` are merged in.
+    Objects nested deeper than three levels hold nothing an export needs and are skipped."""
     flat: dict[str, object] = {}
     for name, value in record.items():
         if isinstance(value, dict):
-            inner = "" if _key(name) in ("properties", "fields") and not prefix else prefix + _key(name)
-            flat.update(_flatten(value, inner))
+            if depth < 3:
+                inner = "" if _key(name) in ("properties", "fields") and not prefix else prefix + _key(name)
+                flat.update(_flatten(value, inner, depth + 1))
         else:
             flat.setdefault(prefix + _key(name), value)
     return flat
@@ -374,6 +385,12 @@ class _Reader:
         return ACCOUNT
 
     def read_csv(self, text: str, label: str) -> None:
+        try:
+            self._read_csv(text, label)
+        except csv.Error as exc:
+            self.problems.append((label, "", f"is not a readable CSV file ({exc}); save it as UTF-8 CSV with a header row"))
+
+    def _read_csv(self, text: str, label: str) -> None:
         reader = csv.DictReader(io.StringIO(text))
         if not reader.fieldnames:
             self.problems.append((label, "", "empty file; give a header row and one row per record"))
@@ -400,6 +417,9 @@ class _Reader:
             body = json.loads(text)
         except json.JSONDecodeError as exc:
             self.problems.append((label, "", f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"))
+            return
+        except RecursionError:
+            self.problems.append((label, "", "nested too deeply; records are flat objects or hold one level of objects"))
             return
         self.read_object(body, label)
 

@@ -106,3 +106,19 @@ def test_files_fall_back_to_their_modification_time(tmp_path):
     os.utime(path, (1763630000, 1763630000))
     export = read_files([str(path)])
     assert export.time_of(export.contacts["C-1"]) == datetime.fromtimestamp(1763630000, timezone.utc)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 5000 + "]" * 5000, "nested too deeply"),
+    ('{"contacts": [{"contact_id": "C-1", "email": "a@b.example", "x": ' + '{"y": ' * 50 + "1" + "}" * 50 + "}]}", None),
+    ("contact_id,email\n" + "C-1," + "a" * 200_000 + "\n", "not a readable CSV file"),
+    ("contact_id,email\nC-1,a@b.example\0\n", "row 2, email: Not a valid email address"),
+    ('{"exported_at": "0001-01-01T00:00:00+14:00", "contacts": []}', "out of range"),
+    ('{"exported_at": true, "contacts": []}', "not a date and time"),
+])
+def test_hostile_exports_are_refused_with_a_reason_never_a_crash(text, message):
+    if message is None:  # deep but irrelevant nesting inside a record is ignored
+        assert read_export([("x.json", text)], exported_at=T).contacts["C-1"].email == "a@b.example"
+        return
+    with pytest.raises(ExportError, match=message):
+        read_export([("x", text)], exported_at=T if "exported_at" not in text else None)
