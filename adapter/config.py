@@ -97,6 +97,7 @@ class Settings:
     events_poll_seconds: float = 2.0
     events_start: str = "beginning"
     activity_report_seconds: int = 3600
+    converge_sweep_seconds: int = 3600
     job_retry_window_seconds: int = 24 * 3600
     outbox_retry_window_seconds: int = 24 * 3600
     retry_max_delay_seconds: int = 300

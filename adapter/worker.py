@@ -15,7 +15,7 @@ import time
 
 from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, outbox, reconcile  # noqa: F401  (reconcile: registers its job)
 from .errors import PermanentError, RetryableError
-from .handlers import TASKS, access, activity
+from .handlers import TASKS, access, activity, records
 from .keycloak import CredentialError
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,10 @@ class Worker:
         return counts["delivered"] + counts["dead"]
 
     def schedule(self) -> int:
-        """Queue what is due by the clock alone (contracts whose end date passed)."""
-        return access.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
+        """Queue what is due by the clock alone (contracts whose end date passed, the activity report,
+        the sweep that converges every CRM record again)."""
+        return (access.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
+                + records.schedule_sweep(self.kb))
 
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""

@@ -253,6 +253,16 @@ class KeycloakGateway:
         r = self.admin.connection.raw_post(self._path("organizations/{org_id}/invitations/{invitation_id}/resend", org_id=org_id, invitation_id=invitation_id), data=None)
         _check(r, "resend an invitation")
 
+    @keycloak_call("delete an organization invitation")
+    def delete_organization_invitation(self, org_id: str, invitation_id: str) -> bool:
+        """Withdraw a pending invitation: its link stops working. False when it was gone already."""
+        r = self.admin.connection.raw_delete(self._path("organizations/{org_id}/invitations/{invitation_id}",
+                                                        org_id=org_id, invitation_id=invitation_id))
+        if r.status_code == 404:
+            return False
+        _check(r, "delete an invitation")
+        return True
+
     @keycloak_call("invite an existing user to an organization")
     def invite_existing_member(self, org_id: str, user_id: str) -> None:
         form = {"id": keycloak_id(user_id, "user_id")}

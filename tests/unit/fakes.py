@@ -176,6 +176,14 @@ class FakeKeycloak:
         self.emails.append({"kind": "org_invite_resend", "to": invitation["email"], "organization_id": org_id, "invitation_id": invitation_id})
 
     @_kc
+    def delete_organization_invitation(self, org_id: str, invitation_id: str) -> bool:
+        invitation = self.invitations.get(invitation_id)
+        if invitation is None or invitation["organizationId"] != org_id:
+            return False
+        del self.invitations[invitation_id]
+        return True
+
+    @_kc
     def invite_existing_member(self, org_id: str, user_id: str) -> None:
         self._require_org(org_id)
         user = self.users.get(user_id)
