@@ -239,6 +239,8 @@ class DriftFinder:
         who = f"contact:{contact_id}" if contact_id else f"user:{user_id}"
         for account_id in accounts:
             active, status, known = self._contract(account_id)
+            if enabled and not active and self._enabled_by_admin_since(user_id, account_id):
+                continue  # an administrator's enable after this contract state stands (README, the state model)
             if enabled and not active:
                 self.report.add(Drift("access_contradicts_contract", who, f"enabled while the contract of {account_id} is {status}",
                                       user_id, fix=None if known else f"export account {account_id} too (or send account.upserted for it)"),
@@ -256,6 +258,12 @@ class DriftFinder:
         if LEFT_COMPANY in revocations and contact is not None and contact.status == "active":
             self.report.add(Drift("access_contradicts_contract", who, "disabled by Keybridge (left_company) while the CRM says "
                                   "the contact is active", user_id), (CONTACT, contact.contact_id))
+
+    def _enabled_by_admin_since(self, user_id: str, account_id: str) -> bool:
+        """Whether an administrator enabled the user after the account's CRM state (the export's time for it)."""
+        enabled_at = self.facts.admin_enabled.get(user_id)
+        record = self.export.accounts.get(account_id)
+        return enabled_at is not None and record is not None and enabled_at > self.export.time_of(record)
 
     def _compare_membership(self, user_id: str, contact, accounts: list[str], record: str, converge) -> None:
         if not contact.account_id:

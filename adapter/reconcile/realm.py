@@ -14,12 +14,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from itertools import islice
 
 from sqlalchemy import select
 
 from ..errors import RetryableError
-from ..models import AccessRevocation
+from ..models import AccessRevocation, AdminAccessDecision
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class RealmFacts:
     pending: dict[str, list[PendingInvitation]] = field(default_factory=dict)  # lower-cased email -> invitations
     role_holders: dict[str, set[str]] = field(default_factory=dict)  # business role -> user ids
     revocations: dict[str, dict[str, str | None]] = field(default_factory=dict)  # user id -> {reason: account id}
+    admin_enabled: dict[str, datetime] = field(default_factory=dict)  # user id -> when an administrator enabled them
     duplicate_organizations: list[str] = field(default_factory=list)
 
 
@@ -158,6 +160,9 @@ class RealmReader:
         with self.kb.db.session() as session:
             for row in session.execute(select(AccessRevocation.user_id, AccessRevocation.reason, AccessRevocation.account_id)):
                 facts.revocations.setdefault(row.user_id, {})[row.reason] = row.account_id
+            for row in session.execute(select(AdminAccessDecision.user_id, AdminAccessDecision.decided_at)
+                                       .where(AdminAccessDecision.enabled.is_(True))):
+                facts.admin_enabled[row.user_id] = row.decided_at.replace(tzinfo=timezone.utc)
         return facts
 
     def users(self) -> Iterator[dict]:

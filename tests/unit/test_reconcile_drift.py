@@ -197,3 +197,16 @@ def test_a_page_that_fails_for_a_moment_is_read_again_instead_of_failing_the_run
     keycloak.fail_next("users_page", times=4)  # down for good: the run fails, saying why
     with pytest.raises(RetryableError, match="users_page"):
         list(RealmReader(kb, concurrency=1, user_page=5).users())
+
+
+@pytest.mark.parametrize("hours, reported", [(1, False), (-1, True)])
+def test_an_administrators_enable_after_the_crm_state_is_not_drift(kb, keycloak, realm, hours, reported):
+    from datetime import timedelta
+
+    from adapter.models import AdminAccessDecision
+
+    with kb.db.session() as session:  # HAL, of suspended Beta, enabled by an administrator
+        session.add(AdminAccessDecision(user_id=realm["C-8"], enabled=True, actor="admin@corp.example", event_id="adm-1",
+                                        decided_at=(EXPORTED_AT + timedelta(hours=hours)).replace(tzinfo=None)))
+    result = reconcile.reconcile(kb, export(), dry_run=True)
+    assert ("contact:C-8" in records(result, "access_contradicts_contract")) is reported
