@@ -4,6 +4,7 @@
     keybridge send TYPE DATA.json         sign and POST one event to the adapter
     keybridge demo                        the dev stack's demo: an account and an invited contact
     keybridge dead-letters list|replay    what kept failing, and sending it again
+    keybridge reconcile --from FILE       compare a CRM export with Keycloak (--dry-run), or converge
     keybridge realm apply [--dry-run]     make an existing realm match realm-config/
 """
 from __future__ import annotations
@@ -268,6 +269,43 @@ def dead_letters_replay(kind: str, item_id: str | None, replay_all: bool) -> Non
         click.echo(f"requeued {kind} {one}")
 
 
+@main.command()
+@click.option("--from", "paths", required=True, multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="a CSV or JSON export of accounts and contacts (repeat for one file per record type)")
+@click.option("--dry-run", is_flag=True, help="report the drift only; change nothing")
+@click.option("--exported-at", default=None, help="when the CRM took the export (ISO 8601); default: the file's own "
+              "exported_at, else its modification time")
+@click.option("--limit", default=20, show_default=True, help="items shown per kind of drift")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="after storing, show the worker applying the events")
+def reconcile(paths: tuple[str, ...], dry_run: bool, exported_at: str | None, limit: int, as_json: bool, wait: bool) -> None:
+    """Compare a CRM export with Keycloak; without --dry-run, converge what drifted."""
+    from . import reconcile as reconciliation
+    from .jobs import PermanentError, RetryableError
+    from .reconcile.export import parse_time
+    from .reconcile.progress import ProgressBars, print_report, wait_until_applied
+
+    try:
+        when = parse_time(exported_at) if exported_at else None
+    except ValueError as exc:
+        raise click.ClickException(f"--exported-at: {exc}") from None
+    try:
+        export = reconciliation.read_files(paths, exported_at=when)
+    except reconciliation.ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    kb = _kb()
+    with ProgressBars(enabled=not as_json) as bars:
+        try:
+            result = reconciliation.reconcile(kb, export, dry_run=dry_run, source="cli", progress=bars.update,
+                                              label=", ".join(paths))
+        except (RetryableError, PermanentError) as exc:
+            raise click.ClickException(f"Keycloak: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        print_report(result, limit)
+    if not dry_run and wait and result["events"]["stored"] and not as_json:
+        wait_until_applied(kb, result["run_id"])
 @main.group()
 def realm() -> None:
     """The Keycloak realm as realm-config/ describes it."""

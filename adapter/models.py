@@ -227,6 +227,26 @@ class OrgAdminInvitation(Base):
     settled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class ReconcileRun(Base):
+    """One reconciliation of a CRM export against Keycloak (adapter/reconcile): its result,
+    and for runs asked through the operator API the export itself (the worker runs those)."""
+
+    __tablename__ = "reconcile_runs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))  # cli | api
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)  # queued running completed failed
+    export_label: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    export_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    exported_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    event_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)  # webhook ids of the events it stored
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class CrmRecord(Base):
     """What the CRM last said a record (account, contact, lead) should be: the desired state.
 

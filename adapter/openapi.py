@@ -191,6 +191,27 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
             "parameters": [{"in": "query", "schema": AuditQuery}],
             "responses": {"200": {"description": "audit entries", **_json({"type": "object", "required": ["entries"], "properties": {
                 "entries": {"type": "array", "items": {"type": "object"}}}})}, **OPERATOR_ERRORS}}},
+        "/api/reconcile": {"post": {
+            **OPERATOR, "summary": "Reconcile a CRM export with Keycloak (see README, Reconciliation); the worker runs it",
+            "operationId": "postReconcile",
+            "parameters": [{"name": "dry_run", "in": "query", "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+                            "description": "true: report the drift only"},
+                           {"name": "exported_at", "in": "query", "schema": {"type": "string"},
+                            "description": "the CRM time of records without their own modification time (ISO 8601 with a zone)"}],
+            "requestBody": {"required": True, "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": ["object", "array"]}}}},
+            "responses": {"202": {"description": "queued", **_json({"type": "object", "required": ["run_id", "url"], "properties": {
+                "status": {"type": "string"}, "run_id": {"type": "string"}, "url": {"type": "string"}}})},
+                "413": _error("body over KEYBRIDGE_MAX_BODY_BYTES"),
+                "422": _error("the export has errors; errors names <file row>.<field> with the fix"), **OPERATOR_ERRORS}}},
+        "/api/reconcile/{run_id}": {"get": {
+            **OPERATOR, "summary": "A reconciliation's status, drift and how far the worker applied it", "operationId": "getReconcile",
+            "parameters": [_path_param("run_id", "the run_id POST /api/reconcile answered"),
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000},
+                            "description": "items shown per kind of drift (default 100)"}],
+            "responses": {"200": {"description": "the run", **_json({"type": "object"})},
+                          "404": _error("no such run"), **OPERATOR_ERRORS}}},
         "/portal/login": {"get": {"tags": ["portal"], "summary": "Start the org admin's Keycloak login", "operationId": "portalLogin",
                                   "responses": {"302": {"description": "to Keycloak"}}}},
         "/portal/callback": {"get": {"tags": ["portal"], "summary": "Keycloak's redirect back (authorization code, PKCE)",

@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, org_admins, outbox, tasks
+from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, org_admins, outbox, reconcile, tasks  # noqa: F401  (reconcile: registers its job)
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity, records
 from .keycloak import CredentialError

@@ -411,6 +411,38 @@ class FakeKeycloak:
     def ping(self) -> None:
         return None
 
+    # -- the realm read in pages (reconciliation) ---------------------------------------
+
+    @_kc
+    def organizations_page(self, first: int, max_results: int) -> list[dict]:
+        orgs = sorted(self.organizations.values(), key=lambda o: o["name"])
+        return orgs[first:first + max_results]
+
+    @_kc
+    def organization_members_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+        self._require_org(org_id)
+        page = sorted(self.members[org_id], key=lambda u: self.users[u]["username"])[first:first + max_results]
+        return [{k: self.users[u].get(k) for k in ("id", "username", "email", "enabled")}
+                | {"membershipType": "MANAGED" if (org_id, u) in self.managed_members else "UNMANAGED"} for u in page]
+
+    @_kc
+    def organization_invitations_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+        self._require_org(org_id)
+        found = [i for i in self.invitations.values() if i["organizationId"] == org_id and i["status"] == "PENDING"]
+        return found[first:first + max_results]
+
+    @_kc
+    def realm_role_holders(self, name: str, at_most: int) -> set[str]:
+        return set(sorted(u for u, roles in self.user_roles.items() if name in roles)[:at_most])
+
+    @_kc
+    def users_count(self) -> int:
+        return len(self.users)
+
+    @_kc
+    def users_page(self, first: int, max_results: int) -> list[dict]:
+        return sorted(self.users.values(), key=lambda u: u["username"])[first:first + max_results]
+
     # -- what happens in Keycloak without the adapter (test controls) ------------------
 
     def add_event(self, type: str, user_id: str | None, details: dict | None = None, time_ms: int | None = None,
