@@ -33,8 +33,9 @@ class ConfigError(ValueError):
 
 
 # KEYBRIDGE_* names read by something other than Settings (the CLI's realm apply, the
-# test stack, the fuzz suite): not reported as unknown.
-OTHER_NAMES = {"KEYBRIDGE_SETTINGS", "KEYBRIDGE_REALM_ADMIN_USER", "KEYBRIDGE_REALM_ADMIN_PASSWORD"}
+# test stack, the fuzz suite, Keycloak's nudge listener, scripts/test): not reported as unknown.
+OTHER_NAMES = {"KEYBRIDGE_SETTINGS", "KEYBRIDGE_REALM_ADMIN_USER", "KEYBRIDGE_REALM_ADMIN_PASSWORD",
+               "KEYBRIDGE_NUDGE_URL", "KEYBRIDGE_SKIP_JAVA_TESTS"}
 OTHER_PREFIXES = ("KEYBRIDGE_TEST_", "KEYBRIDGE_FUZZ_", "KEYBRIDGE_BENCH_")
 SECRET_WORDS = ("secret", "token", "password")
 
@@ -99,6 +100,7 @@ class Settings:
     invite_redirect_uri: str = ""
     invite_expires_in_days: int = 7
     events_poll_seconds: float = 2.0
+    nudge_secret: str = ""
     events_start: str = "beginning"
     activity_report_seconds: int = 3600
     converge_sweep_seconds: int = 3600
@@ -176,6 +178,8 @@ class Settings:
                               "it is how long a job waits after its worker died)")
         if self.job_max_crashes < 1:
             raise ConfigError("KEYBRIDGE_JOB_MAX_CRASHES must be at least 1 (how many worker crashes a job may cause before it is a dead letter)")
+        if self.nudge_secret:
+            _check_whsec("KEYBRIDGE_NUDGE_SECRET", self.nudge_secret)
         if self.log_format not in ("text", "json"):
             raise ConfigError("KEYBRIDGE_LOG_FORMAT must be 'text' or 'json'")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

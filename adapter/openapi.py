@@ -142,6 +142,17 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
                           "401": _error("missing, wrong or stale signature (nothing stored)"),
                           "413": _error("body over KEYBRIDGE_MAX_BODY_BYTES"),
                           "422": _error("the envelope or data does not match the schema of its type")}}},
+        "/internal/keycloak-nudge": {"post": {
+            "tags": ["webhooks"], "summary": "Keycloak's extension: an event was logged, read the event logs now",
+            "description": "Signed with KEYBRIDGE_NUDGE_SECRET (Standard Webhooks). Stores only that a nudge arrived; "
+                           "the worker reads Keycloak's event logs at its next pass (README, The Keycloak extension).",
+            "operationId": "receiveKeycloakNudge", "parameters": SIGNED,
+            "requestBody": {"required": True, **_json({"type": "object", "properties": {
+                "type": {"const": "keycloak.nudge"}, "time_ms": {"type": "integer"}, "count": {"type": "integer"},
+                "event_types": {"type": "array", "items": {"type": "string"}}}})},
+            "responses": {"202": _status("the worker reads the event logs at its next pass"),
+                          "401": _error("missing, wrong or stale signature, or no KEYBRIDGE_NUDGE_SECRET (nothing stored)"),
+                          "413": _error("body over 4096 bytes")}}},
         "/healthz": {"get": {"tags": ["health"], "summary": "Liveness: the process answers", "operationId": "healthz",
                              "responses": {"200": _status("alive")}}},
         "/readyz": {"get": {"tags": ["health"], "summary": "Readiness: the database answers, Keycloak accepts the adapter's credential, a worker ran within a minute",

@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, org_admins, outbox, reconcile, tasks  # noqa: F401  (reconcile: registers its job)
+from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, nudges, org_admins, outbox, reconcile, tasks  # noqa: F401  (reconcile: registers its job)
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity, records
 from .keycloak import CredentialError
@@ -35,6 +35,7 @@ class Worker:
         # "now" means when the worker started, not its first poll
         keycloak_events.ensure_cursor(kb, keycloak_events.CURSOR)
         keycloak_events.ensure_cursor(kb, admin_events.CURSOR)
+        self._nudge_seen = nudges.latest(kb.db)
 
     def run_jobs(self) -> int:
         """Make dead letters of jobs that kept crashing the worker, then run up to `batch` due jobs,
@@ -168,8 +169,17 @@ class Worker:
         return (access.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
                 + records.schedule_sweep(self.kb))
 
+    def nudged(self) -> bool:
+        """True once per nudge from Keycloak's extension since the last pass (adapter/nudges.py)."""
+        latest = nudges.latest(self.kb.db)
+        if latest != self._nudge_seen:
+            self._nudge_seen = latest
+            return True
+        return False
+
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""
+        force_poll = self.nudged() or force_poll
         done = (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
                 + self.deliver())
         self.heartbeat()

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import crm
+from . import crm, keycloak_nudge
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(crm.bp)
+    app.register_blueprint(keycloak_nudge.bp)
