@@ -99,6 +99,7 @@ class Settings:
     outbox_retry_window_seconds: int = 24 * 3600
     retry_max_delay_seconds: int = 300
     portal_enabled: bool = True
+    dashboard_enabled: bool = True
     session_secret: str = ""
     session_cookie_secure: bool = True
     portal_session_seconds: int = 8 * 3600
