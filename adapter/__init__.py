@@ -9,7 +9,7 @@ from .config import Settings
 
 def create_app(config: dict | None = None) -> Flask:
     """The web application. `config` may hold KEYBRIDGE_SETTINGS (a Settings) or Flask keys."""
-    from . import api, errors, logs, metrics, portal, webhooks
+    from . import api, dashboard, errors, logs, metrics, portal, webhooks
     from .runtime import Keybridge
 
     app = Flask(__name__)
@@ -29,5 +29,6 @@ def create_app(config: dict | None = None) -> Flask:
     webhooks.init_app(app)
     api.init_app(app)
     portal.init_app(app)
+    dashboard.init_app(app)
     metrics.init_app(app)
     return app
