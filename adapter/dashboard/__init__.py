@@ -1,7 +1,8 @@
 """The operator dashboard: how Keybridge is doing, and the operator's decisions, in a browser.
 
 `/dashboard/`, behind the same Keycloak login as the org admin page (web_login.py), for
-people with the realm role `keybridge-operator` (checked with Keycloak on every request; org
+people with the realm role `keybridge-operator` (directly or through a group; checked with
+Keycloak on every request; org
 admins have /portal/ instead). It shows the funnel invited -> registered -> active over time,
 overall and per account (funnel.py, charts.py), the registrations waiting for approval with
 approve and reject (stored as a `registration.decided` operator event, exactly like the
@@ -58,7 +59,7 @@ def _operator() -> dict | None:
         return None
     kb = _kb()
     user = kb.keycloak.get_user(user_id)
-    if not user or not user.get("enabled", True) or OPERATOR_ROLE not in kb.keycloak.user_realm_roles(user_id):
+    if not user or not user.get("enabled", True) or OPERATOR_ROLE not in kb.keycloak.user_effective_realm_roles(user_id):
         raise Refused(f"This page is for Keybridge operators (realm role {OPERATOR_ROLE}). Organization admins manage "
                       "their people on /portal/; a Keycloak administrator can give you the operator role.", 403)
     return user

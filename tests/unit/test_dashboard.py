@@ -162,6 +162,9 @@ def test_an_org_admin_is_refused_and_losing_the_role_closes_the_page_at_once(cli
     assert other.get("/dashboard/").status_code == 200
     keycloak.user_roles[world["operator"]].discard("keybridge-operator")
     assert other.get("/dashboard/").status_code == 403
+    keycloak.group_roles = {"operators": {"keybridge-operator"}}  # the role through a group counts too
+    keycloak.user_groups = {world["operator"]: {"operators"}}
+    assert other.get("/dashboard/").status_code == 200
 
 
 def test_a_bad_period_is_refused_naming_the_choices(client, keycloak, world):
