@@ -69,9 +69,9 @@ def _actor(user: dict) -> dict:
     return {"actor": user.get("email") or user.get("username"), "actor_user_id": user["id"], "via": "dashboard"}
 
 
-def _rate(series: funnel.Series) -> str:
-    invited = series.totals["invited"]
-    return f"{round(100 * series.totals['registered'] / invited)} %" if invited else "–"
+def _when(iso: str | None) -> str:
+    """'2026-11-30T07:32:56.334307Z' -> '2026-11-30 07:32:56' (the page says times are UTC)."""
+    return iso[:19].replace("T", " ") if iso else ""
 
 
 @bp.get("/")
@@ -96,7 +96,7 @@ def home():
     chart = charts.funnel_chart(shown, f"Funnel per day, {label}, last {days} days", "funnel-chart")
     return render_template_string(
         DASHBOARD_PAGE, operator=operator, csrf=web_login.csrf_token(), days=days, account=account, funnel=numbers,
-        shown=shown, chart=chart, label=label, stages=funnel.STAGES, rate=_rate,
+        shown=shown, chart=chart, label=label, stages=funnel.STAGES, when=_when,
         pending=self_service.pending_registrations(kb, "pending"), accounts=accounts,
         crm_roles=sorted(kb.roles.crm_roles), dead=dead_letters.list_all(kb.db),
         batches=[batches.batch_status(kb, b, 0, 0) for b in batch_ids],

@@ -28,6 +28,8 @@ _HEAD = """<!doctype html>
  a { color: var(--kb-accent); }
  progress { width: 10rem; }
  code { font-size: .9em; }
+ td.when { white-space: nowrap; }
+ td { overflow-wrap: anywhere; }
 </style></head><body>
 """
 
@@ -65,18 +67,17 @@ DASHBOARD_PAGE = _HEAD.replace("{{ title }}", "Keybridge operations") + """
  {{ chart }}
  <p class="muted">Invited: invitations sent. Registered: invitations accepted and self-registrations.
   Active: people Keybridge invited or registered who logged in (each person once over the period).
+  Registered can exceed invited: self-registrations, and invitations sent before the period.
   Days are UTC, {{ funnel.start }} to {{ funnel.end }}.</p>
  <table id="funnel-totals">
   <caption class="muted">Totals for the period</caption>
-  <thead><tr><th>Account</th><th class="n">Invited</th><th class="n">Registered</th><th class="n">Active</th><th class="n">Registered of invited</th></tr></thead>
+  <thead><tr><th>Account</th><th class="n">Invited</th><th class="n">Registered</th><th class="n">Active</th></tr></thead>
   <tbody>
    <tr data-account=""><th scope="row"><a href="{{ url_for('dashboard.home', days=days) }}">All accounts</a></th>
-    {% for stage in stages %}<td class="n" data-stage="{{ stage }}">{{ funnel.overall.totals[stage] }}</td>{% endfor %}
-    <td class="n">{{ rate(funnel.overall) }}</td></tr>
+    {% for stage in stages %}<td class="n" data-stage="{{ stage }}">{{ funnel.overall.totals[stage] }}</td>{% endfor %}</tr>
    {% for a, series in funnel.accounts.items() %}
    <tr data-account="{{ a }}"><th scope="row"><a href="{{ url_for('dashboard.home', days=days, account=a) }}">{{ funnel.names.get(a, a) }}</a> <span class="muted">{{ a }}</span></th>
-    {% for stage in stages %}<td class="n" data-stage="{{ stage }}">{{ series.totals[stage] }}</td>{% endfor %}
-    <td class="n">{{ rate(series) }}</td></tr>
+    {% for stage in stages %}<td class="n" data-stage="{{ stage }}">{{ series.totals[stage] }}</td>{% endfor %}</tr>
    {% endfor %}
   </tbody>
  </table>
@@ -95,7 +96,7 @@ DASHBOARD_PAGE = _HEAD.replace("{{ title }}", "Keybridge operations") + """
   <thead><tr><th>Email</th><th>Company</th><th>Registered</th><th>Decision</th></tr></thead>
   <tbody>{% for r in pending %}
    <tr data-email="{{ r.email }}">
-    <td>{{ r.email }}</td><td>{{ r.company or "" }}</td><td>{{ r.registered_at }}</td>
+    <td>{{ r.email }}</td><td>{{ r.company or "" }}</td><td class="when">{{ when(r.registered_at) }}</td>
     <td>
      <form method="post" action="{{ url_for('dashboard.decide', user_id=r.user_id) }}" class="approve">
       <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="decision" value="approved">
@@ -125,7 +126,7 @@ DASHBOARD_PAGE = _HEAD.replace("{{ title }}", "Keybridge operations") + """
   <thead><tr><th>Kind</th><th>What</th><th class="n">Attempts</th><th>Last error</th><th>Since</th><th></th></tr></thead>
   <tbody>{% for d in dead %}
    <tr data-kind="{{ d.kind }}" data-id="{{ d.id }}">
-    <td>{{ d.kind }}</td><td>{{ d.what }}</td><td class="n">{{ d.attempts }}</td><td>{{ d.error or "" }}</td><td>{{ d.since or "" }}</td>
+    <td>{{ d.kind }}</td><td>{{ d.what }}</td><td class="n">{{ d.attempts }}</td><td>{{ d.error or "" }}</td><td class="when">{{ when(d.since) }}</td>
     <td><form method="post" action="{{ url_for('dashboard.replay', kind=d.kind, item_id=d.id) }}" class="inline">
      <input type="hidden" name="csrf" value="{{ csrf }}">
      <button type="submit" class="primary" aria-label="Replay {{ d.kind }} {{ d.id }}">Replay</button></form></td>
@@ -141,7 +142,7 @@ DASHBOARD_PAGE = _HEAD.replace("{{ title }}", "Keybridge operations") + """
   <thead><tr><th>Batch</th><th>Received</th><th>Progress</th><th>Outcomes</th><th>Status</th></tr></thead>
   <tbody>{% for b in batches %}
    <tr data-batch="{{ b.batch_id }}">
-    <td>{{ b.batch_id }}</td><td>{{ b.created_at }}</td>
+    <td>{{ b.batch_id }}</td><td class="when">{{ when(b.created_at) }}</td>
     <td><progress max="{{ b.total }}" value="{{ b.done }}" aria-label="Batch {{ b.batch_id }}: {{ b.done }} of {{ b.total }} done">{{ b.done }} of {{ b.total }}</progress>
      {{ b.done }} of {{ b.total }}</td>
     <td>{% for outcome, n in b.counts|dictsort %}{{ outcome }}: {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
@@ -153,10 +154,11 @@ DASHBOARD_PAGE = _HEAD.replace("{{ title }}", "Keybridge operations") + """
 
 <section id="audit" aria-labelledby="audit-heading">
  <h2 id="audit-heading">Recent changes (audit)</h2>
+ <p class="muted">Times are UTC.</p>
  <table>
   <thead><tr><th>When</th><th>Action</th><th>Subject</th><th>Cause</th></tr></thead>
   <tbody>{% for e in audit %}
-   <tr><td>{{ e.at }}</td><td>{{ e.action }}</td><td>{{ e.subject }}</td><td>{{ e.cause }}</td></tr>
+   <tr><td class="when">{{ when(e.at) }}</td><td>{{ e.action }}</td><td>{{ e.subject }}</td><td>{{ e.cause }}</td></tr>
   {% else %}<tr><td colspan="4">Nothing yet.</td></tr>{% endfor %}</tbody>
  </table>
 </section>
