@@ -29,7 +29,7 @@ _HEAD = """<!doctype html>
  progress { width: 10rem; }
  code { font-size: .9em; }
  td.when { white-space: nowrap; }
- td { overflow-wrap: anywhere; }
+ td { overflow-wrap: break-word; } td.nowrap { white-space: nowrap; }
 </style></head><body>
 """
 
@@ -158,7 +158,7 @@ DASHBOARD_PAGE = _HEAD.replace("{{ title }}", "Keybridge operations") + """
  <table>
   <thead><tr><th>When</th><th>Action</th><th>Subject</th><th>Cause</th></tr></thead>
   <tbody>{% for e in audit %}
-   <tr><td class="when">{{ when(e.at) }}</td><td>{{ e.action }}</td><td>{{ e.subject }}</td><td>{{ e.cause }}</td></tr>
+   <tr><td class="when">{{ when(e.at) }}</td><td class="nowrap">{{ e.action }}</td><td>{{ e.subject }}</td><td>{{ e.cause }}</td></tr>
   {% else %}<tr><td colspan="4">Nothing yet.</td></tr>{% endfor %}</tbody>
  </table>
 </section>
