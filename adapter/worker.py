@@ -13,9 +13,10 @@ import logging
 import signal
 import time
 
-from . import admin_events, delegation, jobs, keycloak_events, logs, metrics, outbox
+from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, outbox
 from .errors import PermanentError, RetryableError
-from .handlers import TASKS, access, activity
+from .handlers import TASKS, access, activity, records
+from .keycloak import CredentialError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class Worker:
             if status == "dead" and task is not None and task.on_dead is not None:
                 task.on_dead(self.kb, job, exc)
             metrics.JOBS_RUN.labels(job.kind, "dead" if status == "dead" else "retry").inc()
-            level = logging.WARNING if status == "dead" else logging.INFO
+            # a refused credential is retried (nothing is lost once it is fixed) but never quietly
+            level = logging.ERROR if isinstance(exc, CredentialError) else logging.WARNING if status == "dead" else logging.INFO
             log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
             return
         with self.kb.db.session() as session:
@@ -89,7 +91,7 @@ class Worker:
         try:
             return keycloak_events.poll(self.kb)
         except RetryableError as exc:
-            log.info("Keycloak event log not readable yet: %s", exc)
+            log.log(logging.ERROR if isinstance(exc, CredentialError) else logging.INFO, "Keycloak event log not readable yet: %s", exc)
             return 0
 
     def poll_admin_events(self, force: bool = False) -> int:
@@ -101,7 +103,7 @@ class Worker:
         try:
             return admin_events.poll(self.kb) + delegation.settle_invitations(self.kb)
         except (RetryableError, PermanentError) as exc:
-            log.info("Keycloak admin event log not readable yet: %s", exc)
+            log.log(logging.ERROR if isinstance(exc, CredentialError) else logging.INFO, "Keycloak admin event log not readable yet: %s", exc)
             return 0
 
     def deliver(self) -> int:
@@ -112,8 +114,10 @@ class Worker:
         return counts["delivered"] + counts["dead"]
 
     def schedule(self) -> int:
-        """Queue what is due by the clock alone (contracts whose end date passed)."""
-        return access.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
+        """Queue what is due by the clock alone (contracts whose end date passed, the activity report,
+        the sweep that converges every CRM record again)."""
+        return (access.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
+                + records.schedule_sweep(self.kb))
 
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""
@@ -133,6 +137,7 @@ class Worker:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         metrics.serve_worker_metrics(self.kb.db, self.kb.settings.worker_metrics_port)
         log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
+        health.log_startup_problems(self.kb, "worker")
         while not self._stop:
             try:
                 busy = self.run_once(force_poll=False)

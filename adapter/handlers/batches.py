@@ -6,6 +6,8 @@ the CRM receives `invitation.batch_completed` with the counts per outcome.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 
 from .. import outbox, tasks
@@ -17,7 +19,7 @@ from . import audit, invitations
 
 
 @tasks.crm_event("invitations.batch_requested", schema=BatchRequestedSchema, ordering_key=lambda d: f"batch:{d['batch_id']}")
-def handle_batch_requested(kb, data: dict, cause: str) -> str:
+def handle_batch_requested(kb, data: dict, cause: str, crm_time=None) -> str:
     """Record the batch and queue its items; a batch_id seen before queues nothing."""
     batch_id = data["batch_id"]
     with kb.db.session() as session:
@@ -28,6 +30,8 @@ def handle_batch_requested(kb, data: dict, cause: str) -> str:
             crm_id = item.get("contact_id") or item.get("lead_id")
             session.add(BatchItem(batch_id=batch_id, idx=idx, kind=item["kind"], crm_id=crm_id, email=item["email"]))
             raw = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in item.items()}
+            if crm_time is not None:  # each item is its record's state as of the batch's time
+                raw["crm_time"] = crm_time.isoformat()
             tasks.enqueue(session, "batch_item", f"{batch_id}:{idx}", payload=raw)
         audit.record(session, "batch.queued", f"batch:{batch_id}", cause, {"items": len(data["items"])})
     return f"queued {len(data['items'])}"
@@ -50,11 +54,13 @@ def run_batch_item(kb, job) -> str:
     batch_id, idx = job.ref.rsplit(":", 1)
     item = dict(job.payload)
     kind = item.pop("kind")
+    crm_time = item.pop("crm_time", None)
+    crm_time = datetime.fromisoformat(crm_time) if crm_time else None
     schema = ContactInviteSchema() if kind == "contact" else LeadInviteSchema()
     data = schema.load(item)
     cause = f"batch {batch_id} item {idx}"
     try:
-        outcome = (invitations.invite_contact if kind == "contact" else invitations.invite_lead)(kb, data, cause)
+        outcome = (invitations.invite_contact if kind == "contact" else invitations.invite_lead)(kb, data, cause, crm_time=crm_time)
     except PermanentError as exc:
         settle_item(kb, batch_id, int(idx), "failed", str(exc))
         return "failed"

@@ -4,6 +4,10 @@
   email of a pending contact invitation: the contact registered or joined.
 - UPDATE_PASSWORD / UPDATE_CREDENTIAL by a user with a pending lead invitation: the
   lead chose a password through the invitation link, i.e. registered.
+
+A registration (or verified email) is a fact about the person: their access converges to
+the desired state (convergence.converge_person). A registration through the invitation
+of a contact whose newest CRM state is `left` is refused: it ends with no access.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from sqlalchemy import or_, select
 
 from .. import tasks
 from ..models import Invitation
-from . import invitations, self_service
+from . import contacts, convergence, invitations, records, self_service
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,11 @@ def handle_keycloak_event(kb, event: dict) -> str:
             if kind == "REGISTER":
                 return self_service.self_registered(kb, user_id, details, when, cause)
             return "no_invitation"
+        contact_id = invitations.contact_of_invitation(kb, inv_id)
+        if records.contact_left(kb, contact_id):  # the CRM said they left before the registration was read
+            return contacts.refuse_registration(kb, inv_id, user_id, contact_id, cause)
         invitations.complete_contact_registration(kb, inv_id, user_id, cause, when)
+        convergence.converge_person(kb, user_id, cause)
         return "registered"
     if kind in LEAD_REGISTRATION_TYPES:
         with kb.db.session() as session:
@@ -55,7 +63,10 @@ def handle_keycloak_event(kb, event: dict) -> str:
         invitations.complete_lead_registration(kb, inv_id, user_id, cause, when)
         return "registered"
     if kind == "VERIFY_EMAIL":
-        return self_service.email_verified(kb, user_id, cause)
+        outcome = self_service.email_verified(kb, user_id, cause)
+        if outcome != "user_gone":
+            convergence.converge_person(kb, user_id, cause)
+        return outcome
     if kind in ("UPDATE_PROFILE", "UPDATE_EMAIL"):
         return self_service.profile_updated(kb, event, cause)
     return "ignored"

@@ -176,6 +176,14 @@ class FakeKeycloak:
         self.emails.append({"kind": "org_invite_resend", "to": invitation["email"], "organization_id": org_id, "invitation_id": invitation_id})
 
     @_kc
+    def delete_organization_invitation(self, org_id: str, invitation_id: str) -> bool:
+        invitation = self.invitations.get(invitation_id)
+        if invitation is None or invitation["organizationId"] != org_id:
+            return False
+        del self.invitations[invitation_id]
+        return True
+
+    @_kc
     def invite_existing_member(self, org_id: str, user_id: str) -> None:
         self._require_org(org_id)
         user = self.users.get(user_id)
@@ -216,6 +224,14 @@ class FakeKeycloak:
 
     def warm_up(self) -> None:
         pass
+
+    #: set to a CredentialError (or RetryableError) to make the token request fail, as a wrong secret does
+    token_refusal: Exception | None = None
+
+    def check_credentials(self) -> None:
+        """The adapter's token request: raises `token_refusal` when set."""
+        if self.token_refusal is not None:
+            raise self.token_refusal
 
     def _require_org(self, org_id: str) -> None:
         if org_id not in self.organizations:
