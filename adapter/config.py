@@ -111,6 +111,7 @@ class Settings:
     job_max_crashes: int = 3
     worker_threads: int = 0  # 0: 4 on PostgreSQL, 1 on SQLite
     portal_enabled: bool = True
+    dashboard_enabled: bool = True
     session_secret: str = ""
     session_cookie_secure: bool = True
     portal_session_seconds: int = 8 * 3600

@@ -2,9 +2,9 @@
 the outbox of identity events, the Keycloak event cursor, the audit trail and the desired state of CRM records."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import Base, utcnow
@@ -203,6 +203,16 @@ class LoginActivity(Base):
     last_login_at: Mapped[datetime] = mapped_column(DateTime)
     logins_since_report: Mapped[int] = mapped_column(Integer, default=0)
     last_reported_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class DailyLogin(Base):
+    """Logins per user and day (UTC), counted from Keycloak's event log with LoginActivity:
+    who was active on a day, for the operator dashboard's funnel."""
+
+    __tablename__ = "daily_logins"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    logins: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class OrgAdminInvitation(Base):

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document served at /openapi.json, generated with apispec from the marshmallow
 schemas the endpoints load: the CRM webhook (one envelope per inbound type), the operator API
-(bearer token, query parameters from api.py's *Query schemas), health, the portal's pages,
+(bearer token, query parameters from api.py's *Query schemas), health, the portal's and the dashboard's pages,
 the error body, and the outbound identity events as `webhooks`.
 
 tests/unit/test_openapi.py checks that every route of the app is here and that the document
@@ -247,6 +247,44 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
             **portal_session, "summary": "Remove someone from the organization", "operationId": "portalRemove",
             "parameters": [_path_param("user_id", "a member's Keycloak id")],
             "requestBody": csrf_form, "responses": {"302": {"description": "back to the page"}, "403": {"description": "refused", **html}}}},
+        **_dashboard_paths(html, csrf_form),
+    }
+
+
+def _dashboard_paths(html: dict, csrf_form: dict) -> dict[str, dict]:
+    """The operator dashboard (adapter/dashboard/): HTML behind the Keycloak login, realm role keybridge-operator."""
+    session = {"tags": ["dashboard"], "security": [{"portalSession": []}]}
+    refused = {"description": "refused (the page says why and what to do)", **html}
+    return {
+        "/dashboard/login": {"get": {"tags": ["dashboard"], "summary": "Start the operator's Keycloak login", "operationId": "dashboardLogin",
+                                     "responses": {"302": {"description": "to Keycloak"}}}},
+        "/dashboard/callback": {"get": {"tags": ["dashboard"], "summary": "Keycloak's redirect back (authorization code, PKCE)",
+                                        "operationId": "dashboardCallback", "responses": {"302": {"description": "to the dashboard"},
+                                                                                          "400": {"description": "bad state or code", **html}}}},
+        "/dashboard/logout": {"post": {**session, "summary": "End the sign-in (every copy of the cookie), then Keycloak's",
+                                       "operationId": "dashboardLogout", "requestBody": csrf_form,
+                                       "responses": {"302": {"description": "to Keycloak's end-session endpoint"},
+                                                     "200": {"description": "signed out here", **html}}}},
+        "/dashboard/signed-out": {"get": {"tags": ["dashboard"], "summary": "Where Keycloak's logout comes back to",
+                                          "operationId": "dashboardSignedOut", "responses": {"200": {"description": "signed out", **html}}}},
+        "/dashboard/": {"get": {**session, "summary": "Funnel, pending registrations, dead letters, batches, audit (operators only)",
+                                "operationId": "dashboardHome",
+                                "parameters": [{"name": "days", "in": "query", "schema": {"type": "integer", "enum": [7, 30, 90]},
+                                                "description": "the funnel's period (default 30)"},
+                                               {"name": "account", "in": "query", "schema": {"type": "string"},
+                                                "description": "one CRM account's funnel instead of all"}],
+                                "responses": {"200": {"description": "the page", **html}, "302": {"description": "to the login"},
+                                              "400": refused, "403": refused}}},
+        "/dashboard/registrations/{user_id}/decision": {"post": {
+            **session, "summary": "Approve or reject a pending registration (stored as registration.decided, audited)",
+            "operationId": "dashboardDecide", "parameters": [_path_param("user_id", "the Keycloak user id")],
+            "requestBody": csrf_form, "responses": {"302": {"description": "back to the dashboard"}, "400": refused, "403": refused,
+                                                    "404": refused, "409": refused}}},
+        "/dashboard/dead-letters/{kind}/{id}/replay": {"post": {
+            **session, "summary": "Queue one dead letter again (audited)", "operationId": "dashboardReplay",
+            "parameters": [_path_param("kind", "job or outbound", enum=["job", "outbound"]), _path_param("id", "the id on the page")],
+            "requestBody": csrf_form, "responses": {"302": {"description": "back to the dashboard"}, "400": refused, "403": refused,
+                                                    "404": refused, "409": refused}}},
     }
 
 
@@ -290,7 +328,8 @@ def openapi_document() -> dict:
     document["tags"] = [{"name": "webhooks", "description": "inbound CRM events"},
                         {"name": "operator", "description": "the operator API (bearer token)"},
                         {"name": "health"}, {"name": "documentation"},
-                        {"name": "portal", "description": "the org admins' page (HTML, Keycloak login)"}]
+                        {"name": "portal", "description": "the org admins' page (HTML, Keycloak login)"},
+                        {"name": "dashboard", "description": "the operators' dashboard (HTML, Keycloak login, realm role keybridge-operator)"}]
     return document
 
 

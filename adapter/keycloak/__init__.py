@@ -475,6 +475,11 @@ class KeycloakGateway:
     def user_realm_roles(self, user_id: str) -> set[str]:
         return {r["name"] for r in self.admin.get_realm_roles_of_user(keycloak_id(user_id, "user_id"))}
 
+    @keycloak_call("read a user's effective realm roles")
+    def user_effective_realm_roles(self, user_id: str) -> set[str]:
+        """The realm roles the user holds directly, through groups or through composite roles."""
+        return {r["name"] for r in self.admin.get_composite_realm_roles_of_user(keycloak_id(user_id, "user_id"))}
+
     @keycloak_call("assign realm roles")
     def ensure_realm_roles(self, user_id: str, wanted: set[str], managed: set[str] | None = None) -> tuple[set[str], set[str]]:
         """Give the user every role in `wanted`; take away roles in `managed` that are not wanted.

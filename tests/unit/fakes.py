@@ -386,6 +386,13 @@ class FakeKeycloak:
         return set(self.user_roles.get(user_id, set()))
 
     @_kc
+    def user_effective_realm_roles(self, user_id: str) -> set[str]:
+        """Direct roles plus the groups' roles of the user (`group_roles`: group -> roles, `user_groups`: user -> groups)."""
+        groups = self.__dict__.setdefault("user_groups", {}).get(user_id, set())
+        inherited = {r for g in groups for r in self.__dict__.setdefault("group_roles", {}).get(g, set())}
+        return set(self.user_roles.get(user_id, set())) | inherited
+
+    @_kc
     def ensure_realm_roles(self, user_id: str, wanted: set[str], managed: set[str] | None = None) -> tuple[set[str], set[str]]:
         if user_id not in self.users:
             raise PermanentError(f"Keycloak refused to assign realm roles (404): {user_id}")
