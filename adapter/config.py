@@ -49,6 +49,28 @@ class Settings:
     job_retry_window_seconds: int = 24 * 3600
     outbox_retry_window_seconds: int = 24 * 3600
     retry_max_delay_seconds: int = 300
+    # CRM vendors (README "CRM vendors"): inbound dialects and outbound connectors
+    vendor_mapping_dir: str = ""
+    vendor_max_age_seconds: int = 24 * 3600
+    hubspot_client_secret: str = ""
+    hubspot_webhook_url: str = ""
+    hubspot_access_token: str = ""
+    hubspot_api_url: str = "https://api.hubapi.com"
+    salesforce_organization_ids: list[str] = field(default_factory=list)
+    salesforce_instance_url: str = ""
+    salesforce_access_token: str = ""
+    salesforce_username: str = ""
+    salesforce_password: str = ""
+    salesforce_security_token: str = ""
+    salesforce_consumer_key: str = ""
+    salesforce_consumer_secret: str = ""
+    salesforce_domain: str = "login"
+    salesforce_api_version: str = "59.0"
+    dynamics_secrets: list[str] = field(default_factory=list)
+    pipedrive_username: str = ""
+    pipedrive_password: str = ""
+    espocrm_webhooks: list[str] = field(default_factory=list)
+    connector: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -90,5 +112,10 @@ class Settings:
                 raise ConfigError("KEYBRIDGE_WEBHOOK_SECRETS: each secret must look like whsec_<base64>, as in the Standard Webhooks spec")
         if self.crm_events_secret and not self.crm_events_secret.startswith("whsec_"):
             raise ConfigError("KEYBRIDGE_CRM_EVENTS_SECRET must look like whsec_<base64>")
+        if self.connector not in ("", "generic", "hubspot", "salesforce"):
+            raise ConfigError("KEYBRIDGE_CONNECTOR must be generic, hubspot or salesforce (or unset: generic when KEYBRIDGE_CRM_EVENTS_URL is set)")
+        for entry in self.espocrm_webhooks:
+            if entry.count(":") < 2:
+                raise ConfigError("KEYBRIDGE_ESPOCRM_WEBHOOKS: each entry is WEBHOOK_ID:EVENT:SECRET_KEY (e.g. 6571a0c1d2:Contact.update:1f0e...), as shown at Administration > Webhooks")
         if self.events_start not in ("beginning", "now"):
             raise ConfigError("KEYBRIDGE_EVENTS_START must be 'beginning' or 'now'")

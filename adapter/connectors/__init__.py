@@ -59,9 +59,8 @@ def get(key: str) -> type[Connector]:
 
 
 def from_settings(settings) -> Connector | None:
-    """The connector the settings ask for, or None when no CRM endpoint is configured."""
-    from . import generic  # noqa: F401  (registers itself)
+    """The connector KEYBRIDGE_CONNECTOR names (generic when only KEYBRIDGE_CRM_EVENTS_URL is set), or None."""
+    from . import generic, hubspot, salesforce  # noqa: F401  (they register themselves)
 
-    if settings.crm_events_url:
-        return get("generic").from_settings(settings)
-    return None
+    key = settings.connector or ("generic" if settings.crm_events_url else "")
+    return get(key).from_settings(settings) if key else None

@@ -32,6 +32,10 @@ def run_job(kb, job) -> str:
         return activity.run_report(kb, job)
     if job.kind == "contract_expiry":
         return access.handle_contract_expiry(kb, job.payload)
+    if job.kind == "hubspot_fetch":
+        from ..webhooks import hubspot  # a vendor dialect's worker step (reads the record a thin event names)
+
+        return hubspot.fetch_and_translate(kb, job.ref)
     if job.kind == "keycloak_admin_event":
         from .. import admin_events  # imports delegation, which imports this package
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import crm
+from . import crm, dialects, dynamics, espocrm, hubspot, pipedrive, salesforce  # noqa: F401  (dialects register themselves)
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(crm.bp)
+    app.register_blueprint(dialects.bp)

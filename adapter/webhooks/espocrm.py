@@ -1,0 +1,69 @@
+"""`POST /webhooks/espocrm`: EspoCRM webhooks.
+
+Each EspoCRM webhook has one event (Contact.create, Contact.update, Account.update,
+Lead.create ...) and its own secret key; records of one webhook come batched in a
+JSON array. `Signature` = base64(webhook id + ":" + hex HMAC-SHA256(payload, secret
+key)). KEYBRIDGE_ESPOCRM_WEBHOOKS lists each webhook as WEBHOOK_ID:EVENT:SECRET_KEY,
+so the signature says which webhook (and so which event) a delivery is. EspoCRM
+sends no delivery id or time: a change is identified by webhook, record and its
+`modifiedAt` (or, without one, the record's content), so a redelivery is a duplicate.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from datetime import datetime, timezone
+
+from ..errors import ApiError
+from . import dialects
+from .dialects import Change, Dialect, parse_time
+
+
+@dialects.register
+class EspoCrm(Dialect):
+    key = "espocrm"
+    name = "EspoCRM webhooks"
+
+    def authenticate(self, settings, req, body: bytes) -> dict:
+        hooks = {}
+        for entry in settings.espocrm_webhooks:
+            hook_id, event, secret = entry.split(":", 2)
+            hooks[hook_id] = (event, secret)
+        if not hooks:
+            raise ApiError(401, "KEYBRIDGE_ESPOCRM_WEBHOOKS is not set (WEBHOOK_ID:EVENT:SECRET_KEY per webhook); every EspoCRM delivery is refused until it is.")
+        signature = req.headers.get("Signature")
+        if not signature:
+            raise ApiError(401, "Not a signed EspoCRM delivery: EspoCRM 9+ sends the Signature header.", {"Signature": ["Missing header."]})
+        try:
+            hook_id, _, digest = base64.b64decode(signature, validate=True).decode("ascii").partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise ApiError(401, "Signature is not base64 of WEBHOOK_ID:HMAC.", {"Signature": ["Malformed."]}) from None
+        event, secret = hooks.get(hook_id, ("", ""))
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected.encode(), digest.encode()) or not event:
+            raise ApiError(401, "Signature does not match: check the webhook's id and secret key in KEYBRIDGE_ESPOCRM_WEBHOOKS "
+                                "(Administration > Webhooks).", {"Signature": ["No valid signature."]})
+        return {"webhook_id": hook_id, "event": event}
+
+    def parse(self, settings, req, body: bytes, sender: dict) -> list:
+        records = dialects.json_body(body, "EspoCRM")
+        if not isinstance(records, list):
+            raise ApiError(400, "An EspoCRM delivery is a JSON array of records.")
+        entity, _, event = sender["event"].partition(".")
+        action = "create" if event == "create" else "delete" if event == "delete" else "update"
+        changes = []
+        for i, record in enumerate(records):
+            if not isinstance(record, dict) or not record.get("id"):
+                raise ApiError(400, f"Record {i} has no id.", {f"[{i}].id": ["Missing."]})
+            stamp = record.get("modifiedAt") or record.get("createdAt")
+            version = stamp or hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]
+            fields = set(record) - {"id"} if action == "update" else None
+            if event.startswith("fieldUpdate"):
+                fields = {event.split(".", 1)[1]} if "." in event else fields
+            changes.append(Change(event_id=f"{sender['webhook_id']}:{record['id']}:{version}", object=entity, record_id=str(record["id"]),
+                                  occurred_at=parse_time(stamp) or datetime.now(timezone.utc), attributes=record,
+                                  action=action, changed=fields))
+        return changes

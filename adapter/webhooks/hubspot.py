@@ -1,0 +1,146 @@
+"""`POST /webhooks/hubspot`: HubSpot app webhooks (signature v3).
+
+HubSpot sends a JSON array of up to 100 thin events (an object id and, for a
+property change, the one property that changed), signed with
+`X-HubSpot-Signature-v3` = base64(HMAC-SHA256(client secret, method + URI + body +
+X-HubSpot-Request-Timestamp)); a timestamp more than 5 minutes away is refused.
+The thin events are stored as they are (the webhook answers at once); the job
+`hubspot_fetch` reads the whole record through the HubSpot API and translates it.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import time
+from urllib.parse import unquote
+
+from ..errors import ApiError
+from ..jobs import PermanentError
+from ..models import InboundEvent
+from . import dialects
+from .dialects import Change, Deferred, Dialect, Ignored, occurred
+
+log = logging.getLogger(__name__)
+
+TOLERANCE_MS = 5 * 60 * 1000
+MAX_EVENTS = 100
+OBJECT_TYPES = {"0-1": "contact", "0-2": "company"}  # objectTypeId of the generic object.* subscriptions
+HANDLED = {"creation", "propertyChange", "deletion", "restore"}
+
+
+@dialects.register
+class HubSpot(Dialect):
+    key = "hubspot"
+    name = "HubSpot app webhooks (v3 signatures)"
+
+    def authenticate(self, settings, req, body: bytes) -> dict:
+        signature = req.headers.get("X-HubSpot-Signature-v3")
+        timestamp = req.headers.get("X-HubSpot-Request-Timestamp")
+        missing = {h: ["Missing header."] for h, v in (("X-HubSpot-Signature-v3", signature), ("X-HubSpot-Request-Timestamp", timestamp)) if not v}
+        if missing:
+            raise ApiError(401, "Not a signed HubSpot delivery: the app's webhooks send X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp.", missing)
+        if not settings.hubspot_client_secret:
+            raise ApiError(401, "KEYBRIDGE_HUBSPOT_CLIENT_SECRET is not set (the app's client secret); every HubSpot delivery is refused until it is.")
+        try:
+            stamp = int(timestamp)
+        except ValueError:
+            raise ApiError(401, "X-HubSpot-Request-Timestamp must be Unix milliseconds.", {"X-HubSpot-Request-Timestamp": ["Not an integer."]}) from None
+        if abs(time.time() * 1000 - stamp) > TOLERANCE_MS:
+            raise ApiError(401, "X-HubSpot-Request-Timestamp is more than 5 minutes away from the adapter's clock: a stale or replayed delivery is refused.",
+                           {"X-HubSpot-Request-Timestamp": ["Outside the 5-minute window."]})
+        uri = settings.hubspot_webhook_url or req.url
+        expected = v3_signature(settings.hubspot_client_secret, req.method, uri, body, timestamp)
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
+            raise ApiError(401, "X-HubSpot-Signature-v3 does not match: check KEYBRIDGE_HUBSPOT_CLIENT_SECRET (the app's client secret) and, "
+                                "behind a proxy, KEYBRIDGE_HUBSPOT_WEBHOOK_URL (the target URL exactly as configured in HubSpot).",
+                           {"X-HubSpot-Signature-v3": ["No valid signature."]})
+        return {}
+
+    def parse(self, settings, req, body: bytes, sender: dict) -> list:
+        events = dialects.json_body(body, "HubSpot")
+        if not isinstance(events, list):
+            raise ApiError(400, "A HubSpot delivery is a JSON array of events.")
+        if len(events) > MAX_EVENTS:
+            raise ApiError(400, f"HubSpot sends at most {MAX_EVENTS} events per delivery; this one has {len(events)}.")
+        items = []
+        for i, event in enumerate(events):
+            if not isinstance(event, dict) or "eventId" not in event or "subscriptionType" not in event:
+                raise ApiError(400, f"Event {i} is not a HubSpot webhook event (eventId, subscriptionType, objectId, occurredAt).",
+                               {f"[{i}]": ["Needs eventId and subscriptionType."]})
+            items.append(self._item(event, i))
+        return items
+
+    def _item(self, event: dict, index: int):
+        event_id = str(event["eventId"])
+        obj, _, action = str(event["subscriptionType"]).partition(".")
+        if obj == "object":
+            obj = OBJECT_TYPES.get(str(event.get("objectTypeId")), f"object {event.get('objectTypeId')}")
+        if obj not in ("contact", "company") or action not in HANDLED:
+            return Ignored(event_id, f"subscription {event['subscriptionType']} is not used by Keybridge")
+        if event.get("objectId") is None:
+            raise ApiError(400, f"Event {index} has no objectId.", {f"[{index}].objectId": ["Missing."]})
+        when = occurred(event.get("occurredAt"), f"[{index}].occurredAt")
+        if action == "deletion":
+            return Ignored(event_id, f"a deleted HubSpot {obj} changes nothing in Keycloak; set the contact's status to left instead")
+        payload = {k: event.get(k) for k in ("eventId", "subscriptionType", "objectId", "objectTypeId", "propertyName",
+                                              "propertyValue", "occurredAt", "changeSource", "portalId")}
+        payload["object"] = obj
+        return Deferred(event_id, f"hubspot.{obj}.{action}", payload, when, "hubspot_fetch")
+
+
+def v3_signature(client_secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
+    """HubSpot's v3 signature: base64 HMAC-SHA256 of method + URI (percent-decoded) + body + timestamp."""
+    source = f"{method}{unquote(uri)}{body.decode('utf-8')}{timestamp}"
+    return base64.b64encode(hmac.new(client_secret.encode(), source.encode(), hashlib.sha256).digest()).decode()
+
+
+def fetch_and_translate(kb, inbound_id: str) -> str:
+    """The `hubspot_fetch` job: read the record a thin event names, translate and store its native events.
+
+    Raises RetryableError (HubSpot down, 429) or PermanentError (no access token, record unreadable).
+    """
+    from ..connectors.hubspot import HubSpotApi, NotFound
+
+    with kb.db.session() as session:
+        stored = session.get(InboundEvent, inbound_id)
+        if stored is None:
+            raise PermanentError(f"HubSpot event {inbound_id} is missing from storage")
+        envelope = dict(stored.payload)
+    event = envelope["data"]
+    mapping = dialects.load_mapping(kb.settings.vendor_mapping_dir, "hubspot")
+    properties = fields_for(mapping, event["object"])
+    try:
+        record = HubSpotApi.from_settings(kb.settings).read(event["object"], str(event["objectId"]), properties)
+    except NotFound:
+        log.info("HubSpot %s %s is gone; event %s changes nothing", event["object"], event["objectId"], inbound_id)
+        return "gone"
+    attributes = dict(record.get("properties") or {})
+    attributes.setdefault("hs_object_id", str(event["objectId"]))
+    action = "create" if event["subscriptionType"].endswith("creation") else "update"
+    change = Change(event_id=str(event["eventId"]), object=event["object"], record_id=str(event["objectId"]),
+                    occurred_at=occurred(event.get("occurredAt"), "occurredAt"), attributes=attributes, action=action,
+                    changed={event["propertyName"]} if event.get("propertyName") else None)
+    try:
+        outcome = dialects.store_delivery(kb, "hubspot", [change], check_age=False)
+    except ApiError as exc:
+        raise PermanentError(f"{exc.message} {exc.errors}") from None
+    return f"accepted {len(outcome.accepted)}, duplicate {len(outcome.duplicate)}, ignored {len(outcome.ignored)}"
+
+
+def fields_for(mapping: dict, obj: str) -> list[str]:
+    """Every HubSpot property the mapping reads for this object type."""
+    names: set[str] = set()
+    for spec in mapping["kinds"].values():
+        if obj not in [o.lower() for o in spec.get("objects", [])]:
+            continue
+        names |= {p.split(".")[0] for p in spec.get("fields", {}).values()}
+        for rule in ("when", "left", "invite", "org_admin"):
+            if spec.get(rule):
+                names.add(spec[rule]["field"])
+        contract = spec.get("contract") or {}
+        names |= {contract[k] for k in ("starts_at", "ends_at") if contract.get(k)}
+        if contract.get("status"):
+            names.add(contract["status"]["field"])
+    return sorted(names)
