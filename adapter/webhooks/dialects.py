@@ -283,7 +283,9 @@ def _account_data(values: dict, spec: dict, change: Change) -> dict:
 
 
 def _clean(data: dict) -> dict:
-    return {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items() if v not in (None, "")}
+    """Drop empty values; ids and names as trimmed strings (CRMs send numeric ids as numbers)."""
+    return {k: (str(v).strip() if isinstance(v, (str, int, float)) and not isinstance(v, bool) else v)
+            for k, v in data.items() if v not in (None, "")}
 
 
 # --- mapping -------------------------------------------------------------------------------------
