@@ -20,7 +20,8 @@ import json
 import logging
 import re
 
-from . import delegation, jobs, keycloak_events
+from . import delegation, keycloak_events, tasks
+from .errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def _take_admin_event(session, event: dict) -> int:
     if not relevant(event):
         return 0
     # (kind, ref) is unique: even an id forgotten from seen_keycloak_events makes no second job
-    return int(jobs.enqueue(session, JOB_KIND, event["id"], payload=event, ordering_key=_ordering_key(event)))
+    return int(tasks.enqueue(session, JOB_KIND, event["id"], payload=event))
 
 
 def relevant(event: dict) -> bool:
@@ -70,6 +71,12 @@ def _role_names(event: dict) -> set[str]:
         return {r.get("name") for r in json.loads(event.get("representation") or "[]") if isinstance(r, dict)}
     except ValueError:
         return set()
+
+
+@tasks.job(JOB_KIND, ordering_key=_ordering_key)
+def run_admin_event(kb, job) -> str:
+    """One event of Keycloak's admin event log (its payload); one user's or organization's run in log order."""
+    return handle_admin_event(kb, job.payload)
 
 
 def handle_admin_event(kb, event: dict) -> str:
@@ -123,7 +130,7 @@ def _membership_changed(kb, event: dict, org_id: str, member_id: str | None, by_
         user = {"id": member_id, "email": details.get("email"), "attributes": {}}
     try:
         org = kb.keycloak.get_organization(org_id)
-    except jobs.PermanentError:
+    except PermanentError:
         return "organization_gone"
     account_id = delegation.account_id_of(org)
     by_someone = not by_adapter and user is not None and account_id is not None

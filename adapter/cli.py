@@ -4,6 +4,7 @@
     keybridge send TYPE DATA.json         sign and POST one event to the adapter
     keybridge demo                        the dev stack's demo: an account and an invited contact
     keybridge dead-letters list|replay    what kept failing, and sending it again
+    keybridge realm apply [--dry-run]     make an existing realm match realm-config/
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import logging
 import sys
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 import requests
@@ -41,7 +43,7 @@ def main() -> None:
 @main.command()
 def worker() -> None:
     """Run the worker until stopped (SIGTERM or Ctrl-C)."""
-    from .jobs.worker import Worker
+    from .worker import Worker
 
     try:
         Worker(_kb()).run_forever()
@@ -260,3 +262,46 @@ def dead_letters_replay(kind: str, item_id: str | None, replay_all: bool) -> Non
         except ApiError as exc:
             raise click.ClickException(exc.message) from None
         click.echo(f"requeued {kind} {one}")
+
+
+@main.group()
+def realm() -> None:
+    """The Keycloak realm as realm-config/ describes it."""
+
+
+@realm.command("apply")
+@click.option("--file", "realm_file", type=click.Path(exists=True, dir_okay=False),
+              default=lambda: str(Path(__file__).resolve().parent.parent / "realm-config" / "customers-realm.json"),
+              show_default="realm-config/customers-realm.json", help="realm export to apply")
+@click.option("--dry-run", is_flag=True, help="only show the differences; change nothing")
+@click.option("--url", envvar="KEYBRIDGE_KEYCLOAK_URL", default="http://localhost:8080", show_default=True,
+              help="Keycloak base URL (KEYBRIDGE_KEYCLOAK_URL)")
+@click.option("--admin-user", envvar="KEYBRIDGE_REALM_ADMIN_USER", required=True,
+              help="a master-realm administrator (KEYBRIDGE_REALM_ADMIN_USER); only this command uses it")
+@click.option("--admin-password", envvar="KEYBRIDGE_REALM_ADMIN_PASSWORD", required=True, prompt=True, hide_input=True,
+              help="its password (KEYBRIDGE_REALM_ADMIN_PASSWORD; asked for when unset)")
+def realm_apply(realm_file: str, dry_run: bool, url: str, admin_user: str, admin_password: str) -> None:
+    """Make an existing realm match the realm file, idempotently (Keycloak imports it only once).
+
+    Placeholders (${VAR}) are read from the environment and must be set, as when Keycloak
+    was started. Exit code 0: nothing differs (or all applied); 3: a dry run found differences.
+    """
+    from . import realm_config
+
+    try:
+        desired = realm_config.load_realm_file(realm_file)
+        admin = realm_config.RealmAdmin(url, desired["realm"], admin_user, admin_password)
+        changes = realm_config.plan(admin, desired)
+        if not changes:
+            click.echo(f"realm {desired['realm']} matches {realm_file}")
+            return
+        if dry_run:
+            for change in changes:
+                click.echo(str(change))
+            click.echo(f"{len(changes)} difference(s); run without --dry-run to apply them")
+            sys.exit(3)
+        done = realm_config.apply(changes, report=lambda c: click.echo(("applied " if c.apply else "") + str(c)))
+        manual = len(changes) - done
+        click.echo(f"{done} change(s) applied" + (f"; {manual} need a hand (see above)" if manual else ""))
+    except realm_config.RealmConfigError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,10 +1,31 @@
-"""One error body everywhere: {"code": int, "status": str, "message": str, "errors": {field: [messages]}}."""
+"""The adapter's error vocabulary.
+
+- `RetryableError` / `PermanentError`: how any piece of work (a job, a Keycloak or CRM
+  call) failed, which decides whether it is tried again or becomes a dead letter;
+- `ApiError`: one error body everywhere, {"code": int, "status": str, "message": str,
+  "errors": {field: [messages]}}.
+"""
 from __future__ import annotations
 
 from http import HTTPStatus
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
+
+
+class RetryableError(Exception):
+    """A passing failure (a service down, a timeout, a 5xx, a 429): try again later.
+
+    `retry_after` (seconds) overrides the backoff when the remote side said when.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """A failure that retrying cannot fix (bad data, a refusal): straight to the dead letters."""
 
 
 class ApiError(Exception):

@@ -1,5 +1,6 @@
-"""The contract in code: inbound event types with their marshmallow schemas,
-and the outbound identity event types (see ../shared/spec/crm-contract.md)."""
+"""The contract in code: the inbound events' marshmallow schemas and the outbound identity
+event types (see ../shared/spec/crm-contract.md). Which schema belongs to which inbound
+type is declared with its handler (adapter/tasks.py)."""
 from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -98,16 +99,6 @@ class RegistrationDecidedSchema(_Strict):
     def _who(self, data, **kwargs):
         if not data.get("user_id") and not data.get("email"):
             raise ValidationError("Give user_id or email of the registration decided.", "user_id")
-
-
-INBOUND_SCHEMAS: dict[str, type[Schema]] = {
-    "account.upserted": AccountUpsertedSchema,
-    "contact.upserted": ContactUpsertedSchema,
-    "contact.invite_requested": ContactInviteSchema,
-    "lead.invite_requested": LeadInviteSchema,
-    "invitations.batch_requested": BatchRequestedSchema,
-    "registration.decided": RegistrationDecidedSchema,
-}
 
 
 class EnvelopeSchema(Schema):

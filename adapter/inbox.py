@@ -9,20 +9,29 @@ from datetime import datetime, timezone
 from sqlalchemy.exc import IntegrityError
 
 from . import jobs
+from .handlers import TASKS
+from .tasks import INBOUND_EVENT
 from .models import InboundEvent
 
 log = logging.getLogger(__name__)
 
 
 def store_event(db, webhook_id: str, source: str, envelope: dict) -> str:
-    """Store the event and its job; returns 'accepted' or 'duplicate' (same webhook-id seen before)."""
+    """Store the event and its job; returns 'accepted' or 'duplicate' (same webhook-id seen before).
+
+    The job is ordered by the event type's ordering key (its CRM record), so one record's
+    events run one at a time in the order they arrived. `envelope["data"]` has passed the
+    type's schema (the webhook checks it first).
+    """
     try:
         with db.session() as session:
             if session.get(InboundEvent, webhook_id) is not None:
                 return "duplicate"
             session.add(InboundEvent(id=webhook_id, source=source, type=envelope["type"], payload=envelope))
             session.flush()
-            jobs.enqueue(session, "inbound_event", webhook_id)
+            task = TASKS.event(envelope["type"])
+            jobs.enqueue(session, INBOUND_EVENT, webhook_id, payload={"type": envelope["type"]},
+                         ordering_key=task.key_for(envelope["data"]) if task else None)
     except IntegrityError:
         return "duplicate"  # a concurrent delivery of the same webhook-id won the race
     log.info("accepted %s event %s type=%s", source, webhook_id, envelope["type"])
@@ -32,38 +41,40 @@ def store_event(db, webhook_id: str, source: str, envelope: dict) -> str:
 def store_events(db, source: str, rows: list[tuple[str, dict, str]]) -> list[str]:
     """Store several events (id, envelope, job kind) of one delivery in one transaction.
 
-    Returns 'accepted' or 'duplicate' per row. All or nothing: a failure stores none of them.
+    A CRM event gets its `inbound_event` job exactly as `store_event` gives it; another job
+    kind (a vendor's thin event waiting to be read, e.g. `hubspot_fetch`) is queued as that
+    kind declares, with the envelope's data as payload. Returns 'accepted' or 'duplicate'
+    per row; a failure stores none of them.
     """
     try:
         with db.session() as session:
-            statuses = []
-            for event_id, envelope, job_kind in rows:
-                if session.get(InboundEvent, event_id) is not None:
-                    statuses.append("duplicate")
-                    continue
-                session.add(InboundEvent(id=event_id, source=source, type=envelope["type"], payload=envelope))
-                session.flush()
-                jobs.enqueue(session, job_kind, event_id)
-                statuses.append("accepted")
+            statuses = [_add(session, source, *row) for row in rows]
     except IntegrityError:
         # A concurrent delivery of some of the same events won the race: store the rest one by one.
-        return [_store_one(db, source, *row) for row in rows]
+        statuses = []
+        for row in rows:
+            try:
+                with db.session() as session:
+                    statuses.append(_add(session, source, *row))
+            except IntegrityError:
+                statuses.append("duplicate")
     for (event_id, envelope, _), status in zip(rows, statuses):
         if status == "accepted":
             log.info("accepted %s event %s type=%s", source, event_id, envelope["type"])
     return statuses
 
 
-def _store_one(db, source: str, event_id: str, envelope: dict, job_kind: str) -> str:
-    try:
-        with db.session() as session:
-            if session.get(InboundEvent, event_id) is not None:
-                return "duplicate"
-            session.add(InboundEvent(id=event_id, source=source, type=envelope["type"], payload=envelope))
-            session.flush()
-            jobs.enqueue(session, job_kind, event_id)
-    except IntegrityError:
+def _add(session, source: str, event_id: str, envelope: dict, job_kind: str) -> str:
+    if session.get(InboundEvent, event_id) is not None:
         return "duplicate"
+    session.add(InboundEvent(id=event_id, source=source, type=envelope["type"], payload=envelope))
+    session.flush()
+    if job_kind == INBOUND_EVENT:
+        task = TASKS.event(envelope["type"])
+        jobs.enqueue(session, INBOUND_EVENT, event_id, payload={"type": envelope["type"]},
+                     ordering_key=task.key_for(envelope["data"]) if task else None)
+    else:
+        TASKS.enqueue(session, job_kind, event_id, payload=envelope["data"])
     return "accepted"
 
 

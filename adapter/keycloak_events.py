@@ -14,7 +14,7 @@ import time
 
 from sqlalchemy import delete, select
 
-from . import jobs
+from . import tasks
 from .handlers import activity
 from .models import Cursor, SeenKeycloakEvent
 
@@ -90,8 +90,7 @@ def poll(kb) -> int:
 
 def _take_user_event(session, event: dict) -> int:
     if event.get("type") in RELEVANT:
-        jobs.enqueue(session, "keycloak_event", event["id"], payload=event,
-                     ordering_key=f"user:{event['userId']}" if event.get("userId") else None)
+        tasks.enqueue(session, "keycloak_event", event["id"], payload=event)
         return 1
     if event.get("type") == "LOGIN" and event.get("userId"):
         activity.count_login(session, event)

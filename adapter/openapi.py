@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from .events import INBOUND_SCHEMAS
+from .handlers import TASKS
 
 _TYPES = {fields.Str: "string", fields.Email: "string", fields.Url: "string", fields.Bool: "boolean", fields.Int: "integer",
           fields.AwareDateTime: "string", fields.List: "array", fields.Dict: "object", fields.Nested: "object"}
@@ -35,7 +35,7 @@ def openapi_document() -> dict:
         "code": {"type": "integer"}, "status": {"type": "string"}, "message": {"type": "string"},
         "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}
     envelopes = []
-    for event_type, schema_cls in INBOUND_SCHEMAS.items():
+    for event_type, schema_cls in TASKS.schemas().items():
         envelopes.append({"type": "object", "required": ["type", "timestamp", "data"], "properties": {
             "type": {"type": "string", "enum": [event_type]}, "timestamp": {"type": "string", "format": "date-time"},
             "data": _schema(schema_cls)}})

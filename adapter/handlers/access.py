@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy import delete, select
 
-from .. import outbox
+from .. import outbox, tasks
 from ..db import utcnow
 from ..events import IDENTITY_ACCESS_CHANGED
-from ..jobs import PermanentError, RetryableError
+from ..errors import PermanentError, RetryableError
 from ..models import AccessRevocation, Account
 from . import audit
 
@@ -196,8 +196,6 @@ def enforce_for_member(kb, account_id: str | None, user_id: str, cause: str) -> 
 
 def schedule_due_expiries(kb) -> int:
     """Queue an enforcement for every contract whose end date passed (even while the adapter was down)."""
-    from .. import jobs
-
     now = utcnow()
     queued = 0
     with kb.db.session() as session:
@@ -206,12 +204,14 @@ def schedule_due_expiries(kb) -> int:
             (Account.access != "inactive") | Account.access.is_(None))).all()
         for account in due:
             ends = account.contract_ends_at.replace(tzinfo=timezone.utc).isoformat()
-            queued += jobs.enqueue(session, "contract_expiry", f"{account.account_id}@{ends}", {"account_id": account.account_id})
+            queued += tasks.enqueue(session, "contract_expiry", f"{account.account_id}@{ends}", {"account_id": account.account_id})
     return queued
 
 
-def handle_contract_expiry(kb, payload: dict) -> str:
-    account_id = payload["account_id"]
+@tasks.job("contract_expiry", ordering_key=lambda p: f"account:{p['account_id']}")
+def handle_contract_expiry(kb, job) -> str:
+    """The contract's end date passed: the organization says expired and its members lose access."""
+    account_id = job.payload["account_id"]
     with kb.db.session() as session:
         account = session.get(Account, account_id)
         ends = account.contract_ends_at if account else None

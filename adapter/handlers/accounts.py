@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from .. import delegation
+from .. import delegation, tasks
+from ..events import AccountUpsertedSchema
 from ..models import Account, AccountDomain
 from . import access, audit, invitations
 
@@ -87,6 +88,7 @@ def ensure_account_row(kb, data: dict, org: dict) -> None:
             session.merge(AccountDomain(domain=domain, account_id=data["account_id"]))
 
 
+@tasks.crm_event("account.upserted", schema=AccountUpsertedSchema, ordering_key=lambda d: f"account:{d['account_id']}")
 def handle_account_upserted(kb, data: dict, cause: str) -> str:
     """The organization matches the account, members' access matches the contract, the admin is invited."""
     org = ensure_organization(kb, data, cause)

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from .. import jobs, outbox
+from .. import outbox, tasks
 from ..db import utcnow
 from ..events import IDENTITY_ACTIVITY
 from ..models import LoginActivity
@@ -36,10 +36,12 @@ def schedule_report(kb) -> int:
     with kb.db.session() as session:
         if not session.scalar(select(LoginActivity.user_id).where(LoginActivity.logins_since_report > 0).limit(1)):
             return 0
-        return int(jobs.enqueue(session, "activity_report", f"activity@{interval}:{bucket}"))
+        return int(tasks.enqueue(session, "activity_report", f"activity@{interval}:{bucket}"))
 
 
+@tasks.job("activity_report")
 def run_report(kb, job) -> str:
+    """Tell the CRM, per user who logged in since the last report, when they last did and how often."""
     with kb.db.session() as session:
         rows = [(r.user_id, r.last_login_at, r.logins_since_report)
                 for r in session.scalars(select(LoginActivity).where(LoginActivity.logins_since_report > 0))]

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from .. import jobs, outbox
+from .. import outbox, tasks
 from ..db import utcnow
-from ..events import INVITATION_BATCH_COMPLETED, ContactInviteSchema, LeadInviteSchema
+from ..errors import PermanentError
+from ..events import INVITATION_BATCH_COMPLETED, BatchRequestedSchema, ContactInviteSchema, LeadInviteSchema
 from ..models import Batch, BatchItem
 from . import audit, invitations
 
 
+@tasks.crm_event("invitations.batch_requested", schema=BatchRequestedSchema, ordering_key=lambda d: f"batch:{d['batch_id']}")
 def handle_batch_requested(kb, data: dict, cause: str) -> str:
     """Record the batch and queue its items; a batch_id seen before queues nothing."""
     batch_id = data["batch_id"]
@@ -26,11 +28,23 @@ def handle_batch_requested(kb, data: dict, cause: str) -> str:
             crm_id = item.get("contact_id") or item.get("lead_id")
             session.add(BatchItem(batch_id=batch_id, idx=idx, kind=item["kind"], crm_id=crm_id, email=item["email"]))
             raw = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in item.items()}
-            jobs.enqueue(session, "batch_item", f"{batch_id}:{idx}", payload=raw)
+            tasks.enqueue(session, "batch_item", f"{batch_id}:{idx}", payload=raw)
         audit.record(session, "batch.queued", f"batch:{batch_id}", cause, {"items": len(data["items"])})
     return f"queued {len(data['items'])}"
 
 
+def _item_record(item: dict) -> str:
+    """An item runs in its CRM record's order (with that contact's or lead's other events)."""
+    return f"contact:{item['contact_id']}" if item.get("kind") == "contact" else f"lead:{item.get('lead_id')}"
+
+
+def _item_dead(kb, job, error: Exception) -> None:
+    """An item that kept failing is settled as failed, so the batch still completes."""
+    batch_id, idx = job.ref.rsplit(":", 1)
+    settle_item(kb, batch_id, int(idx), "failed", f"{type(error).__name__}: {error}")
+
+
+@tasks.job("batch_item", ordering_key=_item_record, on_dead=_item_dead)
 def run_batch_item(kb, job) -> str:
     """Invite one item; a refusal is the item's outcome (the batch goes on), a passing failure retries."""
     batch_id, idx = job.ref.rsplit(":", 1)
@@ -41,7 +55,7 @@ def run_batch_item(kb, job) -> str:
     cause = f"batch {batch_id} item {idx}"
     try:
         outcome = (invitations.invite_contact if kind == "contact" else invitations.invite_lead)(kb, data, cause)
-    except jobs.PermanentError as exc:
+    except PermanentError as exc:
         settle_item(kb, batch_id, int(idx), "failed", str(exc))
         return "failed"
     settle_item(kb, batch_id, int(idx), outcome)

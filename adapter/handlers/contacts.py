@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from .. import outbox
-from ..events import MEMBERSHIP_CHANGED
-from ..jobs import RetryableError
+from .. import outbox, tasks
+from ..events import MEMBERSHIP_CHANGED, ContactUpsertedSchema
+from ..errors import RetryableError
 from ..models import Invitation
 from . import access, audit
 from .invitations import CONTACT_ATTRIBUTE
@@ -25,7 +25,9 @@ def find_contact_identity(kb, contact_id: str) -> dict | None:
     return kb.keycloak.get_user(user_id) if user_id else None
 
 
+@tasks.crm_event("contact.upserted", schema=ContactUpsertedSchema, ordering_key=lambda d: f"contact:{d['contact_id']}")
 def handle_contact_upserted(kb, data: dict, cause: str) -> str:
+    """An existing identity follows its CRM contact; `left` ends access and membership."""
     contact_id = data["contact_id"]
     user = find_contact_identity(kb, contact_id)
     if user is None:

@@ -13,10 +13,11 @@ import logging
 
 from sqlalchemy import select
 
-from .. import outbox
+from .. import outbox, tasks
 from ..db import utcnow
-from ..events import INVITATION_ACCEPTED, INVITATION_SENT, INVITATION_SKIPPED, IDENTITY_REGISTERED
-from ..jobs import PermanentError, RetryableError
+from ..events import (IDENTITY_REGISTERED, INVITATION_ACCEPTED, INVITATION_SENT, INVITATION_SKIPPED, ContactInviteSchema,
+                      LeadInviteSchema)
+from ..errors import PermanentError, RetryableError
 from ..models import Invitation
 from . import access, audit
 
@@ -75,6 +76,7 @@ def _record_skipped(kb, inv_id: int, reason: str, cause: str, status: str = "ski
 
 # -- contacts -----------------------------------------------------------------------
 
+@tasks.crm_event("contact.invite_requested", schema=ContactInviteSchema, ordering_key=lambda d: f"contact:{d['contact_id']}")
 def invite_contact(kb, data: dict, cause: str) -> str:
     """Handle contact.invite_requested; returns what happened (sent, pending, accepted, ...)."""
     email = data["email"].strip().lower()
@@ -150,6 +152,7 @@ def complete_contact_registration(kb, inv_id: int, user_id: str, cause: str, reg
 
 # -- leads --------------------------------------------------------------------------
 
+@tasks.crm_event("lead.invite_requested", schema=LeadInviteSchema, ordering_key=lambda d: f"lead:{d['lead_id']}")
 def invite_lead(kb, data: dict, cause: str) -> str:
     """Handle lead.invite_requested; returns what happened."""
     email = data["email"].strip().lower()

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import or_, select
 
+from .. import tasks
 from ..models import Invitation
 from . import invitations, self_service
 
@@ -20,6 +21,12 @@ log = logging.getLogger(__name__)
 CONTACT_REGISTRATION_TYPES = {"REGISTER", "INVITE_ORG"}
 LEAD_REGISTRATION_TYPES = {"UPDATE_PASSWORD", "UPDATE_CREDENTIAL"}
 OPEN = ("sent", "sending", "new")
+
+
+@tasks.job("keycloak_event", ordering_key=lambda e: f"user:{e['userId']}" if e.get("userId") else None)
+def run_keycloak_event(kb, job) -> str:
+    """One event of Keycloak's user event log (its payload); one user's events run in log order."""
+    return handle_keycloak_event(kb, job.payload)
 
 
 def handle_keycloak_event(kb, event: dict) -> str:

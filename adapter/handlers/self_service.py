@@ -15,11 +15,11 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from .. import outbox
+from .. import outbox, tasks
 from ..db import utcnow
 from ..events import (IDENTITY_EMAIL_VERIFIED, IDENTITY_PROFILE_UPDATED, IDENTITY_REGISTERED,
-                      REGISTRATION_PENDING_APPROVAL)
-from ..jobs import PermanentError, RetryableError
+                      REGISTRATION_PENDING_APPROVAL, RegistrationDecidedSchema)
+from ..errors import PermanentError, RetryableError
 from ..models import Account, AccountDomain, SelfRegistration
 from . import access, audit
 from .access import contract_is_active
@@ -145,6 +145,11 @@ def reject(kb, user_id: str, cause: str, decided_by: str) -> str:
     return "rejected"
 
 
+def _registration_key(data: dict) -> str:
+    return f"user:{data['user_id']}" if data.get("user_id") else f"email:{data['email'].lower()}"
+
+
+@tasks.crm_event("registration.decided", schema=RegistrationDecidedSchema, ordering_key=_registration_key)
 def handle_registration_decided(kb, data: dict, cause: str) -> str:
     """registration.decided (from the CRM, or stored the same way by the CLI/API)."""
     user_id = data.get("user_id")

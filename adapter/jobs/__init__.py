@@ -12,24 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from ..db import utcnow
+from ..errors import PermanentError, RetryableError  # noqa: F401  (re-exported: the queue's callers import them here)
 from ..models import Job
 
 LEASE = timedelta(minutes=5)
-
-
-class RetryableError(Exception):
-    """A passing failure (a service down, a timeout, a 5xx, a 429): try again later.
-
-    `retry_after` (seconds) overrides the backoff when the remote side said when.
-    """
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class PermanentError(Exception):
-    """A failure that retrying cannot fix (bad data, a refusal): straight to the dead letters."""
 
 
 def backoff_seconds(attempts: int, max_delay: int) -> float:

@@ -13,7 +13,8 @@ from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 from .. import inbox
 from ..errors import ApiError
-from ..events import INBOUND_SCHEMAS, EnvelopeSchema
+from ..events import EnvelopeSchema
+from ..handlers import TASKS
 from .signatures import verify_standard_webhook
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,12 @@ def receive_crm_event():
         raise ApiError(422, "The envelope does not match the contract; see errors.", exc.messages) from None
 
     event_type = envelope["type"]
-    schema = INBOUND_SCHEMAS.get(event_type)
-    if schema is None:
+    task = TASKS.event(event_type)
+    if task is None:
         log.info("ignored webhook %s of unknown type %r", webhook_id, event_type)
         return jsonify({"status": "ignored"}), 200
     try:
-        schema().load(envelope["data"])
+        task.schema().load(envelope["data"])
     except ValidationError as exc:
         raise ApiError(422, f"data does not match the schema of {event_type}; see errors.", {"data": exc.messages}) from None
 

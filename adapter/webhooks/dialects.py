@@ -37,7 +37,8 @@ from marshmallow import EXCLUDE, ValidationError
 from .. import inbox
 from ..config import REPO_ROOT
 from ..errors import ApiError
-from ..events import INBOUND_SCHEMAS
+from ..handlers import TASKS
+from ..tasks import INBOUND_EVENT
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks_vendors", __name__)
@@ -173,7 +174,7 @@ def store_delivery(kb, vendor: str, items: list, check_age: bool = True) -> Outc
                 continue
             envelope = {"type": event_type, "timestamp": iso(item.occurred_at), "data": data,
                         "vendor": {"key": vendor, "event_id": item.event_id, "object": item.object, "record_id": item.record_id}}
-            rows.append((native_event_id(vendor, item.event_id, event_type), envelope, "inbound_event"))
+            rows.append((native_event_id(vendor, item.event_id, event_type), envelope, INBOUND_EVENT))
     if errors:
         raise ApiError(422, f"The {vendor} delivery does not make valid Keybridge events; fix the CRM fields named in "
                             f"errors or the mapping (realm-config/vendors/{vendor}.json). Nothing was stored.", errors)
@@ -241,7 +242,7 @@ def _touched(change: Change, spec: dict, rule: str) -> bool:
 def _event(event_type: str, data: dict, partial: bool, change: Change):
     """Validate with the native schema; a partial update lacking a required field is ignored, not refused."""
     try:
-        INBOUND_SCHEMAS[event_type](unknown=EXCLUDE).load(data)
+        TASKS.event(event_type).schema(unknown=EXCLUDE).load(data)
     except ValidationError as exc:
         missing = [f for f, msgs in exc.messages.items() if isinstance(msgs, list) and "Missing data for required field." in msgs]
         if partial and missing:

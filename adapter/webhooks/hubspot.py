@@ -16,8 +16,8 @@ import logging
 import time
 from urllib.parse import unquote
 
-from ..errors import ApiError
-from ..jobs import PermanentError
+from .. import tasks
+from ..errors import ApiError, PermanentError
 from ..models import InboundEvent
 from . import dialects
 from .dialects import Change, Deferred, Dialect, Ignored, occurred
@@ -96,13 +96,16 @@ def v3_signature(client_secret: str, method: str, uri: str, body: bytes, timesta
     return base64.b64encode(hmac.new(client_secret.encode(), source.encode(), hashlib.sha256).digest()).decode()
 
 
-def fetch_and_translate(kb, inbound_id: str) -> str:
-    """The `hubspot_fetch` job: read the record a thin event names, translate and store its native events.
+@tasks.job("hubspot_fetch", ordering_key=lambda event: f"hubspot:{event['object']}:{event['objectId']}")
+def fetch_and_translate(kb, job) -> str:
+    """The `hubspot_fetch` job (ref: the stored thin event): read the record it names, translate and store
+    its native events. One HubSpot record's events are read in the order they arrived.
 
     Raises RetryableError (HubSpot down, 429) or PermanentError (no access token, record unreadable).
     """
     from ..connectors.hubspot import HubSpotApi, NotFound
 
+    inbound_id = job.ref
     with kb.db.session() as session:
         stored = session.get(InboundEvent, inbound_id)
         if stored is None:

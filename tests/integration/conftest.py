@@ -17,7 +17,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from adapter import create_app
 from adapter.config import Settings
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from tests.conftest import SECRET
 from tests.support import stack
 

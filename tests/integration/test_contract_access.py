@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.runtime import Keybridge
 from tests.conftest import envelope, signed_post
 

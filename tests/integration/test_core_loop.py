@@ -124,7 +124,7 @@ def stack_mails(mail_dir, email):
 
 def test_events_survive_an_adapter_restart_without_repeats(adapter_settings, adapter, worker, crm, mail_dir, kc_admin, page, unique):
     """Registration read from Keycloak's log by one adapter process is not lost or repeated by the next."""
-    from adapter.jobs.worker import Worker
+    from adapter.worker import Worker
     from adapter.runtime import Keybridge
 
     client = adapter.test_client()

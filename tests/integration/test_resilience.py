@@ -8,7 +8,7 @@ import requests
 from sqlalchemy import select
 
 from adapter.config import Settings
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.models import Job, OutboxEvent
 from adapter.runtime import Keybridge
 from tests.conftest import envelope, signed_post

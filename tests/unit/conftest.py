@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from tests.unit.fakes import FakeKeycloak
 
 

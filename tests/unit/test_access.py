@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from adapter.db import utcnow
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.models import Account, AuditEntry
 from adapter.runtime import Keybridge
 from tests.unit.fakes import FakeKeycloak, all_jobs, deliver, drain, invitation_row, make_everything_due, outbox_events

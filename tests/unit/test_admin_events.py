@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from adapter import admin_events
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.models import Cursor
 from adapter.runtime import Keybridge
 from tests.unit.fakes import drain, deliver

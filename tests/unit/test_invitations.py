@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.runtime import Keybridge
 from tests.unit.fakes import all_jobs, deliver, drain, invitation_row, make_everything_due, outbox_events
 

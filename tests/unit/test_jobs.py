@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from adapter import dead_letters, jobs
 from adapter.db import utcnow
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.models import Job
 from adapter.runtime import Keybridge
 from tests.conftest import envelope, signed_post

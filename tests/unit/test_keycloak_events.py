@@ -6,7 +6,7 @@ import inspect
 import pytest
 
 from adapter import keycloak_events
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.keycloak import KeycloakGateway
 from adapter.models import Cursor
 from adapter.runtime import Keybridge

@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 from adapter import outbox
 from adapter.cli import main as keybridge_cli
 from adapter.db import utcnow
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.models import Job, OutboxEvent
 from adapter.runtime import Keybridge
 from tests.unit.fakes import FakeKeycloak, all_jobs, make_everything_due, outbox_events

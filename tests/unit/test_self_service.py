@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapter.jobs.worker import Worker
+from adapter.worker import Worker
 from adapter.runtime import Keybridge
 from tests.conftest import envelope, signed_post
 from tests.unit.fakes import drain, outbox_events

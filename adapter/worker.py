@@ -1,4 +1,8 @@
-"""The worker process: runs due jobs, reads Keycloak's event log, delivers outbound events.
+"""The worker process: runs due jobs, reads Keycloak's event logs, delivers outbound events.
+
+It sits above the handlers: what a job does, how it is retried and what happens when it
+is dead comes from the task registry (adapter/tasks.py); the queue (adapter/jobs) only
+stores, leases and reschedules.
 
 Each pass does a bounded amount of each; `run_forever` sleeps only when a pass found
 nothing to do. Failures of Keycloak or the CRM never stop the loop: they reschedule.
@@ -9,8 +13,10 @@ import logging
 import signal
 import time
 
-from .. import admin_events, delegation, jobs, keycloak_events, outbox
-from ..handlers import access, activity, batches, run_job
+from . import admin_events, delegation, jobs, keycloak_events, outbox
+from .errors import PermanentError, RetryableError
+from .handlers import TASKS, access, activity
+from .webhooks import hubspot  # noqa: F401  (declares the hubspot_fetch job beside its code)
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +46,20 @@ class Worker:
     def _run_one(self, job) -> None:
         settings = self.kb.settings
         try:
-            outcome = run_job(self.kb, job)
+            outcome = TASKS.run(self.kb, job)
         except Exception as exc:  # noqa: BLE001 — every failure is recorded on the job
+            try:
+                task = TASKS.for_job(job)
+            except PermanentError:
+                task = None
+            retry = task.retry if task else None
             with self.kb.db.session() as session:
                 current = session.get(type(job), job.id)
-                status = jobs.fail(session, current, exc, settings.job_retry_window_seconds, settings.retry_max_delay_seconds)
-            if status == "dead" and job.kind == "batch_item":
-                batch_id, idx = job.ref.rsplit(":", 1)
-                batches.settle_item(self.kb, batch_id, int(idx), "failed", f"{type(exc).__name__}: {exc}")
+                status = jobs.fail(session, current, exc,
+                                   retry.window(settings) if retry else settings.job_retry_window_seconds,
+                                   retry.max_delay(settings) if retry else settings.retry_max_delay_seconds)
+            if status == "dead" and task is not None and task.on_dead is not None:
+                task.on_dead(self.kb, job, exc)
             level = logging.WARNING if status == "dead" else logging.INFO
             log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
             return
@@ -62,7 +74,7 @@ class Worker:
         self._next_poll = now + self.kb.settings.events_poll_seconds
         try:
             return keycloak_events.poll(self.kb)
-        except jobs.RetryableError as exc:
+        except RetryableError as exc:
             log.info("Keycloak event log not readable yet: %s", exc)
             return 0
 
@@ -74,7 +86,7 @@ class Worker:
         self._next_admin_poll = now + self.kb.settings.events_poll_seconds
         try:
             return admin_events.poll(self.kb) + delegation.settle_invitations(self.kb)
-        except (jobs.RetryableError, jobs.PermanentError) as exc:
+        except (RetryableError, PermanentError) as exc:
             log.info("Keycloak admin event log not readable yet: %s", exc)
             return 0
 
