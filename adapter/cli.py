@@ -5,6 +5,7 @@
     keybridge demo                        the dev stack's demo: an account and an invited contact
     keybridge dead-letters list|replay    what kept failing, and sending it again
     keybridge realm apply [--dry-run]     make an existing realm match realm-config/
+    keybridge connectors test             check the configured CRM connector's credentials and fields
 """
 from __future__ import annotations
 
@@ -154,6 +155,32 @@ def invite(csv_path: str, batch_id: str | None, wait: bool) -> None:
                 click.echo("")
                 return
         time.sleep(1)
+
+
+@main.group()
+def connectors() -> None:
+    """The outbound CRM connector (KEYBRIDGE_CONNECTOR: generic, hubspot or salesforce)."""
+
+
+@connectors.command("test")
+def connectors_test() -> None:
+    """Check the configured connector's credentials and CRM fields; says what is wrong, exit 1 if anything is."""
+    from .connectors import ConnectorError, from_settings
+
+    try:
+        connector = from_settings(_settings())
+    except (ConnectorError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if connector is None:
+        raise click.ClickException("No connector is configured: set KEYBRIDGE_CONNECTOR=hubspot or salesforce (with its credentials), "
+                                   "or KEYBRIDGE_CRM_EVENTS_URL and KEYBRIDGE_CRM_EVENTS_SECRET for the generic signed webhook.")
+    check = getattr(connector, "check", None)
+    problems = check() if check else []
+    for problem in problems:
+        click.echo(f"{connector.key}: {problem}")
+    if problems:
+        sys.exit(1)
+    click.echo(f"{connector.key}: OK ({connector.name})")
 
 
 @main.group()
