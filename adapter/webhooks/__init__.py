@@ -9,3 +9,4 @@ from . import crm, dialects, dynamics, espocrm, hubspot, pipedrive, salesforce  
 def init_app(app: Flask) -> None:
     app.register_blueprint(crm.bp)
     app.register_blueprint(dialects.bp)
+    dialects.check_mappings(app.extensions["keybridge"].settings)

@@ -291,6 +291,12 @@ def _clean(data: dict) -> dict:
 
 # --- mapping -------------------------------------------------------------------------------------
 
+def check_mappings(settings) -> None:
+    """Read every vendor's mapping once at start-up, so a broken file fails loudly (ValueError naming it)."""
+    for vendor in _dialects:
+        load_mapping(settings.vendor_mapping_dir, vendor)
+
+
 def load_mapping(override_dir: str, vendor: str) -> dict:
     """The vendor's mapping: KEYBRIDGE_VENDOR_MAPPING_DIR/<vendor>.json if present, else the default."""
     path = Path(override_dir) / f"{vendor}.json" if override_dir else None
@@ -310,6 +316,12 @@ def _read_mapping(path: str, _mtime: float) -> dict:
     unknown = set(raw.get("kinds", {})) - set(KINDS)
     if unknown:
         raise ValueError(f"{path}: unknown kinds {sorted(unknown)}; use account, contact and lead")
+    for kind, spec in raw.get("kinds", {}).items():
+        if not spec.get("objects"):
+            raise ValueError(f"{path}: kinds.{kind}.objects must list the CRM objects that are {kind}s")
+        for rule in ("when", "left", "invite", "org_admin"):
+            if rule in spec and not (isinstance(spec[rule], dict) and spec[rule].get("field")):
+                raise ValueError(f"{path}: kinds.{kind}.{rule} needs a \"field\" (and \"values\")")
     return raw
 
 

@@ -40,6 +40,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # one storage per vendor keeps the suite short
 def test_hubspot_company_and_contact_in_invitation_out_registration_written_back(adapter_settings, hubspot_api, mail_dir, kc_admin, page, unique):
     settings = adapter_settings
     settings.hubspot_client_secret, settings.hubspot_access_token = HUBSPOT_SECRET, "pat-na1-e2e"
@@ -99,6 +100,7 @@ def test_hubspot_company_and_contact_in_invitation_out_registration_written_back
     app.extensions["keybridge"].db.dispose()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_salesforce_lead_in_soap_ack_out_registration_upserted_with_a_task(adapter_settings, mail_dir, kc_admin, page, unique, keycloak):
     settings = adapter_settings
     settings.salesforce_organization_ids = [SALESFORCE_ORG]

@@ -294,3 +294,12 @@ def test_stored_vendor_events_run_through_the_native_handlers(client, kb, worker
         worker.run_once()
     assert any(e["to"] == "jane.doe@acme.example" for e in keycloak.emails)
     assert any(e["to"] == "lee@prospect.example" for e in keycloak.emails)
+
+
+def test_a_broken_mapping_file_fails_at_start_naming_it(tmp_path):
+    from adapter import create_app
+
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "espocrm.json").write_text('{"kinds": {"contact": {"objects": ["Contact"], "invite": {"values": ["true"]}}}}')
+    with pytest.raises(ValueError, match=r"espocrm.json: kinds.contact.invite needs a \"field\""):
+        create_app({"KEYBRIDGE_SETTINGS": vendor_settings(tmp_path, vendor_mapping_dir=str(tmp_path / "mappings")), "TESTING": True})
