@@ -10,7 +10,7 @@ from .config import Settings
 
 def create_app(config: dict | None = None) -> Flask:
     """The web application. `config` may hold KEYBRIDGE_SETTINGS (a Settings) or Flask keys."""
-    from . import api, errors, portal, webhooks
+    from . import api, errors, metrics, portal, webhooks
     from .runtime import Keybridge
 
     app = Flask(__name__)
@@ -25,4 +25,5 @@ def create_app(config: dict | None = None) -> Flask:
     webhooks.init_app(app)
     api.init_app(app)
     portal.init_app(app)
+    metrics.init_app(app)
     return app

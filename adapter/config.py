@@ -5,11 +5,14 @@ with an error that names the variable and says what to put there.
 """
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 PUBLIC_WEBMAIL_DOMAINS = (
     "gmail.com googlemail.com yahoo.com yahoo.co.uk ymail.com hotmail.com hotmail.co.uk "
@@ -21,6 +24,48 @@ PUBLIC_WEBMAIL_DOMAINS = (
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+# KEYBRIDGE_* names read by something other than Settings (the CLI's realm apply, the
+# test stack, the fuzz suite): not reported as unknown.
+OTHER_NAMES = {"KEYBRIDGE_SETTINGS", "KEYBRIDGE_REALM_ADMIN_USER", "KEYBRIDGE_REALM_ADMIN_PASSWORD"}
+OTHER_PREFIXES = ("KEYBRIDGE_TEST_", "KEYBRIDGE_FUZZ_", "KEYBRIDGE_BENCH_")
+SECRET_WORDS = ("secret", "token", "password")
+
+
+def read_secret_files(env) -> dict[str, str]:
+    """`KEYBRIDGE_X_FILE=/path` read as `KEYBRIDGE_X` (docker and Kubernetes secrets).
+
+    Raises ConfigError when the file cannot be read, or when both forms are set.
+    """
+    out = dict(env)
+    for name, path in env.items():
+        if not (name.startswith("KEYBRIDGE_") and name.endswith("_FILE")) or not path:
+            continue
+        target = name[: -len("_FILE")]
+        if env.get(target):
+            raise ConfigError(f"both {target} and {name} are set; keep one (the _FILE form reads the value from a file).")
+        try:
+            out[target] = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}={path}: cannot read the file ({exc.strerror}); mount the secret there or unset {name}.") from None
+        del out[name]
+    return out
+
+
+def report_unknown_names(env, known: set[str]) -> list[str]:
+    """Warn about KEYBRIDGE_* variables no setting reads (a typo leaves a setting at its default)."""
+    unknown = sorted(n for n in env if n.startswith("KEYBRIDGE_") and n not in known and n not in OTHER_NAMES
+                     and not n.startswith(OTHER_PREFIXES))
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else "; see .env.example for the settings there are"
+        log.warning("%s is not a Keybridge setting and is ignored%s", name, hint)
+    return unknown
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name for word in SECRET_WORDS)
 
 
 @dataclass
@@ -69,8 +114,23 @@ class Settings:
     dynamics_secrets: list[str] = field(default_factory=list)
     pipedrive_username: str = ""
     pipedrive_password: str = ""
-    espocrm_webhooks: list[str] = field(default_factory=list)
+    espocrm_webhook_secrets: list[str] = field(default_factory=list)
     connector: str = ""
+    worker_metrics_port: int = 0
+
+    def __repr__(self) -> str:
+        """Every setting, with secrets, tokens, passwords and the database password masked."""
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if _is_secret(f.name) and value:
+                value = "***"
+            elif f.name == "database_url":
+                value = _mask_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -78,8 +138,9 @@ class Settings:
 
         Raises ConfigError naming the variable when a value cannot be used.
         """
-        env = os.environ if environ is None else environ
+        env = read_secret_files(os.environ if environ is None else environ)
         values: dict = {}
+        report_unknown_names(env, {"KEYBRIDGE_" + f.name.upper() for f in fields(cls)})
         for f in fields(cls):
             name = "KEYBRIDGE_" + f.name.upper()
             if name not in env or env[name] == "":
@@ -114,8 +175,17 @@ class Settings:
             raise ConfigError("KEYBRIDGE_CRM_EVENTS_SECRET must look like whsec_<base64>")
         if self.connector not in ("", "generic", "hubspot", "salesforce"):
             raise ConfigError("KEYBRIDGE_CONNECTOR must be generic, hubspot or salesforce (or unset: generic when KEYBRIDGE_CRM_EVENTS_URL is set)")
-        for entry in self.espocrm_webhooks:
+        for entry in self.espocrm_webhook_secrets:
             if entry.count(":") < 2:
-                raise ConfigError("KEYBRIDGE_ESPOCRM_WEBHOOKS: each entry is WEBHOOK_ID:EVENT:SECRET_KEY (e.g. 6571a0c1d2:Contact.update:1f0e...), as shown at Administration > Webhooks")
+                raise ConfigError("KEYBRIDGE_ESPOCRM_WEBHOOK_SECRETS: each entry is WEBHOOK_ID:EVENT:SECRET_KEY (e.g. 6571a0c1d2:Contact.update:1f0e...), as shown at Administration > Webhooks")
         if self.events_start not in ("beginning", "now"):
             raise ConfigError("KEYBRIDGE_EVENTS_START must be 'beginning' or 'now'")
+
+
+def _mask_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 — not a URL SQLAlchemy reads: show nothing of it
+        return "***"

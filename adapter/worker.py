@@ -13,12 +13,14 @@ import logging
 import signal
 import time
 
-from . import admin_events, delegation, jobs, keycloak_events, outbox
+from . import admin_events, delegation, jobs, keycloak_events, metrics, outbox
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity
 from .webhooks import hubspot  # noqa: F401  (declares the hubspot_fetch job beside its code)
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
 
 
 class Worker:
@@ -27,6 +29,7 @@ class Worker:
         self.batch = batch
         self._stop = False
         self._next_poll = 0.0
+        self.name = metrics.worker_name()
         # "now" means when the worker started, not its first poll
         keycloak_events.ensure_cursor(kb, keycloak_events.CURSOR)
         keycloak_events.ensure_cursor(kb, admin_events.CURSOR)
@@ -60,11 +63,13 @@ class Worker:
                                    retry.max_delay(settings) if retry else settings.retry_max_delay_seconds)
             if status == "dead" and task is not None and task.on_dead is not None:
                 task.on_dead(self.kb, job, exc)
+            metrics.JOBS_RUN.labels(job.kind, "dead" if status == "dead" else "retry").inc()
             level = logging.WARNING if status == "dead" else logging.INFO
             log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
             return
         with self.kb.db.session() as session:
             jobs.finish(session, session.get(type(job), job.id))
+        metrics.JOBS_RUN.labels(job.kind, "done").inc()
         log.info("job %s %s/%s -> %s", job.id, job.kind, job.ref, outcome)
 
     def poll_keycloak(self, force: bool = False) -> int:
@@ -92,6 +97,9 @@ class Worker:
 
     def deliver(self) -> int:
         counts = outbox.deliver_due(self.kb.db, self.kb.connector, self.kb.settings)
+        for outcome in ("delivered", "dead"):
+            if counts.get(outcome):
+                metrics.OUTBOUND.labels(outcome).inc(counts[outcome])
         return counts["delivered"] + counts["dead"]
 
     def schedule(self) -> int:
@@ -100,11 +108,21 @@ class Worker:
 
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""
-        return (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
+        done = (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
                 + self.deliver())
+        self.heartbeat()
+        return done
+
+    def heartbeat(self) -> None:
+        """Tell readiness checks and metrics this worker is alive (at most every few seconds)."""
+        now = time.monotonic()
+        if now >= getattr(self, "_next_beat", 0.0):
+            self._next_beat = now + HEARTBEAT_SECONDS
+            metrics.beat(self.kb.db, self.name)
 
     def run_forever(self, idle_sleep: float = 0.5) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        metrics.serve_worker_metrics(self.kb.db, self.kb.settings.worker_metrics_port)
         log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
         while not self._stop:
             try:

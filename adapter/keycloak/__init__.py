@@ -10,11 +10,13 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 import json
 import logging
+import time
 from urllib.parse import quote
 
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakConnectionError, KeycloakError
 
+from .. import metrics
 from ..jobs import PermanentError, RetryableError
 
 log = logging.getLogger(__name__)
@@ -39,14 +41,20 @@ def keycloak_call(what: str):
     def wrap(fn):
         @functools.wraps(fn)
         def inner(*args, **kwargs):
+            started, error = time.perf_counter(), None
             try:
                 return fn(*args, **kwargs)
-            except (RetryableError, PermanentError):
+            except (RetryableError, PermanentError) as exc:
+                error = exc
                 raise
             except KeycloakError as exc:
-                raise _translate(exc, what) from exc
+                error = _translate(exc, what)
+                raise error from exc
             except OSError as exc:  # requests' ConnectionError/Timeout are OSErrors
-                raise RetryableError(f"Keycloak unreachable while trying to {what}: {exc}") from exc
+                error = RetryableError(f"Keycloak unreachable while trying to {what}: {exc}")
+                raise error from exc
+            finally:
+                metrics.observe_keycloak(fn.__name__, time.perf_counter() - started, error)
 
         return inner
 

@@ -3,7 +3,7 @@
 Each EspoCRM webhook has one event (Contact.create, Contact.update, Account.update,
 Lead.create ...) and its own secret key; records of one webhook come batched in a
 JSON array. `Signature` = base64(webhook id + ":" + hex HMAC-SHA256(payload, secret
-key)). KEYBRIDGE_ESPOCRM_WEBHOOKS lists each webhook as WEBHOOK_ID:EVENT:SECRET_KEY,
+key)). KEYBRIDGE_ESPOCRM_WEBHOOK_SECRETS lists each webhook as WEBHOOK_ID:EVENT:SECRET_KEY,
 so the signature says which webhook (and so which event) a delivery is. EspoCRM
 sends no delivery id or time: a change is identified by webhook, record and its
 `modifiedAt` (or, without one, the record's content), so a redelivery is a duplicate.
@@ -29,11 +29,11 @@ class EspoCrm(Dialect):
 
     def authenticate(self, settings, req, body: bytes) -> dict:
         hooks = {}
-        for entry in settings.espocrm_webhooks:
+        for entry in settings.espocrm_webhook_secrets:
             hook_id, event, secret = entry.split(":", 2)
             hooks[hook_id] = (event, secret)
         if not hooks:
-            raise ApiError(401, "KEYBRIDGE_ESPOCRM_WEBHOOKS is not set (WEBHOOK_ID:EVENT:SECRET_KEY per webhook); every EspoCRM delivery is refused until it is.")
+            raise ApiError(401, "KEYBRIDGE_ESPOCRM_WEBHOOK_SECRETS is not set (WEBHOOK_ID:EVENT:SECRET_KEY per webhook); every EspoCRM delivery is refused until it is.")
         signature = req.headers.get("Signature")
         if not signature:
             raise ApiError(401, "Not a signed EspoCRM delivery: EspoCRM 9+ sends the Signature header.", {"Signature": ["Missing header."]})
@@ -44,7 +44,7 @@ class EspoCrm(Dialect):
         event, secret = hooks.get(hook_id, ("", ""))
         expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected.encode(), digest.encode()) or not event:
-            raise ApiError(401, "Signature does not match: check the webhook's id and secret key in KEYBRIDGE_ESPOCRM_WEBHOOKS "
+            raise ApiError(401, "Signature does not match: check the webhook's id and secret key in KEYBRIDGE_ESPOCRM_WEBHOOK_SECRETS "
                                 "(Administration > Webhooks).", {"Signature": ["No valid signature."]})
         return {"webhook_id": hook_id, "event": event}
 

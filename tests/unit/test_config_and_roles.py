@@ -133,3 +133,45 @@ def test_an_undeclared_default_business_role_is_rejected(tmp_path):
 def test_a_missing_mapping_file_says_which_setting_to_fix(tmp_path):
     with pytest.raises(ValueError, match="KEYBRIDGE_ROLE_MAPPING"):
         RoleMapping.load(tmp_path / "nowhere.json")
+
+
+# -- configuration that catches mistakes ---------------------------------------------
+
+def test_a_misspelt_setting_is_reported_with_the_name_it_resembles(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="adapter.config"):
+        Settings.from_env({"KEYBRIDGE_WEBHOK_SECRETS": "whsec_x", "KEYBRIDGE_TEST_STACK": "ci",
+                           "KEYBRIDGE_REALM_ADMIN_USER": "admin"})
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["KEYBRIDGE_WEBHOK_SECRETS is not a Keybridge setting and is ignored; "
+                        "did you mean KEYBRIDGE_WEBHOOK_SECRETS?"]
+
+
+def test_secrets_are_read_from_files(tmp_path):
+    secret_file = tmp_path / "operator_token"
+    secret_file.write_text("from-a-file\n")
+    settings = Settings.from_env({"KEYBRIDGE_OPERATOR_TOKEN_FILE": str(secret_file)})
+    assert settings.operator_token == "from-a-file"
+
+
+def test_a_secret_file_that_cannot_be_read_names_the_variable(tmp_path):
+    with pytest.raises(ConfigError, match="KEYBRIDGE_OPERATOR_TOKEN_FILE=.*cannot read the file"):
+        Settings.from_env({"KEYBRIDGE_OPERATOR_TOKEN_FILE": str(tmp_path / "missing")})
+
+
+def test_a_secret_given_twice_is_refused(tmp_path):
+    secret_file = tmp_path / "token"
+    secret_file.write_text("a")
+    with pytest.raises(ConfigError, match="both KEYBRIDGE_OPERATOR_TOKEN and KEYBRIDGE_OPERATOR_TOKEN_FILE"):
+        Settings.from_env({"KEYBRIDGE_OPERATOR_TOKEN": "b", "KEYBRIDGE_OPERATOR_TOKEN_FILE": str(secret_file)})
+
+
+def test_no_secret_appears_in_the_settings_repr():
+    settings = Settings.from_env({"KEYBRIDGE_OPERATOR_TOKEN": "op-token-value",
+                                  "KEYBRIDGE_KEYCLOAK_CLIENT_SECRET": "client-secret-value",
+                                  "KEYBRIDGE_DATABASE_URL": "postgresql+psycopg://kb:db-password@db/kb"})
+    text = repr(settings) + str(settings) + f"{settings}"
+    for secret in ("op-token-value", "client-secret-value", "db-password"):
+        assert secret not in text
+    assert "keycloak_url='http://localhost:8080'" in text

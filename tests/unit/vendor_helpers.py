@@ -31,7 +31,7 @@ def vendor_settings(tmp_path, **overrides) -> Settings:
         hubspot_client_secret=HUBSPOT_SECRET, salesforce_organization_ids=["00D5e000000KQ2e"],
         dynamics_secrets=["old-secret-being-rotated", DYNAMICS_SECRET], pipedrive_username=PIPEDRIVE_USER,
         pipedrive_password=PIPEDRIVE_PASSWORD,
-        espocrm_webhooks=[f"{ESPO_WEBHOOK}:Contact.create:{ESPO_SECRET}", f"{ESPO_ACCOUNT_WEBHOOK}:Account.update:{ESPO_SECRET}"],
+        espocrm_webhook_secrets=[f"{ESPO_WEBHOOK}:Contact.create:{ESPO_SECRET}", f"{ESPO_ACCOUNT_WEBHOOK}:Account.update:{ESPO_SECRET}"],
         vendor_max_age_seconds=DOCUMENTED_EXAMPLES_AGE)  # the documented examples are old; the stale tests narrow this
     values.update(overrides)
     return Settings.from_env({}, **values)
