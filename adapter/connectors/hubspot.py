@@ -21,6 +21,7 @@ import urllib3
 from urllib3.util.retry import Retry
 
 from ..jobs import RetryableError
+from ..webhooks.translation import load_mapping
 from . import Connector, ConnectorError, register
 
 log = logging.getLogger(__name__)
@@ -149,8 +150,6 @@ class HubSpotConnector(Connector):
 
     @classmethod
     def from_settings(cls, settings) -> "HubSpotConnector":
-        from ..webhooks.dialects import load_mapping
-
         return cls(HubSpotApi.from_settings(settings), load_mapping(settings.vendor_mapping_dir, "hubspot").get("outbound", {}))
 
     def deliver(self, event_id: str, body: dict) -> None:

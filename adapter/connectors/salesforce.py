@@ -16,6 +16,7 @@ import logging
 import requests
 
 from ..jobs import RetryableError
+from ..webhooks.translation import load_mapping
 from . import Connector, ConnectorError, register
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,6 @@ class SalesforceConnector(Connector):
 
     @classmethod
     def from_settings(cls, settings) -> "SalesforceConnector":
-        from ..webhooks.dialects import load_mapping
-
         return cls(lambda: connect(settings), load_mapping(settings.vendor_mapping_dir, "salesforce").get("outbound", {}),
                    settings.salesforce_api_version)
 

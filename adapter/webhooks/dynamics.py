@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from ..errors import ApiError
 from . import dialects
-from .dialects import Change, Dialect, Ignored, constant_time_in, occurred, to_iso
+from .dialects import Dialect, constant_time_in, occurred
+from .translation import Change, Ignored, to_iso
 
 HEADER = "X-Keybridge-Key"
 QUERY = "code"

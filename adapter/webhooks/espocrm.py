@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 
 from ..errors import ApiError
 from . import dialects
-from .dialects import Change, Dialect, parse_time
+from .dialects import Dialect
+from .translation import Change, parse_time
 
 
 @dialects.register

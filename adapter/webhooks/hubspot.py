@@ -20,7 +20,8 @@ from .. import tasks
 from ..errors import ApiError, PermanentError
 from ..models import InboundEvent
 from . import dialects
-from .dialects import Change, Deferred, Dialect, Ignored, occurred
+from .dialects import Deferred, Dialect, occurred
+from .translation import Change, Ignored, load_mapping
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def fetch_and_translate(kb, job) -> str:
             raise PermanentError(f"HubSpot event {inbound_id} is missing from storage")
         envelope = dict(stored.payload)
     event = envelope["data"]
-    mapping = dialects.load_mapping(kb.settings.vendor_mapping_dir, "hubspot")
+    mapping = load_mapping(kb.settings.vendor_mapping_dir, "hubspot")
     properties = fields_for(mapping, event["object"])
     try:
         record = HubSpotApi.from_settings(kb.settings).read(event["object"], str(event["objectId"]), properties)

@@ -13,7 +13,8 @@ import hmac
 
 from ..errors import ApiError
 from . import dialects
-from .dialects import Change, Dialect, Ignored, occurred
+from .dialects import Dialect, occurred
+from .translation import Change, Ignored
 
 
 @dialects.register

@@ -18,7 +18,8 @@ from flask import Response
 
 from ..errors import ApiError
 from . import dialects
-from .dialects import Change, Dialect, Outcome, parse_time
+from .dialects import Dialect, Outcome
+from .translation import Change, parse_time
 
 log = logging.getLogger(__name__)
 

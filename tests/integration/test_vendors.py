@@ -142,3 +142,102 @@ def test_salesforce_lead_in_soap_ack_out_registration_upserted_with_a_task(adapt
     user = kc_admin.user_by_email(email)
     assert user["attributes"]["crm_lead_id"] == [lead_id] and "lead" in kc_admin.realm_roles(user["id"])
     app.extensions["keybridge"].db.dispose()
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
+def dynamics_deliveries(unique: str, email: str) -> tuple[str, list[bytes], str]:
+    """A Dataverse account Create and a contact Create (kb_portalinvite), from the documented context shape."""
+    account_id, contact_id = f"0b3f{unique[:4]}-4e5f-ef11-9f89-{unique[:10]}00", f"a1b2{unique[:4]}-0000-ef11-9f89-{unique[:10]}00"
+    created = f"/Date({now_ms()})/"
+    contact = json.loads(fixture("dynamics/contact_create.json"))
+    account = json.loads(fixture("dynamics/contact_create.json"))
+    account.update(PrimaryEntityName="account", PrimaryEntityId=account_id, OperationId=f"op-account-{unique}", OperationCreatedOn=created)
+    account["InputParameters"][0]["value"].update(LogicalName="account", Id=account_id, Attributes=[
+        {"key": "name", "value": f"Contoso {unique}"}, {"key": "websiteurl", "value": f"https://www.contoso-{unique}.example"},
+        {"key": "kb_contractstatus", "value": {"__type": "OptionSetValue:http://schemas.microsoft.com/xrm/2011/Contracts", "Value": 100000000}},
+        {"key": "accountid", "value": account_id}])
+    contact.update(PrimaryEntityId=contact_id, OperationId=f"op-contact-{unique}", OperationCreatedOn=created)
+    attributes = contact["InputParameters"][0]["value"]["Attributes"]
+    for pair in attributes:
+        if pair["key"] == "emailaddress1":
+            pair["value"] = email
+        elif pair["key"] == "contactid":
+            pair["value"] = contact_id
+        elif pair["key"] == "parentcustomerid":
+            pair["value"]["Id"] = account_id
+    return account_id, [json.dumps(account).encode(), json.dumps(contact).encode()], contact_id
+
+
+def pipedrive_deliveries(unique: str, email: str) -> tuple[str, list[bytes], str]:
+    org_id, person_id = str(int(unique[:6], 16)), str(int(unique[4:10], 16))
+    organization = json.loads(fixture("pipedrive/organization_create.json"))
+    organization["data"].update(id=int(org_id), name=f"Globex {unique}")
+    organization["data"]["custom_fields"]["domains"]["value"] = f"globex-{unique}.example"
+    organization["meta"].update(entity_id=org_id, id=f"org-{unique}", timestamp=_now_iso())
+    person = json.loads(fixture("pipedrive/person_invite_requested.json"))
+    person["data"].update(id=int(person_id), org_id=int(org_id))
+    person["data"]["emails"][0]["value"] = email
+    person["meta"].update(entity_id=person_id, id=f"person-{unique}", timestamp=_now_iso())
+    return org_id, [json.dumps(organization).encode(), json.dumps(person).encode()], person_id
+
+
+def espocrm_deliveries(unique: str, email: str) -> tuple[str, list[tuple[str, bytes]], str]:
+    account_id, contact_id = f"acc{unique}", f"con{unique}"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    account = [{"id": account_id, "name": f"Initech {unique}", "website": f"initech-{unique}.example", "cContractStatus": "Active",
+                "createdAt": stamp, "modifiedAt": stamp}]
+    contact = json.loads(fixture("espocrm/contact_create.json"))
+    contact[0].update(id=contact_id, emailAddress=email, accountId=account_id, createdAt=stamp, modifiedAt=stamp)
+    return account_id, [("hookaccount", json.dumps(account).encode()), ("hookcontact", json.dumps(contact).encode())], contact_id
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_dynamics_pipedrive_and_espocrm_each_invite_a_contact_who_registers(adapter_settings, crm, mail_dir, kc_admin, chromium, unique):
+    """Each vendor's own deliveries create its account and invite its contact; all three register in Chromium and
+    the CRM is told (these vendors have no connector yet: the generic signed webhook carries the registration)."""
+    from tests.unit.vendor_helpers import DYNAMICS_SECRET, ESPO_SECRET, dynamics_headers, espo_headers, pipedrive_headers
+    from tests.unit.vendor_helpers import PIPEDRIVE_PASSWORD, PIPEDRIVE_USER
+
+    settings = adapter_settings
+    settings.dynamics_secrets, settings.pipedrive_username, settings.pipedrive_password = [DYNAMICS_SECRET], PIPEDRIVE_USER, PIPEDRIVE_PASSWORD
+    settings.espocrm_webhook_secrets = [f"hookaccount:Account.create:{ESPO_SECRET}", f"hookcontact:Contact.create:{ESPO_SECRET}"]
+    app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
+    worker, client = Worker(app.extensions["keybridge"]), app.test_client()
+    people = {vendor: f"{vendor}.{unique}@{vendor}-{unique}.example" for vendor in ("dynamics", "pipedrive", "espocrm")}
+
+    accounts, contacts, contact_posts = {}, {}, []
+    accounts["dynamics"], (account_body, contact_body), contacts["dynamics"] = dynamics_deliveries(unique, people["dynamics"])
+    assert client.post("/webhooks/dynamics", data=account_body, headers=dynamics_headers()).status_code == 200
+    contact_posts.append(("/webhooks/dynamics", contact_body, dynamics_headers()))
+    accounts["pipedrive"], (account_body, contact_body), contacts["pipedrive"] = pipedrive_deliveries(unique, people["pipedrive"])
+    assert client.post("/webhooks/pipedrive", data=account_body, headers=pipedrive_headers()).status_code == 200
+    contact_posts.append(("/webhooks/pipedrive", contact_body, pipedrive_headers()))
+    accounts["espocrm"], ((hook_a, account_body), (hook_c, contact_body)), contacts["espocrm"] = espocrm_deliveries(unique, people["espocrm"])
+    assert client.post("/webhooks/espocrm", data=account_body, headers=espo_headers(account_body, webhook_id=hook_a)).status_code == 200
+    contact_posts.append(("/webhooks/espocrm", contact_body, espo_headers(contact_body, webhook_id=hook_c)))
+
+    run_until(worker, lambda: all(kc_admin.organization_of(a) for a in accounts.values()), what="the three vendors' organizations")
+    for path, body, headers in contact_posts:
+        r = client.post(path, data=body, headers=headers)
+        assert r.status_code == 200 and len(r.json["accepted"]) == 2, r.json
+
+    run_until(worker, lambda: all(stack.read_mails(mail_dir, to=e) for e in people.values()), timeout=90, what="three invitation emails")
+    for vendor, email in people.items():
+        context = chromium.new_context()
+        register_through_invitation(context.new_page(), stack.read_mails(mail_dir, to=email)[0].link, vendor.title(), "Person")
+        context.close()
+
+    def registered():
+        got = {e["data"].get("contact_id") for e in crm.of_type("identity.registered")}
+        return got >= set(contacts.values())
+
+    run_until(worker, registered, what="identity.registered for the three vendors' contacts")
+    for vendor, email in people.items():
+        user = kc_admin.user_by_email(email)
+        assert user["attributes"]["crm_contact_id"] == [contacts[vendor]], vendor
+        org = kc_admin.organization_of(accounts[vendor])
+        assert user["id"] in [m["id"] for m in kc_admin.get(f"/organizations/{org['id']}/members")], vendor
+    app.extensions["keybridge"].db.dispose()
