@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import time
 from urllib.parse import unquote
 
@@ -91,9 +92,14 @@ class HubSpot(Dialect):
         return Deferred(event_id, f"hubspot.{obj}.{action}", payload, when, "hubspot_fetch")
 
 
+# HubSpot decodes exactly these escapes in the URI before signing (its v3 validation guide).
+_URI_ESCAPES = re.compile("%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)", re.IGNORECASE)
+
+
 def v3_signature(client_secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
-    """HubSpot's v3 signature: base64 HMAC-SHA256 of method + URI (percent-decoded) + body + timestamp."""
-    source = f"{method}{unquote(uri)}{body.decode('utf-8')}{timestamp}"
+    """HubSpot's v3 signature: base64 HMAC-SHA256 of method + URI + body + timestamp."""
+    uri = _URI_ESCAPES.sub(lambda m: unquote(m.group(0)), uri)
+    source = f"{method}{uri}{body.decode('utf-8')}{timestamp}"
     return base64.b64encode(hmac.new(client_secret.encode(), source.encode(), hashlib.sha256).digest()).decode()
 
 

@@ -161,3 +161,12 @@ def test_more_than_100_events_is_not_hubspot(client, kb):
     body = json.dumps([{"eventId": i, "subscriptionType": "contact.creation", "objectId": i, "occurredAt": int(time.time() * 1000)}
                        for i in range(101)]).encode()
     assert deliver(client, body).status_code == 400 and stored_counts(kb) == (0, 0)
+
+
+def test_uri_escapes_hubspot_decodes_before_signing_are_decoded_and_others_kept():
+    from adapter.webhooks.hubspot import v3_signature
+    from hubspot.utils.signature import Signature
+
+    body, ts = b"[]", "1700000000000"
+    signed_by_hubspot = Signature.get_signature("s", "[]", "v3", http_uri="https://a.example/webhooks/hubspot?x=a:b&y=%20", timestamp=ts)
+    assert v3_signature("s", "POST", "https://a.example/webhooks/hubspot?x=a%3Ab&y=%20", body, ts) == signed_by_hubspot
