@@ -1,8 +1,6 @@
 """Keybridge: CRM webhooks in, Keycloak operations, identity events back to the CRM."""
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
 from .config import Settings
@@ -10,7 +8,7 @@ from .config import Settings
 
 def create_app(config: dict | None = None) -> Flask:
     """The web application. `config` may hold KEYBRIDGE_SETTINGS (a Settings) or Flask keys."""
-    from . import api, errors, metrics, portal, webhooks
+    from . import api, errors, logs, metrics, portal, webhooks
     from .runtime import Keybridge
 
     app = Flask(__name__)
@@ -19,7 +17,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(config)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["keybridge"] = Keybridge(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings)
+    logs.init_app(app)
 
     errors.init_app(app)
     webhooks.init_app(app)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import uuid
 from datetime import datetime, timezone
@@ -38,16 +37,21 @@ def _kb():
 @click.group()
 def main() -> None:
     """Keybridge adapter commands."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import logs
+
+    logs.configure()  # text at INFO until a command has its settings
 
 
 @main.command()
 def worker() -> None:
     """Run the worker until stopped (SIGTERM or Ctrl-C)."""
+    from . import logs
     from .worker import Worker
 
+    kb = _kb()
+    logs.configure(kb.settings)
     try:
-        Worker(_kb()).run_forever()
+        Worker(kb).run_forever()
     except KeyboardInterrupt:
         click.echo("worker stopped")
 

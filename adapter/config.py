@@ -117,6 +117,8 @@ class Settings:
     espocrm_webhook_secrets: list[str] = field(default_factory=list)
     connector: str = ""
     worker_metrics_port: int = 0
+    log_level: str = "INFO"
+    log_format: str = "text"
 
     def __repr__(self) -> str:
         """Every setting, with secrets, tokens, passwords and the database password masked."""
@@ -173,6 +175,10 @@ class Settings:
                 raise ConfigError("KEYBRIDGE_WEBHOOK_SECRETS: each secret must look like whsec_<base64>, as in the Standard Webhooks spec")
         if self.crm_events_secret and not self.crm_events_secret.startswith("whsec_"):
             raise ConfigError("KEYBRIDGE_CRM_EVENTS_SECRET must look like whsec_<base64>")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("KEYBRIDGE_LOG_FORMAT must be 'text' or 'json'")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError("KEYBRIDGE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
         if self.connector not in ("", "generic", "hubspot", "salesforce"):
             raise ConfigError("KEYBRIDGE_CONNECTOR must be generic, hubspot or salesforce (or unset: generic when KEYBRIDGE_CRM_EVENTS_URL is set)")
         for entry in self.espocrm_webhook_secrets:

@@ -38,6 +38,7 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the request that queued it (logs)
     __table_args__ = (
         UniqueConstraint("kind", "ref", name="uq_jobs_kind_ref"),
         Index("ix_jobs_due", "status", "run_at"),

@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 
-from . import admin_events, delegation, jobs, keycloak_events, metrics, outbox
+from . import admin_events, delegation, jobs, keycloak_events, logs, metrics, outbox
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity
 from .webhooks import hubspot  # noqa: F401  (declares the hubspot_fetch job beside its code)
@@ -47,6 +47,16 @@ class Worker:
         return ran
 
     def _run_one(self, job) -> None:
+        """Run one claimed job with its request id and job id on every log line it causes."""
+        request_token = logs.REQUEST_ID.set(job.request_id)
+        job_token = logs.JOB_ID.set(job.id)
+        try:
+            self._run_claimed(job)
+        finally:
+            logs.JOB_ID.reset(job_token)
+            logs.REQUEST_ID.reset(request_token)
+
+    def _run_claimed(self, job) -> None:
         settings = self.kb.settings
         try:
             outcome = TASKS.run(self.kb, job)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from ..db import utcnow
+from ..logs import current_request_id
 from ..errors import PermanentError, RetryableError  # noqa: F401  (re-exported: the queue's callers import them here)
 from ..models import Job
 
@@ -37,7 +38,9 @@ def enqueue(session: Session, kind: str, ref: str, payload: dict | None = None, 
         return False
     try:
         with session.begin_nested():
-            session.add(Job(kind=kind, ref=ref, payload=payload or {}, run_at=run_at or utcnow(), ordering_key=ordering_key))
+            # request_id: the web request (or the job) that queued it, so one id runs through the logs
+            session.add(Job(kind=kind, ref=ref, payload=payload or {}, run_at=run_at or utcnow(), ordering_key=ordering_key,
+                            request_id=current_request_id()))
     except IntegrityError:
         return False
     return True
