@@ -102,6 +102,7 @@ class Settings:
     hubspot_access_token: str = ""
     hubspot_api_url: str = "https://api.hubapi.com"
     salesforce_organization_ids: list[str] = field(default_factory=list)
+    salesforce_endpoint_tokens: list[str] = field(default_factory=list)
     salesforce_instance_url: str = ""
     salesforce_access_token: str = ""
     salesforce_username: str = ""

@@ -2,7 +2,9 @@
 
 A message holds up to 100 notifications, each with its own Id (the same on every
 retry: the idempotency key) and one sObject with the fields chosen in Setup.
-The sending org must be in KEYBRIDGE_SALESFORCE_ORGANIZATION_IDS; the SOAP `Ack`
+The sending org must be in KEYBRIDGE_SALESFORCE_ORGANIZATION_IDS, and, since an org id is
+no secret, the endpoint URL configured in Salesforce should carry `?token=` one of
+KEYBRIDGE_SALESFORCE_ENDPOINT_TOKENS (required once any is set); the SOAP `Ack`
 (true) is answered only once every notification is stored, so Salesforce retries
 anything not acknowledged. The XML is parsed with defusedxml (no entities, no DTDs).
 """
@@ -18,7 +20,7 @@ from flask import Response
 
 from ..errors import ApiError
 from . import dialects
-from .dialects import Dialect, Outcome
+from .dialects import Dialect, Outcome, constant_time_in
 from .translation import Change, parse_time
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,9 @@ class Salesforce(Dialect):
     name = "Salesforce Outbound Messages"
 
     def authenticate(self, settings, req, body: bytes) -> dict:
+        if settings.salesforce_endpoint_tokens and not constant_time_in(req.args.get("token"), settings.salesforce_endpoint_tokens):
+            raise ApiError(401, "The outbound message's endpoint URL must end in ?token= one of KEYBRIDGE_SALESFORCE_ENDPOINT_TOKENS.",
+                           {"token": ["Missing or wrong."]})
         notifications = _notifications(body)
         org_id = _text(notifications.find(f"{{{OUTBOUND}}}OrganizationId"))
         if not org_id:

@@ -303,3 +303,16 @@ def test_a_broken_mapping_file_fails_at_start_naming_it(tmp_path):
     (tmp_path / "mappings" / "espocrm.json").write_text('{"kinds": {"contact": {"objects": ["Contact"], "invite": {"values": ["true"]}}}}')
     with pytest.raises(ValueError, match=r"espocrm.json: kinds.contact.invite needs a \"field\""):
         create_app({"KEYBRIDGE_SETTINGS": vendor_settings(tmp_path, vendor_mapping_dir=str(tmp_path / "mappings")), "TESTING": True})
+
+
+def test_salesforce_endpoint_token_is_required_once_configured(tmp_path):
+    from adapter import create_app
+
+    app = create_app({"KEYBRIDGE_SETTINGS": vendor_settings(tmp_path, salesforce_endpoint_tokens=["sf-endpoint-token-31"]), "TESTING": True})
+    client, body = app.test_client(), fixture("salesforce/contact_invite_requested.xml")
+    for query in ("", "?token=guess", "?token=sf-endpoint-token-3"):
+        r = post(client, "salesforce", body, salesforce_headers(), query=query)
+        assert r.status_code == 401 and "token" in r.json["errors"]
+    assert stored_counts(app.extensions["keybridge"]) == (0, 0)
+    assert post(client, "salesforce", body, salesforce_headers(), query="?token=sf-endpoint-token-31").status_code == 200
+    app.extensions["keybridge"].db.dispose()
