@@ -182,6 +182,13 @@ class Settings:
             raise ConfigError("KEYBRIDGE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
         if self.connector not in ("", "generic", "hubspot", "salesforce"):
             raise ConfigError("KEYBRIDGE_CONNECTOR must be generic, hubspot or salesforce (or unset: generic when KEYBRIDGE_CRM_EVENTS_URL is set)")
+        if self.connector == "hubspot" and not self.hubspot_access_token:
+            raise ConfigError("KEYBRIDGE_CONNECTOR=hubspot needs KEYBRIDGE_HUBSPOT_ACCESS_TOKEN (a private app's token with crm.objects.contacts.write)")
+        if self.connector == "salesforce" and not ((self.salesforce_instance_url and self.salesforce_access_token)
+                                                   or (self.salesforce_username and self.salesforce_password)
+                                                   or (self.salesforce_consumer_key and self.salesforce_consumer_secret)):
+            raise ConfigError("KEYBRIDGE_CONNECTOR=salesforce needs KEYBRIDGE_SALESFORCE_INSTANCE_URL + _ACCESS_TOKEN, or _USERNAME + "
+                              "_PASSWORD (+ _SECURITY_TOKEN), or _CONSUMER_KEY + _CONSUMER_SECRET with _DOMAIN")
         for entry in self.espocrm_webhook_secrets:
             if entry.count(":") < 2:
                 raise ConfigError("KEYBRIDGE_ESPOCRM_WEBHOOK_SECRETS: each entry is WEBHOOK_ID:EVENT:SECRET_KEY (e.g. 6571a0c1d2:Contact.update:1f0e...), as shown at Administration > Webhooks")

@@ -208,10 +208,14 @@ def test_an_expired_session_logs_in_again_on_the_next_attempt(tmp_path):
     assert len(logins) == 2 and responses.calls[1].request.headers["Authorization"] == "Bearer session-2"
 
 
-def test_salesforce_without_credentials_says_which_settings(tmp_path):
-    connector = salesforce_connector.SalesforceConnector.from_settings(vendor_settings(tmp_path, connector="salesforce"))
+@pytest.mark.parametrize("connector, names", [("salesforce", "KEYBRIDGE_SALESFORCE_INSTANCE_URL"), ("hubspot", "KEYBRIDGE_HUBSPOT_ACCESS_TOKEN")])
+def test_a_connector_without_credentials_fails_at_start_naming_the_settings(tmp_path, connector, names):
+    from adapter.config import ConfigError
+
+    with pytest.raises(ConfigError, match=names):
+        vendor_settings(tmp_path, connector=connector)
     with pytest.raises(ConnectorError, match="KEYBRIDGE_SALESFORCE_INSTANCE_URL"):
-        connector.deliver("evt", registered(contact_id="003"))
+        salesforce_connector.connect(vendor_settings(tmp_path))
 
 
 # --- keybridge connectors test ------------------------------------------------------------------------
