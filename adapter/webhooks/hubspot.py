@@ -15,6 +15,7 @@ import hmac
 import logging
 import re
 import time
+from datetime import datetime, timezone
 from urllib.parse import unquote
 
 from .. import tasks
@@ -22,7 +23,7 @@ from ..errors import ApiError, PermanentError
 from ..models import InboundEvent
 from . import dialects
 from .dialects import Deferred, Dialect, occurred
-from .translation import Change, Ignored, load_mapping
+from .translation import Change, Ignored, load_mapping, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,11 @@ def fetch_and_translate(kb, job) -> str:
     attributes = dict(record.get("properties") or {})
     attributes.setdefault("hs_object_id", str(event["objectId"]))
     action = "create" if event["subscriptionType"].endswith("creation") else "update"
+    # What was read is the record as of its last update, which may be later than this event: stamp it so,
+    # and the newest state wins even when an older event's read happens last.
+    as_of = max(occurred(event.get("occurredAt"), "occurredAt"), parse_time(record.get("updated_at")) or datetime.min.replace(tzinfo=timezone.utc))
     change = Change(event_id=str(event["eventId"]), object=event["object"], record_id=str(event["objectId"]),
-                    occurred_at=occurred(event.get("occurredAt"), "occurredAt"), attributes=attributes, action=action,
+                    occurred_at=as_of, attributes=attributes, action=action,
                     changed={event["propertyName"]} if event.get("propertyName") else None)
     try:
         outcome = dialects.store_delivery(kb, "hubspot", [change], check_age=False)

@@ -222,6 +222,8 @@ def parse_time(value) -> datetime | None:
     """Unix seconds or milliseconds, ISO-8601, "YYYY-MM-DD HH:MM:SS" (UTC) or Microsoft's /Date(ms)/."""
     if value is None or value == "":
         return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\d{9,13}", value)):
         number = float(value)
         return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, tz=timezone.utc)

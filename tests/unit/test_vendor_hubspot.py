@@ -170,3 +170,14 @@ def test_uri_escapes_hubspot_decodes_before_signing_are_decoded_and_others_kept(
     body, ts = b"[]", "1700000000000"
     signed_by_hubspot = Signature.get_signature("s", "[]", "v3", http_uri="https://a.example/webhooks/hubspot?x=a:b&y=%20", timestamp=ts)
     assert v3_signature("s", "POST", "https://a.example/webhooks/hubspot?x=a%3Ab&y=%20", body, ts) == signed_by_hubspot
+
+
+def test_what_was_read_is_stamped_with_the_records_last_update(client, kb, worker, hubspot_api):
+    """Read later than the event happened, the record's newer state carries its own (later) time."""
+    record = json.loads(fixture("hubspot/api/contact_1246965.json"))
+    record["updatedAt"] = "2016-05-03T08:00:00.000Z"
+    hubspot_api.routes.pop(("GET", "/crm/v3/objects/contacts/1246965"))
+    hubspot_api.on("GET", "/crm/v3/objects/contacts/1246965", 200, record)
+    deliver(client, json.dumps(json.loads(fixture("hubspot/contact_invite_requested.json"))[:1]).encode())
+    worker.run_jobs()
+    assert {e.payload["timestamp"] for e in stored_events(kb) if not e.type.startswith("hubspot.")} == {"2016-05-03T08:00:00Z"}
