@@ -77,13 +77,7 @@ def test_hubspot_company_and_contact_in_invitation_out_registration_written_back
     assert client.post("/webhooks/hubspot", data=body, headers=headers).json["status"] == "accepted"
     assert client.post("/webhooks/hubspot", data=body, headers=headers).json["status"] == "duplicate"  # HubSpot's retry
 
-    mails = None
-    deadline = time.time() + 90
-    while time.time() < deadline and not mails:
-        worker.run_once()
-        mails = stack.read_mails(mail_dir, to=email)
-        time.sleep(0.3)
-    assert mails, "no invitation email for the HubSpot contact"
+    mails = run_until(worker, lambda: stack.read_mails(mail_dir, to=email), timeout=90, what="the HubSpot contact's invitation email")
     register_through_invitation(page, mails[0].link, "Brian", "Hub")
 
     def written_back():
@@ -122,13 +116,7 @@ def test_salesforce_lead_in_soap_ack_out_registration_upserted_with_a_task(adapt
         sf.post(f"{SF}/services/data/v59.0/composite", json={"compositeResponse": [
             {"body": {"id": lead_id, "success": True, "errors": [], "created": False}, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "e0"},
             {"body": {"id": "00T5e00000XyZ1AAA", "success": True, "errors": []}, "httpHeaders": {}, "httpStatusCode": 201, "referenceId": "e0task"}]})
-        mails = None
-        deadline = time.time() + 90
-        while time.time() < deadline and not mails:
-            worker.run_once()
-            mails = stack.read_mails(mail_dir, to=email)
-            time.sleep(0.3)
-        assert mails, "no invitation email for the Salesforce lead"
+        mails = run_until(worker, lambda: stack.read_mails(mail_dir, to=email), timeout=90, what="the Salesforce lead's invitation email")
         set_password_through_invitation(page, mails[0].link)
 
         def upserted():
