@@ -21,7 +21,7 @@ import urllib3
 from urllib3.util.retry import Retry
 
 from ..jobs import RetryableError
-from ..webhooks.translation import load_mapping
+from ..vendor_mappings import load_mapping
 from . import Connector, ConnectorError, register
 
 log = logging.getLogger(__name__)

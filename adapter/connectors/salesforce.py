@@ -16,7 +16,7 @@ import logging
 import requests
 
 from ..jobs import RetryableError
-from ..webhooks.translation import load_mapping
+from ..vendor_mappings import load_mapping
 from . import Connector, ConnectorError, register
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,12 @@ import hmac
 import logging
 import re
 import time
+from collections import OrderedDict
 from datetime import datetime, timezone
 from urllib.parse import unquote
 
 from .. import tasks
+from ..connectors.hubspot import HubSpotApi, NotFound
 from ..errors import ApiError, PermanentError
 from ..models import InboundEvent
 from . import dialects
@@ -111,8 +113,6 @@ def fetch_and_translate(kb, job) -> str:
 
     Raises RetryableError (HubSpot down, 429) or PermanentError (no access token, record unreadable).
     """
-    from ..connectors.hubspot import HubSpotApi, NotFound
-
     inbound_id = job.ref
     with kb.db.session() as session:
         stored = session.get(InboundEvent, inbound_id)
@@ -123,7 +123,7 @@ def fetch_and_translate(kb, job) -> str:
     mapping = load_mapping(kb.settings.vendor_mapping_dir, "hubspot")
     properties = fields_for(mapping, event["object"])
     try:
-        record = HubSpotApi.from_settings(kb.settings).read(event["object"], str(event["objectId"]), properties)
+        record = _read(kb.settings, event["object"], str(event["objectId"]), properties, occurred(event.get("occurredAt"), "occurredAt"))
     except NotFound:
         log.info("HubSpot %s %s is gone; event %s changes nothing", event["object"], event["objectId"], inbound_id)
         return "gone"
@@ -141,6 +141,29 @@ def fetch_and_translate(kb, job) -> str:
     except ApiError as exc:
         raise PermanentError(f"{exc.message} {exc.errors}") from None
     return f"accepted {len(outcome.accepted)}, duplicate {len(outcome.duplicate)}, ignored {len(outcome.ignored)}"
+
+
+_recent: OrderedDict = OrderedDict()  # (API, object, id, properties) -> the record last read by this process
+_RECENT_MAX = 1000
+
+
+def _read(settings, obj: str, object_id: str, properties: list[str], since: datetime) -> dict:
+    """The record, read through the HubSpot API unless this process read it already as of `since` or later.
+
+    HubSpot sends one event per changed property: an edit of five properties is five events, and
+    the first read already shows all five (its updatedAt is not older than their occurredAt).
+    """
+    key = (settings.hubspot_api_url, obj, object_id, tuple(properties))
+    cached = _recent.get(key)
+    as_of = parse_time(cached.get("updated_at")) if cached is not None else None
+    if as_of is not None and as_of >= since:
+        return cached
+    record = HubSpotApi.from_settings(settings).read(obj, object_id, properties)
+    _recent[key] = record
+    _recent.move_to_end(key)
+    while len(_recent) > _RECENT_MAX:
+        _recent.popitem(last=False)
+    return record
 
 
 def fields_for(mapping: dict, obj: str) -> list[str]:

@@ -8,20 +8,15 @@ declares per kind (lead, contact, account) the vendor objects it covers, `fields
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from functools import lru_cache
-from pathlib import Path
 
 from marshmallow import EXCLUDE, ValidationError
 
-from ..config import REPO_ROOT
 from ..handlers import TASKS
 
-DEFAULT_MAPPING_DIR = REPO_ROOT / "realm-config" / "vendors"
-KINDS = ("lead", "contact", "account")  # the order a record's kind is decided in (lead's `when` first)
+from ..vendor_mappings import KINDS, load_mapping  # noqa: F401  (load_mapping: the dialects read mappings through here)
 
 
 @dataclass
@@ -140,34 +135,6 @@ def _clean(data: dict) -> dict:
     """Drop empty values; ids and names as trimmed strings (CRMs send numeric ids as numbers)."""
     return {k: (str(v).strip() if isinstance(v, (str, int, float)) and not isinstance(v, bool) else v)
             for k, v in data.items() if v not in (None, "")}
-
-
-def load_mapping(override_dir: str, vendor: str) -> dict:
-    """The vendor's mapping: KEYBRIDGE_VENDOR_MAPPING_DIR/<vendor>.json if present, else the default."""
-    path = Path(override_dir) / f"{vendor}.json" if override_dir else None
-    if path is None or not path.exists():
-        path = DEFAULT_MAPPING_DIR / f"{vendor}.json"
-    return _read_mapping(str(path), path.stat().st_mtime if path.exists() else 0)
-
-
-@lru_cache(maxsize=32)
-def _read_mapping(path: str, _mtime: float) -> dict:
-    try:
-        raw = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"Vendor mapping {path} not found; copy one from realm-config/vendors/") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"Vendor mapping {path} is not valid JSON ({exc}); fix the file") from None
-    unknown = set(raw.get("kinds", {})) - set(KINDS)
-    if unknown:
-        raise ValueError(f"{path}: unknown kinds {sorted(unknown)}; use account, contact and lead")
-    for kind, spec in raw.get("kinds", {}).items():
-        if not spec.get("objects"):
-            raise ValueError(f"{path}: kinds.{kind}.objects must list the CRM objects that are {kind}s")
-        for rule in ("when", "left", "invite", "org_admin"):
-            if rule in spec and not (isinstance(spec[rule], dict) and spec[rule].get("field")):
-                raise ValueError(f"{path}: kinds.{kind}.{rule} needs a \"field\" (and \"values\")")
-    return raw
 
 
 def matches(attributes: dict, rule: dict | None) -> bool:

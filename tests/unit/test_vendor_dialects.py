@@ -266,7 +266,7 @@ def test_vendor_payloads_grow_fields_which_are_ignored(client, kb):
 
 def test_the_mapping_can_be_overridden_per_vendor(tmp_path):
     from adapter import create_app
-    from adapter.webhooks.translation import DEFAULT_MAPPING_DIR
+    from adapter.vendor_mappings import DEFAULT_MAPPING_DIR
 
     mapping = json.loads((DEFAULT_MAPPING_DIR / "pipedrive.json").read_text())
     mapping["kinds"]["contact"]["invite"] = {"field": "label_ids", "values": ["5"]}

@@ -181,3 +181,19 @@ def test_what_was_read_is_stamped_with_the_records_last_update(client, kb, worke
     deliver(client, json.dumps(json.loads(fixture("hubspot/contact_invite_requested.json"))[:1]).encode())
     worker.run_jobs()
     assert {e.payload["timestamp"] for e in stored_events(kb) if not e.type.startswith("hubspot.")} == {"2016-05-03T08:00:00Z"}
+
+
+def test_one_edit_of_several_properties_reads_the_record_once(client, kb, worker, hubspot_api):
+    """HubSpot sends one event per changed property; the first read already shows them all."""
+    first = json.loads(fixture("hubspot/contact_invite_requested.json"))[0]
+    events = [dict(first, eventId=first["eventId"] + i, propertyName=name)
+              for i, name in enumerate(["keybridge_portal_invite", "keybridge_roles", "phone"])]
+    deliver(client, json.dumps(events).encode())
+    worker.run_jobs()
+    assert len(hubspot_api.calls("GET", "/crm/v3/objects/contacts/1246965")) == 1
+    assert len([t for t, _ in native(kb) if t == "contact.invite_requested"]) == 1
+
+    later = dict(first, eventId=first["eventId"] + 10, occurredAt=first["occurredAt"] + 86_400_000, propertyName="phone")
+    deliver(client, json.dumps([later]).encode())
+    worker.run_jobs()
+    assert len(hubspot_api.calls("GET", "/crm/v3/objects/contacts/1246965")) == 2  # a change after that read: read again
