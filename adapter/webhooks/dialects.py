@@ -22,6 +22,7 @@ record cannot make a valid native event (the errors name the field).
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -129,7 +130,7 @@ def store_delivery(kb, vendor: str, items: list, check_age: bool = True) -> Outc
                                 f"{settings.vendor_max_age_seconds} s ago (KEYBRIDGE_VENDOR_MAX_AGE_SECONDS): a stale or "
                                 "replayed delivery is refused; nothing was stored.", {"occurred_at": ["Too old."]})
         if isinstance(item, Deferred):
-            rows.append((f"{vendor}:{item.event_id}", {"type": item.type, "timestamp": iso(item.occurred_at),
+            rows.append((f"{vendor}:{item.event_id}"[:200], {"type": item.type, "timestamp": iso(item.occurred_at),
                                                       "data": item.payload, "vendor": vendor}, item.job_kind))
             continue
         try:
@@ -158,8 +159,9 @@ def store_delivery(kb, vendor: str, items: list, check_age: bool = True) -> Outc
 
 
 def native_event_id(vendor: str, event_id: str, event_type: str) -> str:
-    """The inbox id of one translated event: stable per vendor event and native type."""
-    return f"{vendor}:{event_id}:{event_type}"[:200]
+    """The inbox id of one translated event: stable per vendor event and native type (hashed when too long to store)."""
+    plain = f"{vendor}:{event_id}:{event_type}"
+    return plain if len(plain) <= 200 else f"{vendor}:{hashlib.sha256(plain.encode()).hexdigest()}:{event_type}"
 
 
 def check_mappings(settings) -> None:
