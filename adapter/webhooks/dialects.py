@@ -35,7 +35,8 @@ from marshmallow import ValidationError
 from .. import inbox
 from ..errors import ApiError
 from ..tasks import INBOUND_EVENT
-from .translation import Ignored, iso, load_mapping, parse_time, translate
+from ..vendor_mappings import load_mapping
+from .translation import Ignored, iso, parse_time, translate
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks_vendors", __name__)
@@ -134,7 +135,7 @@ def store_delivery(kb, vendor: str, items: list, check_age: bool = True) -> Outc
                                                       "data": item.payload, "vendor": vendor}, item.job_kind))
             continue
         try:
-            events = translate(vendor, item, mapping)
+            events = translate(item, mapping)
         except ValidationError as exc:
             errors[f"events[{index}]"] = exc.messages
             continue

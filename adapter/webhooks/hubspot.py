@@ -23,9 +23,10 @@ from .. import tasks
 from ..connectors.hubspot import HubSpotApi, NotFound
 from ..errors import ApiError, PermanentError
 from ..models import InboundEvent
+from ..vendor_mappings import load_mapping
 from . import dialects
 from .dialects import Deferred, Dialect, occurred
-from .translation import Change, Ignored, load_mapping, parse_time
+from .translation import Change, Ignored, parse_time
 
 log = logging.getLogger(__name__)
 

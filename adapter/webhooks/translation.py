@@ -15,8 +15,7 @@ from datetime import date, datetime, timezone
 from marshmallow import EXCLUDE, ValidationError
 
 from ..handlers import TASKS
-
-from ..vendor_mappings import KINDS, load_mapping  # noqa: F401  (load_mapping: the dialects read mappings through here)
+from ..vendor_mappings import KINDS
 
 
 @dataclass
@@ -38,7 +37,7 @@ class Ignored:
     reason: str
 
 
-def translate(vendor: str, change: Change, mapping: dict) -> list[tuple[str, dict | Ignored]]:
+def translate(change: Change, mapping: dict) -> list[tuple[str, dict | Ignored]]:
     """Native (type, data) pairs for one change, following the vendor's mapping; raises ValidationError."""
     kind = kind_of(change, mapping)
     if kind is None:
@@ -59,13 +58,13 @@ def translate(vendor: str, change: Change, mapping: dict) -> list[tuple[str, dic
             out.append(_event("contact.upserted", _contact_data(values, spec, left), partial, change))
         if not left and matches(change.attributes, spec.get("invite")) and _touched(change, spec, "invite"):
             invite = _contact_data(values, spec, left)
-            invite.pop("status"), invite.pop("phone")
+            del invite["status"], invite["phone"]
             invite["org_admin"] = matches(change.attributes, spec.get("org_admin"))
             out.append(_event("contact.invite_requested", invite, partial, change))
     elif kind == "lead" and matches(change.attributes, spec.get("invite")) and _touched(change, spec, "invite"):
         data = _clean({k: values.get(k) for k in ("lead_id", "email", "first_name", "last_name", "company")})
         out.append(_event("lead.invite_requested", data, partial, change))
-    return [pair for pair in out if pair is not None]
+    return out
 
 
 def kind_of(change: Change, mapping: dict) -> str | None:
