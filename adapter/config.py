@@ -116,6 +116,8 @@ class Settings:
     pipedrive_username: str = ""
     pipedrive_password: str = ""
     espocrm_webhook_secrets: list[str] = field(default_factory=list)
+    espocrm_url: str = ""
+    espocrm_api_token: str = ""
     connector: str = ""
     worker_metrics_port: int = 0
     log_level: str = "INFO"

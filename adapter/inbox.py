@@ -42,7 +42,7 @@ def store_events(db, source: str, rows: list[tuple[str, dict, str]]) -> list[str
     """Store several events (id, envelope, job kind) of one delivery in one transaction.
 
     A CRM event gets its `inbound_event` job exactly as `store_event` gives it; another job
-    kind (a vendor's thin event waiting to be read, e.g. `hubspot_fetch`) is queued as that
+    kind (a vendor's thin event waiting to be read, e.g. `vendor_read`) is queued as that
     kind declares, with the envelope's data as payload. Returns 'accepted' or 'duplicate'
     per row; a failure stores none of them.
     """

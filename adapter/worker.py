@@ -16,7 +16,7 @@ import time
 from . import admin_events, delegation, jobs, keycloak_events, logs, metrics, outbox
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity
-from .webhooks import hubspot  # noqa: F401  (declares the hubspot_fetch job beside its code)
+from . import webhooks  # noqa: F401  (the vendor dialects and their vendor_read job)
 
 log = logging.getLogger(__name__)
 

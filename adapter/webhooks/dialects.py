@@ -32,11 +32,12 @@ from datetime import datetime, timedelta, timezone
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 
-from .. import inbox
-from ..errors import ApiError
+from .. import inbox, tasks
+from ..errors import ApiError, PermanentError
+from ..models import InboundEvent
 from ..tasks import INBOUND_EVENT
 from ..vendor_mappings import load_mapping
-from .translation import Ignored, iso, parse_time, translate
+from .translation import Change, Ignored, iso, parse_time, translate
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks_vendors", __name__)
@@ -44,13 +45,19 @@ bp = Blueprint("webhooks_vendors", __name__)
 
 @dataclass
 class Deferred:
-    """An event stored as it came; the job `job_kind` turns it into native events later."""
+    """A change that does not carry the whole record (HubSpot's thin events, EspoCRM's updates):
+    stored as it came; the job `vendor_read` reads the record through the vendor's API
+    (`Dialect.read_record`) and translates it then, so the webhook answers at once."""
 
-    event_id: str
-    type: str
-    payload: dict
-    occurred_at: datetime
-    job_kind: str
+    change: Change
+
+    @property
+    def event_id(self) -> str:
+        return self.change.event_id
+
+    @property
+    def occurred_at(self) -> datetime:
+        return self.change.occurred_at
 
 
 @dataclass
@@ -81,6 +88,11 @@ class Dialect:
     def answer(self, outcome: Outcome):
         """What the vendor expects once everything is stored."""
         return jsonify(outcome.as_json()), 200
+
+    def read_record(self, settings, change: Change) -> tuple[dict, datetime | None] | None:
+        """For a `Deferred` change: the whole record's attributes now, and the time they are as of;
+        None when the record is gone. Raises RetryableError or PermanentError."""
+        raise PermanentError(f"{self.name} cannot read records back; send whole records.")
 
 
 _dialects: dict[str, Dialect] = {}
@@ -131,8 +143,12 @@ def store_delivery(kb, vendor: str, items: list, check_age: bool = True) -> Outc
                                 f"{settings.vendor_max_age_seconds} s ago (KEYBRIDGE_VENDOR_MAX_AGE_SECONDS): a stale or "
                                 "replayed delivery is refused; nothing was stored.", {"occurred_at": ["Too old."]})
         if isinstance(item, Deferred):
-            rows.append((f"{vendor}:{item.event_id}"[:200], {"type": item.type, "timestamp": iso(item.occurred_at),
-                                                      "data": item.payload, "vendor": vendor}, item.job_kind))
+            change = item.change
+            rows.append((f"{vendor}:{item.event_id}"[:200], {
+                "type": f"{vendor}.{change.object}.{change.action}", "timestamp": iso(change.occurred_at), "vendor": vendor,
+                "data": {"vendor": vendor, "event_id": change.event_id, "object": change.object, "record_id": change.record_id,
+                         "occurred_at": iso(change.occurred_at), "action": change.action, "attributes": change.attributes,
+                         "changed": sorted(change.changed) if change.changed is not None else None}}, "vendor_read"))
             continue
         try:
             events = translate(item, mapping)
@@ -157,6 +173,40 @@ def store_delivery(kb, vendor: str, items: list, check_age: bool = True) -> Outc
     for (row_id, _, _), status in zip(rows, inbox.store_events(kb.db, f"vendor:{vendor}", rows)):
         (outcome.accepted if status == "accepted" else outcome.duplicate).append(row_id)
     return outcome
+
+
+@tasks.job("vendor_read", ordering_key=lambda data: f"{data['vendor']}:{data['object']}:{data['record_id']}")
+def read_and_translate(kb, job) -> str:
+    """A deferred vendor change (job.ref: its stored event): read the whole record through the vendor's API,
+    translate and store its native events. One record's changes are read in the order they arrived.
+
+    The record read is stamped with the time it is as of when that is later than the change, so the
+    newest state wins even when an older change's read happens last; a read older than the change
+    (the vendor's API lagging) keeps the delivered fields over it. Raises RetryableError or PermanentError.
+    """
+    with kb.db.session() as session:
+        stored = session.get(InboundEvent, job.ref)
+        if stored is None:
+            raise PermanentError(f"Vendor event {job.ref} is missing from storage")
+        data = dict(stored.payload["data"])
+    dialect = get(data["vendor"])
+    change = Change(event_id=data["event_id"], object=data["object"], record_id=data["record_id"],
+                    occurred_at=parse_time(data["occurred_at"]), attributes=data["attributes"], action=data["action"],
+                    changed=set(data["changed"]) if data["changed"] is not None else None)
+    read = dialect.read_record(kb.settings, change)
+    if read is None:
+        log.info("%s %s %s is gone; event %s changes nothing", dialect.name, change.object, change.record_id, job.ref)
+        return "gone"
+    attributes, as_of = read
+    if as_of is not None and as_of >= change.occurred_at:
+        change.attributes, change.occurred_at = attributes, as_of  # the record now: newer than what was delivered
+    else:
+        change.attributes = {**attributes, **change.attributes}  # the API lags behind the delivery: the delivery wins
+    try:
+        outcome = store_delivery(kb, dialect.key, [change], check_age=False)
+    except ApiError as exc:
+        raise PermanentError(f"{exc.message} {exc.errors}") from None
+    return f"accepted {len(outcome.accepted)}, duplicate {len(outcome.duplicate)}, ignored {len(outcome.ignored)}"
 
 
 def native_event_id(vendor: str, event_id: str, event_type: str) -> str:

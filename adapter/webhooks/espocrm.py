@@ -7,6 +7,8 @@ key)). KEYBRIDGE_ESPOCRM_WEBHOOK_SECRETS lists each webhook as WEBHOOK_ID:EVENT:
 so the signature says which webhook (and so which event) a delivery is. EspoCRM
 sends no delivery id or time: a change is identified by webhook, record and its
 `modifiedAt` (or, without one, the record's content), so a redelivery is a duplicate.
+An update carries only the changed fields; with KEYBRIDGE_ESPOCRM_URL and
+KEYBRIDGE_ESPOCRM_API_TOKEN the worker reads the whole record back (job `vendor_read`).
 """
 from __future__ import annotations
 
@@ -16,10 +18,13 @@ import hashlib
 import hmac
 import json
 from datetime import datetime, timezone
+from urllib.parse import quote
 
-from ..errors import ApiError
+import requests
+
+from ..errors import ApiError, PermanentError, RetryableError
 from . import dialects
-from .dialects import Dialect
+from .dialects import Deferred, Dialect
 from .translation import Change, parse_time
 
 
@@ -64,7 +69,28 @@ class EspoCrm(Dialect):
             fields = set(record) - {"id"} if action == "update" else None
             if event.startswith("fieldUpdate"):
                 fields = {event.split(".", 1)[1]} if "." in event else fields
-            changes.append(Change(event_id=f"{sender['webhook_id']}:{record['id']}:{version}", object=entity, record_id=str(record["id"]),
-                                  occurred_at=parse_time(stamp) or datetime.now(timezone.utc), attributes=record,
-                                  action=action, changed=fields))
+            change = Change(event_id=f"{sender['webhook_id']}:{record['id']}:{version}", object=entity, record_id=str(record["id"]),
+                            occurred_at=parse_time(stamp) or datetime.now(timezone.utc), attributes=record,
+                            action=action, changed=fields)
+            # An update carries only the changed fields: with API access, the worker reads the whole record.
+            read_back = action == "update" and settings.espocrm_url and settings.espocrm_api_token
+            changes.append(Deferred(change) if read_back else change)
         return changes
+
+    def read_record(self, settings, change: Change) -> tuple[dict, datetime | None] | None:
+        """The record through EspoCRM's REST API (GET api/v1/<Entity>/<id>, X-Api-Key), as of its modifiedAt."""
+        url = f"{settings.espocrm_url.rstrip('/')}/api/v1/{quote(change.object, safe='')}/{quote(change.record_id, safe='')}"
+        try:
+            response = requests.get(url, headers={"X-Api-Key": settings.espocrm_api_token, "Accept": "application/json"},
+                                    timeout=10, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise RetryableError(f"EspoCRM unreachable reading {change.object} {change.record_id}: {type(exc).__name__}") from None
+        if response.status_code == 404:
+            return None
+        if response.status_code in (401, 403):
+            raise PermanentError(f"EspoCRM refused to read {change.object} {change.record_id} ({response.status_code}): check "
+                                 "KEYBRIDGE_ESPOCRM_API_TOKEN (an API user's key with read access to it) and KEYBRIDGE_ESPOCRM_URL.")
+        if response.status_code != 200:
+            raise RetryableError(f"EspoCRM answered {response.status_code} reading {change.object} {change.record_id}")
+        record = response.json()
+        return record, parse_time(record.get("modifiedAt"))

@@ -5,7 +5,7 @@ property change, the one property that changed), signed with
 `X-HubSpot-Signature-v3` = base64(HMAC-SHA256(client secret, method + URI + body +
 X-HubSpot-Request-Timestamp)); a timestamp more than 5 minutes away is refused.
 The thin events are stored as they are (the webhook answers at once); the job
-`hubspot_fetch` reads the whole record through the HubSpot API and translates it.
+`vendor_read` reads the whole record through the HubSpot API (`read_record`) and translates it.
 """
 from __future__ import annotations
 
@@ -16,13 +16,11 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import datetime
 from urllib.parse import unquote
 
-from .. import tasks
 from ..connectors.hubspot import HubSpotApi, NotFound
-from ..errors import ApiError, PermanentError
-from ..models import InboundEvent
+from ..errors import ApiError
 from ..vendor_mappings import load_mapping
 from . import dialects
 from .dialects import Deferred, Dialect, occurred
@@ -90,10 +88,20 @@ class HubSpot(Dialect):
         when = occurred(event.get("occurredAt"), f"[{index}].occurredAt")
         if action == "deletion":
             return Ignored(event_id, f"a deleted HubSpot {obj} changes nothing in Keycloak; set the contact's status to left instead")
-        payload = {k: event.get(k) for k in ("eventId", "subscriptionType", "objectId", "objectTypeId", "propertyName",
-                                              "propertyValue", "occurredAt", "changeSource", "portalId")}
-        payload["object"] = obj
-        return Deferred(event_id, f"hubspot.{obj}.{action}", payload, when, "hubspot_fetch")
+        return Deferred(Change(event_id=event_id, object=obj, record_id=str(event["objectId"]), occurred_at=when, attributes={},
+                               action="create" if action == "creation" else "update",
+                               changed={event["propertyName"]} if event.get("propertyName") else None))
+
+    def read_record(self, settings, change: Change) -> tuple[dict, datetime | None] | None:
+        """The contact or company with every property the mapping reads (HubSpot API), as of its updatedAt."""
+        properties = fields_for(load_mapping(settings.vendor_mapping_dir, self.key), change.object)
+        try:
+            record = _read(settings, change.object, change.record_id, properties, change.occurred_at)
+        except NotFound:
+            return None
+        attributes = dict(record.get("properties") or {})
+        attributes.setdefault("hs_object_id", change.record_id)
+        return attributes, parse_time(record.get("updated_at"))
 
 
 # HubSpot decodes exactly these escapes in the URI before signing (its v3 validation guide).
@@ -105,43 +113,6 @@ def v3_signature(client_secret: str, method: str, uri: str, body: bytes, timesta
     uri = _URI_ESCAPES.sub(lambda m: unquote(m.group(0)), uri)
     source = f"{method}{uri}{body.decode('utf-8')}{timestamp}"
     return base64.b64encode(hmac.new(client_secret.encode(), source.encode(), hashlib.sha256).digest()).decode()
-
-
-@tasks.job("hubspot_fetch", ordering_key=lambda event: f"hubspot:{event['object']}:{event['objectId']}")
-def fetch_and_translate(kb, job) -> str:
-    """The `hubspot_fetch` job (ref: the stored thin event): read the record it names, translate and store
-    its native events. One HubSpot record's events are read in the order they arrived.
-
-    Raises RetryableError (HubSpot down, 429) or PermanentError (no access token, record unreadable).
-    """
-    inbound_id = job.ref
-    with kb.db.session() as session:
-        stored = session.get(InboundEvent, inbound_id)
-        if stored is None:
-            raise PermanentError(f"HubSpot event {inbound_id} is missing from storage")
-        envelope = dict(stored.payload)
-    event = envelope["data"]
-    mapping = load_mapping(kb.settings.vendor_mapping_dir, "hubspot")
-    properties = fields_for(mapping, event["object"])
-    try:
-        record = _read(kb.settings, event["object"], str(event["objectId"]), properties, occurred(event.get("occurredAt"), "occurredAt"))
-    except NotFound:
-        log.info("HubSpot %s %s is gone; event %s changes nothing", event["object"], event["objectId"], inbound_id)
-        return "gone"
-    attributes = dict(record.get("properties") or {})
-    attributes.setdefault("hs_object_id", str(event["objectId"]))
-    action = "create" if event["subscriptionType"].endswith("creation") else "update"
-    # What was read is the record as of its last update, which may be later than this event: stamp it so,
-    # and the newest state wins even when an older event's read happens last.
-    as_of = max(occurred(event.get("occurredAt"), "occurredAt"), parse_time(record.get("updated_at")) or datetime.min.replace(tzinfo=timezone.utc))
-    change = Change(event_id=str(event["eventId"]), object=event["object"], record_id=str(event["objectId"]),
-                    occurred_at=as_of, attributes=attributes, action=action,
-                    changed={event["propertyName"]} if event.get("propertyName") else None)
-    try:
-        outcome = dialects.store_delivery(kb, "hubspot", [change], check_age=False)
-    except ApiError as exc:
-        raise PermanentError(f"{exc.message} {exc.errors}") from None
-    return f"accepted {len(outcome.accepted)}, duplicate {len(outcome.duplicate)}, ignored {len(outcome.ignored)}"
 
 
 _recent: OrderedDict = OrderedDict()  # (API, object, id, properties) -> the record last read by this process

@@ -8,6 +8,7 @@ import base64
 import json
 
 import pytest
+import responses
 
 from tests.unit.vendor_helpers import (DYNAMICS_SECRET, ESPO_ACCOUNT_WEBHOOK, as_json, dynamics_headers, espo_headers, fixture,
                                        native, pipedrive_headers, salesforce_headers, stored_counts, stored_events, vendor_settings)
@@ -316,3 +317,79 @@ def test_salesforce_endpoint_token_is_required_once_configured(tmp_path):
     assert stored_counts(app.extensions["keybridge"]) == (0, 0)
     assert post(client, "salesforce", body, salesforce_headers(), query="?token=sf-endpoint-token-31").status_code == 200
     app.extensions["keybridge"].db.dispose()
+
+
+ESPO_URL = "https://crm.initech.example"
+ESPO_CONTACT = f"{ESPO_URL}/api/v1/Contact/6571a0c1d2e3f4a5b"
+
+
+def espo_read_back_app(tmp_path):
+    from adapter import create_app
+
+    settings = vendor_settings(tmp_path, espocrm_url=ESPO_URL, espocrm_api_token="espo-api-key-4d2",
+                               espocrm_webhook_secrets=["6571a0c1d2e3f4a5c:Contact.update:espo-secret-key-9a8b7c"])
+    return create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
+
+
+@responses.activate
+def test_espocrm_contact_update_carrying_only_the_status_is_read_back_and_the_contact_has_left(tmp_path):
+    app = espo_read_back_app(tmp_path)
+    kb = app.extensions["keybridge"]
+    responses.get(ESPO_CONTACT, json=json.loads(fixture("espocrm/api/Contact_6571a0c1d2e3f4a5b.json")))
+    body = fixture("espocrm/contact_left_update.json")
+    r = post(app.test_client(), "espocrm", body, espo_headers(body))
+    assert r.status_code == 200 and len(responses.calls) == 0  # stored at once, read in the worker
+    from adapter.worker import Worker
+
+    Worker(kb).run_jobs()
+    assert responses.calls[0].request.headers["X-Api-Key"] == "espo-api-key-4d2"
+    assert native(kb) == [("contact.upserted", {
+        "contact_id": "6571a0c1d2e3f4a5b", "email": "sam.carter@initech.example", "account_id": "6571a0b9e8d7c6b5a", "first_name": "Sam",
+        "last_name": "Carter", "phone": "+1 555 0199", "roles": ["Buyer", "Billing Contact"], "status": "left"})]
+    assert {e.payload["timestamp"] for e in stored_events(kb) if isinstance(e.payload.get("vendor"), dict)} == {"2026-11-23T08:15:00Z"}
+    kb.db.dispose()
+
+
+@responses.activate
+def test_a_read_back_newer_than_the_change_wins_over_the_delivered_fields(tmp_path):
+    """Left at 08:15, back to Active at 09:00: reading at 09:05 must not make the 08:15 'Left' the newest state."""
+    app = espo_read_back_app(tmp_path)
+    kb = app.extensions["keybridge"]
+    now = json.loads(fixture("espocrm/api/Contact_6571a0c1d2e3f4a5b.json"))
+    now.update(cPortalStatus="Active", modifiedAt="2026-11-23 09:00:00")
+    responses.get(ESPO_CONTACT, json=now)
+    body = fixture("espocrm/contact_left_update.json")
+    post(app.test_client(), "espocrm", body, espo_headers(body))
+    from adapter.worker import Worker
+
+    Worker(kb).run_jobs()
+    [(event_type, data)] = native(kb)
+    assert data["status"] == "active"
+    assert {e.payload["timestamp"] for e in stored_events(kb) if isinstance(e.payload.get("vendor"), dict)} == {"2026-11-23T09:00:00Z"}
+    kb.db.dispose()
+
+
+@responses.activate
+def test_espocrm_read_back_refused_is_a_dead_letter_naming_the_setting_and_down_is_a_retry(tmp_path):
+    from sqlalchemy import select
+
+    from adapter.models import Job
+    from adapter.worker import Worker
+
+    app = espo_read_back_app(tmp_path)
+    kb = app.extensions["keybridge"]
+    responses.get(ESPO_CONTACT, status=503)
+    body = fixture("espocrm/contact_left_update.json")
+    post(app.test_client(), "espocrm", body, espo_headers(body))
+    Worker(kb).run_jobs()
+    with kb.db.session() as s:
+        assert s.scalar(select(Job)).status == "queued"
+    responses.replace(responses.GET, ESPO_CONTACT, status=401, json={"message": "Unauthorized"})
+    from tests.unit.fakes import make_everything_due
+
+    make_everything_due(kb)
+    Worker(kb).run_jobs()
+    with kb.db.session() as s:
+        job = s.scalar(select(Job))
+        assert job.status == "dead" and "KEYBRIDGE_ESPOCRM_API_TOKEN" in job.last_error
+    kb.db.dispose()

@@ -42,7 +42,7 @@ def test_signed_delivery_is_stored_thin_and_answered_at_once(client, kb, hubspot
     assert r.json["ignored"] == [{"id": "3816279341", "reason": "subscription deal.creation is not used by Keybridge"}]
     assert hubspot_api.requests == []  # nothing fetched in the request
     with kb.db.session() as s:
-        assert sorted(j.kind for j in s.scalars(select(Job))) == ["hubspot_fetch", "hubspot_fetch"]
+        assert sorted(j.kind for j in s.scalars(select(Job))) == ["vendor_read", "vendor_read"]
 
 
 def test_the_worker_reads_each_record_and_stores_native_events(client, kb, worker, hubspot_api):

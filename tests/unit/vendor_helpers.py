@@ -85,8 +85,7 @@ def stored_counts(kb) -> tuple[int, int]:
 
 def native(kb) -> list[tuple[str, dict]]:
     """The native events stored, as (type, data), in id order."""
-    return [(e.type, e.payload["data"]) for e in stored_events(kb) if e.payload.get("vendor") and e.source.startswith("vendor:")
-            and not e.type.startswith("hubspot.")]
+    return [(e.type, e.payload["data"]) for e in stored_events(kb) if isinstance(e.payload.get("vendor"), dict)]
 
 
 def as_json(data) -> bytes:
