@@ -393,3 +393,16 @@ def test_espocrm_read_back_refused_is_a_dead_letter_naming_the_setting_and_down_
         job = s.scalar(select(Job))
         assert job.status == "dead" and "KEYBRIDGE_ESPOCRM_API_TOKEN" in job.last_error
     kb.db.dispose()
+
+
+def test_a_real_but_unused_event_answers_200_and_is_listed_as_ignored(client, kb):
+    event = json.loads(fixture("pipedrive/person_invite_requested.json"))
+    event["meta"].update(action="delete", id="delete-1")
+    event["previous"], event["data"] = event["data"], None
+    r = post(client, "pipedrive", as_json(event), pipedrive_headers())
+    assert r.status_code == 200 and r.json["status"] == "ignored"
+    assert "a deleted contact changes nothing" in r.json["ignored"][0]["reason"] and stored_counts(kb) == (0, 0)
+    deal = json.loads(fixture("pipedrive/organization_create.json"))
+    deal["meta"].update(entity="deal", id="deal-1")
+    r = post(client, "pipedrive", as_json(deal), pipedrive_headers())
+    assert r.status_code == 200 and r.json["ignored"][0]["reason"] == "deal create means nothing to Keybridge with the pipedrive mapping"
