@@ -229,3 +229,38 @@ def test_dynamics_pipedrive_and_espocrm_each_invite_a_contact_who_registers(adap
         org = kc_admin.organization_of(accounts[vendor])
         assert user["id"] in [m["id"] for m in kc_admin.get(f"/organizations/{org['id']}/members")], vendor
     app.extensions["keybridge"].db.dispose()
+
+
+def test_concurrent_redeliveries_store_each_event_once_on_postgresql(postgres_url, tmp_path):
+    """HubSpot retries while the first delivery is still being stored: every copy answers 200, each event is stored once."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from adapter.models import InboundEvent, Job
+    from tests.unit.vendor_helpers import vendor_settings
+
+    settings = vendor_settings(tmp_path, database_url=stack.create_database(postgres_url), hubspot_client_secret=HUBSPOT_SECRET)
+    app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
+    events = [{"eventId": 9_000_000 + i, "subscriptionType": "contact.propertyChange", "objectId": 1000 + i, "occurredAt": now_ms(),
+               "propertyName": "keybridge_portal_invite", "propertyValue": "true", "portalId": 33} for i in range(50)]
+    body = json.dumps(events).encode()
+    headers = hubspot_headers(body, secret=HUBSPOT_SECRET)
+    start, answers = threading.Barrier(8), []
+
+    def deliver():
+        client = app.test_client()
+        start.wait()
+        answers.append(client.post("/webhooks/hubspot", data=body, headers=headers).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [200] * 8
+    kb = app.extensions["keybridge"]
+    with kb.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(InboundEvent)) == 50
+        assert s.scalar(select(func.count()).select_from(Job)) == 50
+    kb.db.dispose()
