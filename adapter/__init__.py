@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Settings
 
@@ -17,6 +18,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(config)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["keybridge"] = Keybridge(settings)
+    if settings.trusted_proxies:
+        # Behind N proxies: scheme, host, port, prefix and client address as the outermost one saw them.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
     logs.configure(settings)
     logs.init_app(app)
 

@@ -22,6 +22,10 @@ PUBLIC_WEBMAIL_DOMAINS = (
 ).split()
 
 
+SESSION_SECRET_HOWTO = ("generate one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+                        "and set KEYBRIDGE_SESSION_SECRET in .env (the same value for every web process)")
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable and the fix."""
 
@@ -119,6 +123,11 @@ class Settings:
     espocrm_url: str = ""
     espocrm_api_token: str = ""
     connector: str = ""
+    portal_enabled: bool = True
+    session_secret: str = ""
+    session_cookie_secure: bool = True
+    portal_session_seconds: int = 8 * 3600
+    trusted_proxies: int = 0
     worker_metrics_port: int = 0
     log_level: str = "INFO"
     log_format: str = "text"
@@ -196,6 +205,15 @@ class Settings:
                 raise ConfigError("KEYBRIDGE_ESPOCRM_WEBHOOK_SECRETS: each entry is WEBHOOK_ID:EVENT:SECRET_KEY (e.g. 6571a0c1d2:Contact.update:1f0e...), as shown at Administration > Webhooks")
         if self.events_start not in ("beginning", "now"):
             raise ConfigError("KEYBRIDGE_EVENTS_START must be 'beginning' or 'now'")
+        if self.session_secret and len(self.session_secret) < 32:
+            raise ConfigError(f"KEYBRIDGE_SESSION_SECRET is too short ({len(self.session_secret)} characters, at least 32); "
+                              f"{SESSION_SECRET_HOWTO}")
+        if self.session_secret and self.session_secret == self.keycloak_client_secret:
+            raise ConfigError(f"KEYBRIDGE_SESSION_SECRET must not be the Keycloak client secret; {SESSION_SECRET_HOWTO}")
+        if self.trusted_proxies < 0:
+            raise ConfigError("KEYBRIDGE_TRUSTED_PROXIES is the number of proxies in front of the adapter (0 when none)")
+        if self.portal_session_seconds <= 0:
+            raise ConfigError("KEYBRIDGE_PORTAL_SESSION_SECONDS must be a positive number of seconds (default 28800)")
 
 
 def _mask_url(url: str) -> str:

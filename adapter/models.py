@@ -218,3 +218,16 @@ class OrgAdminInvitation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     checked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     settled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class PortalSession(Base):
+    """Someone signed in on the org admin page. `id` is the SHA-256 of the random token in their
+    cookie (the token itself is never stored); signing out deletes the row, so a copy of the cookie
+    opens nothing. `id_token` is Keycloak's, kept to end the Keycloak session too (RP-initiated logout)."""
+
+    __tablename__ = "portal_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    id_token: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)

@@ -13,12 +13,13 @@ from adapter.webhooks.signatures import sign
 
 SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLWtleWJyaWRnZS10ZXN0cw=="
 OTHER_SECRET = "whsec_" + "b3RoZXItc2VjcmV0LWZvci1yb3RhdGlvbi10ZXN0cw=="
+SESSION_SECRET = "unit-tests-portal-session-secret-0123456789"
 
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'kb.db'}", webhook_secrets=[SECRET, OTHER_SECRET],
-                             operator_token="op-token")
+                             operator_token="op-token", session_secret=SESSION_SECRET)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 import json
 import logging
+import re
 import time
 from urllib.parse import quote
 
@@ -33,6 +34,39 @@ def _translate(exc: Exception, what: str) -> Exception:
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     return PermanentError(f"Keycloak refused to {what} ({code}): {str(body)[:500]}")
+
+
+_KEYCLOAK_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+class InvalidKeycloakId(PermanentError):
+    """An id or name that cannot be part of a Keycloak URL; nothing was sent to Keycloak."""
+
+
+def is_keycloak_id(value) -> bool:
+    """Whether `value` looks like the id Keycloak gives users, organizations, invitations and clients (a UUID)."""
+    return isinstance(value, str) and _KEYCLOAK_ID.fullmatch(value) is not None
+
+
+def keycloak_id(value, what: str = "id") -> str:
+    """`value` when it is a Keycloak id (a UUID); raises InvalidKeycloakId naming `what` otherwise."""
+    if not is_keycloak_id(value):
+        raise InvalidKeycloakId(f"{what} {str(value)[:80]!r} is not a Keycloak id (a UUID such as "
+                                "3f2c9a1e-5b7d-4c1a-9e2f-0a1b2c3d4e5f); nothing was sent to Keycloak.")
+    return value
+
+
+def path_segment(value, what: str) -> str:
+    """`value` escaped as one URL path segment (quote, safe=""); a name ending in `_id` must be a Keycloak id.
+
+    Raises InvalidKeycloakId for an empty value, "." or "..": escaping leaves dots alone,
+    and a dot segment would move the request to another resource.
+    """
+    if what.endswith("_id"):
+        keycloak_id(value, what)
+    if not isinstance(value, str) or value in ("", ".", ".."):
+        raise InvalidKeycloakId(f"{what} {str(value)[:80]!r} cannot be part of a Keycloak URL; nothing was sent to Keycloak.")
+    return quote(value, safe="")
 
 
 def keycloak_call(what: str):
@@ -111,8 +145,18 @@ class KeycloakGateway:
                 raise RetryableError(f"Keycloak unreachable at {self.server_url}: {exc}") from exc
         return self._admin
 
-    def _path(self, rest: str) -> str:
-        return f"admin/realms/{self.realm}/{rest}"
+    def _path(self, template: str = "", **values: str) -> str:
+        """The admin API path `admin/realms/<realm>/<template>`, every `{name}` in the template filled in.
+
+        The one place a value becomes part of a Keycloak URL (every raw call goes through it):
+        each value is one path segment, escaped with quote(safe=""), never empty, "." or ".."
+        (python-keycloak's urljoin and urllib3 would collapse those: `members/..` is the
+        organization itself); a value whose name ends in `_id` must be a Keycloak id (a UUID).
+        `template` is a constant. Raises InvalidKeycloakId before anything is sent.
+        """
+        filled = {name: path_segment(value, name) for name, value in values.items()}
+        rest = template.format(**filled)
+        return f"admin/realms/{path_segment(self.realm, 'realm')}" + (f"/{rest}" if rest else "")
 
     # -- organizations -------------------------------------------------------------
 
@@ -127,7 +171,7 @@ class KeycloakGateway:
 
     @keycloak_call("read an organization")
     def get_organization(self, org_id: str) -> dict:
-        return self.admin.get_organization(org_id)
+        return self.admin.get_organization(keycloak_id(org_id, "org_id"))
 
     @keycloak_call("create an organization")
     def create_organization(self, representation: dict) -> str:
@@ -135,12 +179,12 @@ class KeycloakGateway:
 
     @keycloak_call("update an organization")
     def update_organization(self, org_id: str, representation: dict) -> None:
-        self.admin.update_organization(org_id, representation)
+        self.admin.update_organization(keycloak_id(org_id, "org_id"), representation)
 
     @keycloak_call("update an organization's attributes")
     def update_organization_attributes(self, org_id: str, attributes: dict[str, list[str]]) -> None:
         """Merge `attributes` into the organization's (no call when they already match)."""
-        org = self.admin.get_organization(org_id)
+        org = self.admin.get_organization(keycloak_id(org_id, "org_id"))
         current = dict(org.get("attributes") or {})
         if all(current.get(k) == v for k, v in attributes.items()):
             return
@@ -149,7 +193,7 @@ class KeycloakGateway:
 
     @keycloak_call("list an organization's pending invitations")
     def organization_invitations(self, org_id: str, email: str | None = None) -> list[dict]:
-        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/invitations"), **({"email": email} if email else {}))
+        r = self.admin.connection.raw_get(self._path("organizations/{org_id}/invitations", org_id=org_id), **({"email": email} if email else {}))
         invitations = _check(r, "list invitations").json()
         if email:
             invitations = [i for i in invitations if (i.get("email") or "").lower() == email.lower()]
@@ -158,20 +202,22 @@ class KeycloakGateway:
     @keycloak_call("invite a new person to an organization")
     def invite_new_member(self, org_id: str, email: str, first_name: str | None, last_name: str | None) -> None:
         form = {"email": email, "firstName": first_name or "", "lastName": last_name or ""}
-        self._form_post(f"organizations/{org_id}/members/invite-user", form, "send an organization invitation")
+        self._form_post(self._path("organizations/{org_id}/members/invite-user", org_id=org_id), form, "send an organization invitation")
 
     @keycloak_call("resend an organization invitation")
     def resend_organization_invitation(self, org_id: str, invitation_id: str) -> None:
-        r = self.admin.connection.raw_post(self._path(f"organizations/{org_id}/invitations/{invitation_id}/resend"), data=None)
+        r = self.admin.connection.raw_post(self._path("organizations/{org_id}/invitations/{invitation_id}/resend", org_id=org_id, invitation_id=invitation_id), data=None)
         _check(r, "resend an invitation")
 
     @keycloak_call("invite an existing user to an organization")
     def invite_existing_member(self, org_id: str, user_id: str) -> None:
-        self._form_post(f"organizations/{org_id}/members/invite-existing-user", {"id": user_id}, "send an organization join invitation")
+        form = {"id": keycloak_id(user_id, "user_id")}
+        self._form_post(self._path("organizations/{org_id}/members/invite-existing-user", org_id=org_id), form,
+                        "send an organization join invitation")
 
     @keycloak_call("check an organization membership")
     def is_member(self, org_id: str, user_id: str) -> bool:
-        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/members/{user_id}"))
+        r = self.admin.connection.raw_get(self._path("organizations/{org_id}/members/{user_id}", org_id=org_id, user_id=user_id))
         if r.status_code == 404:
             return False
         _check(r, "check a membership")
@@ -179,23 +225,23 @@ class KeycloakGateway:
 
     @keycloak_call("add a member to an organization")
     def add_member(self, org_id: str, user_id: str) -> None:
-        r = self.admin.connection.raw_post(self._path(f"organizations/{org_id}/members"), data=user_id)
+        r = self.admin.connection.raw_post(self._path("organizations/{org_id}/members", org_id=org_id), data=keycloak_id(user_id, "user_id"))
         if r.status_code == 409:
             return  # already a member
         _check(r, "add a member")
 
     @keycloak_call("remove a member from an organization")
     def remove_member(self, org_id: str, user_id: str) -> None:
-        r = self.admin.connection.raw_delete(self._path(f"organizations/{org_id}/members/{user_id}"))
+        r = self.admin.connection.raw_delete(self._path("organizations/{org_id}/members/{user_id}", org_id=org_id, user_id=user_id))
         if r.status_code == 404:
             return
         _check(r, "remove a member")
 
-    def _form_post(self, rest: str, form: dict, what: str) -> None:
+    def _form_post(self, path: str, form: dict, what: str) -> None:
         connection = self.admin.connection
         connection.add_param_headers("Content-Type", "application/x-www-form-urlencoded")
         try:
-            r = connection.raw_post(self._path(rest), data=form)
+            r = connection.raw_post(path, data=form)
         finally:
             connection.add_param_headers("Content-Type", "application/json")
         _check(r, what)
@@ -204,11 +250,11 @@ class KeycloakGateway:
     def organization_members(self, org_id: str, page_size: int = 100) -> list[dict]:
         """Every member with attributes; pages are fetched in parallel (the full
         representation is what makes a large listing slow, not the number of calls)."""
-        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/members/count"))
+        r = self.admin.connection.raw_get(self._path("organizations/{org_id}/members/count", org_id=org_id))
         total = int(_check(r, "count members").json())
 
         def page(first: int) -> list[dict]:
-            r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/members"),
+            r = self.admin.connection.raw_get(self._path("organizations/{org_id}/members", org_id=org_id),
                                               first=first, max=page_size, briefRepresentation="false")
             return _check(r, "list members").json()
 
@@ -223,7 +269,7 @@ class KeycloakGateway:
 
     @keycloak_call("list a user's organizations")
     def user_organizations(self, user_id: str) -> list[dict]:
-        r = self.admin.connection.raw_get(self._path(f"organizations/members/{user_id}/organizations"), briefRepresentation="false")
+        r = self.admin.connection.raw_get(self._path("organizations/members/{user_id}/organizations", user_id=user_id), briefRepresentation="false")
         return _check(r, "list a user's organizations").json()
 
     # -- users -----------------------------------------------------------------------
@@ -231,13 +277,13 @@ class KeycloakGateway:
     @keycloak_call("enable or disable a user")
     def set_enabled(self, user_id: str, enabled: bool) -> None:
         """Only `enabled` is sent: Keycloak keeps the rest of the user as it is."""
-        r = self.admin.connection.raw_put(self._path(f"users/{user_id}"), data=json.dumps({"enabled": enabled}))
+        r = self.admin.connection.raw_put(self._path("users/{user_id}", user_id=user_id), data=json.dumps({"enabled": enabled}))
         _check(r, "enable or disable a user")
 
     @keycloak_call("end a user's sessions")
     def logout(self, user_id: str) -> None:
         """End every session of the user (refresh tokens stop working)."""
-        r = self.admin.connection.raw_post(self._path(f"users/{user_id}/logout"), data=None)
+        r = self.admin.connection.raw_post(self._path("users/{user_id}/logout", user_id=user_id), data=None)
         _check(r, "end a user's sessions")
 
     @keycloak_call("find a user by email")
@@ -254,7 +300,7 @@ class KeycloakGateway:
 
     @keycloak_call("read a user")
     def get_user(self, user_id: str) -> dict | None:
-        r = self.admin.connection.raw_get(self._path(f"users/{quote(user_id)}"))
+        r = self.admin.connection.raw_get(self._path("users/{user_id}", user_id=user_id))
         if r.status_code == 404:
             return None
         return _check(r, "read a user").json()
@@ -265,7 +311,7 @@ class KeycloakGateway:
 
     @keycloak_call("update a user")
     def update_user(self, user_id: str, representation: dict) -> None:
-        self.admin.update_user(user_id, representation)
+        self.admin.update_user(keycloak_id(user_id, "user_id"), representation)
 
     def set_user_attributes(self, user: dict, attributes: dict[str, list[str]]) -> bool:
         """Merge `attributes` into the user's; returns whether anything changed (no call if not)."""
@@ -281,11 +327,11 @@ class KeycloakGateway:
 
     @keycloak_call("check a user's credentials")
     def has_password(self, user_id: str) -> bool:
-        return any(c.get("type") == "password" for c in self.admin.get_credentials(user_id))
+        return any(c.get("type") == "password" for c in self.admin.get_credentials(keycloak_id(user_id, "user_id")))
 
     @keycloak_call("send a verification email")
     def send_verify_email(self, user_id: str) -> None:
-        r = self.admin.connection.raw_put(self._path(f"users/{user_id}/send-verify-email"), data=None)
+        r = self.admin.connection.raw_put(self._path("users/{user_id}/send-verify-email", user_id=user_id), data=None)
         _check(r, "send a verification email")
 
     @keycloak_call("send an execute-actions email")
@@ -294,7 +340,7 @@ class KeycloakGateway:
         params = {"lifespan": lifespan_seconds}
         if client_id and redirect_uri:
             params.update(client_id=client_id, redirect_uri=redirect_uri)
-        r = self.admin.connection.raw_put(self._path(f"users/{user_id}/execute-actions-email"), data=json.dumps(actions), **params)
+        r = self.admin.connection.raw_put(self._path("users/{user_id}/execute-actions-email", user_id=user_id), data=json.dumps(actions), **params)
         _check(r, "send the invitation email")
 
     # -- roles -----------------------------------------------------------------------
@@ -302,12 +348,13 @@ class KeycloakGateway:
     @keycloak_call("read a realm role")
     def realm_role(self, name: str) -> dict:
         if name not in self._role_cache:
-            self._role_cache[name] = self.admin.get_realm_role(name)
+            r = self.admin.connection.raw_get(self._path("roles/{role_name}", role_name=name))
+            self._role_cache[name] = _check(r, f"read realm role {name}").json()
         return self._role_cache[name]
 
     @keycloak_call("read a user's realm roles")
     def user_realm_roles(self, user_id: str) -> set[str]:
-        return {r["name"] for r in self.admin.get_realm_roles_of_user(user_id)}
+        return {r["name"] for r in self.admin.get_realm_roles_of_user(keycloak_id(user_id, "user_id"))}
 
     @keycloak_call("assign realm roles")
     def ensure_realm_roles(self, user_id: str, wanted: set[str], managed: set[str] | None = None) -> tuple[set[str], set[str]]:
@@ -315,6 +362,7 @@ class KeycloakGateway:
 
         Returns (added, removed). Roles outside `managed` are never removed.
         """
+        keycloak_id(user_id, "user_id")
         have = self.user_realm_roles(user_id)
         add = set(wanted) - have
         remove = (set(managed or ()) & have) - set(wanted)
@@ -339,21 +387,21 @@ class KeycloakGateway:
 
     # -- delegated administration: fine-grained admin permissions (v2) ----------------
 
-    def _permissions_path(self, rest: str) -> str:
-        """A path under the authorization settings of the realm's `admin-permissions` client.
+    def _permissions_path(self, template: str, **values: str) -> str:
+        """A path under the authorization settings of the realm's `admin-permissions` client (filled in as `_path` does).
 
         Keycloak creates that client when the realm's adminPermissionsEnabled is on
         (realm-config does it); raises PermanentError when it is off.
         """
         client_id = getattr(self, "_permissions_client_id", None)
         if client_id is None:
-            r = self.admin.connection.raw_get(f"admin/realms/{self.realm}")
+            r = self.admin.connection.raw_get(self._path())
             client = (_check(r, "read the realm").json().get("adminPermissionsClient") or {}).get("id")
             if not client:
                 raise AdminPermissionsOff(f"Realm {self.realm} has no admin permissions (adminPermissionsEnabled is off): "
                                           "import realm-config/customers-realm.json again or switch them on in Realm settings.")
             client_id = self._permissions_client_id = client
-        return self._path(f"clients/{client_id}/authz/resource-server/{rest}")
+        return self._path("clients/{client_id}/authz/resource-server/" + template, client_id=client_id, **values)
 
     @keycloak_call("read the users holding a realm role")
     def realm_role_user_ids(self, name: str, page_size: int = 500) -> set[str]:
@@ -361,7 +409,7 @@ class KeycloakGateway:
         ids: set[str] = set()
         first = 0
         while True:
-            r = self.admin.connection.raw_get(self._path(f"roles/{quote(name)}/users"), first=first, max=page_size,
+            r = self.admin.connection.raw_get(self._path("roles/{role_name}/users", role_name=name), first=first, max=page_size,
                                               briefRepresentation="true")
             page = _check(r, "list a role's users").json()
             ids.update(u["id"] for u in page)
@@ -381,11 +429,11 @@ class KeycloakGateway:
         if not found:
             return None
         policy = found[0]
-        r = self.admin.connection.raw_get(self._permissions_path(f"policy/{policy['type']}/{policy['id']}"))
+        r = self.admin.connection.raw_get(self._permissions_path("policy/{policy_type}/{policy_id}", policy_type=policy["type"], policy_id=policy["id"]))
         policy = _check(r, "read an admin permission").json()
         if policy["type"] == "scope":
             for part, key in (("resources", "name"), ("scopes", "name"), ("associatedPolicies", "id")):
-                r = self.admin.connection.raw_get(self._permissions_path(f"policy/{policy['id']}/{part}"))
+                r = self.admin.connection.raw_get(self._permissions_path("policy/{policy_id}/{part}", policy_id=policy["id"], part=part))
                 policy["policies" if part == "associatedPolicies" else part] = [x[key] for x in _check(r, "read an admin permission").json()]
         return policy
 
@@ -414,17 +462,18 @@ class KeycloakGateway:
         return self._save_admin_policy("scope", rep, kind="permission")
 
     def _save_admin_policy(self, policy_type: str, rep: dict, kind: str = "policy") -> str:
-        path = f"{kind}/{policy_type}"
         r = self.admin.connection.raw_get(self._permissions_path("policy"), name=rep["name"], first=0, max=100)
         existing = [p for p in _check(r, "search admin permissions").json() if p.get("name") == rep["name"]]
         if not existing:
-            r = self.admin.connection.raw_post(self._permissions_path(path), data=json.dumps(rep))
+            r = self.admin.connection.raw_post(self._permissions_path("{kind}/{policy_type}", kind=kind, policy_type=policy_type),
+                                               data=json.dumps(rep))
             if r.status_code != 409:  # 409: another worker made it a moment ago; overwrite it below
                 return _check(r, f"create admin {kind} {rep['name']}").json()["id"]
             r = self.admin.connection.raw_get(self._permissions_path("policy"), name=rep["name"], first=0, max=100)
             existing = [p for p in _check(r, "search admin permissions").json() if p.get("name") == rep["name"]]
         policy_id = existing[0]["id"]
-        r = self.admin.connection.raw_put(self._permissions_path(f"{path}/{policy_id}"), data=json.dumps({**rep, "id": policy_id}))
+        r = self.admin.connection.raw_put(self._permissions_path("{kind}/{policy_type}/{policy_id}", kind=kind, policy_type=policy_type,
+                                                                  policy_id=policy_id), data=json.dumps({**rep, "id": policy_id}))
         _check(r, f"update admin {kind} {rep['name']}")
         return policy_id
 
@@ -434,7 +483,7 @@ class KeycloakGateway:
         r = self.admin.connection.raw_get(self._permissions_path("policy"), name=name, first=0, max=100)
         found = [p for p in _check(r, "search admin permissions").json() if p.get("name") == name]
         for policy in found:
-            r = self.admin.connection.raw_delete(self._permissions_path(f"policy/{policy['id']}"))
+            r = self.admin.connection.raw_delete(self._permissions_path("policy/{policy_id}", policy_id=policy["id"]))
             if r.status_code != 404:
                 _check(r, f"delete admin permission {name}")
         return bool(found)
@@ -500,7 +549,7 @@ class KeycloakGateway:
 
         (Keycloak 26.7.3 answers 404 for a user in no organization, which `user_organizations` reports as a refusal.)
         """
-        r = self.admin.connection.raw_get(self._path(f"organizations/members/{user_id}/organizations"), briefRepresentation="false")
+        r = self.admin.connection.raw_get(self._path("organizations/members/{user_id}/organizations", user_id=user_id), briefRepresentation="false")
         if r.status_code == 404:
             return []
         return _check(r, "list a user's organizations").json()
@@ -512,7 +561,7 @@ class KeycloakGateway:
         Keycloak 26.7.3 makes people who registered through an organization invitation
         MANAGED members, and deletes a managed member's identity when the membership is removed.
         """
-        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/members/{user_id}"))
+        r = self.admin.connection.raw_get(self._path("organizations/{org_id}/members/{user_id}", org_id=org_id, user_id=user_id))
         if r.status_code == 404:
             return None
         return _check(r, "read a membership").json().get("membershipType") or "UNMANAGED"

@@ -1,10 +1,10 @@
 """The org admin page: what Keycloak's admin console cannot do for an admin of one organization.
 
 `/portal/`, behind a Keycloak login (the public client `keybridge-portal`, authorization
-code with PKCE): an admin of a CRM organization (realm role `org_admin` and a member of
-it, checked with Keycloak on every request) sees its members with their business roles,
-invites someone, removes someone, or takes a business role away (delegation.py says why
-the console cannot). Seeing their people and giving business roles happens in Keycloak's
+code with PKCE; the sign-in is kept server-side, see sessions.py): an admin of a CRM
+organization (realm role `org_admin` and a member of it, checked with Keycloak on every
+request) sees its members with their business roles, invites someone, removes someone,
+or takes a business role away (delegation.py says why the console cannot). Seeing their people and giving business roles happens in Keycloak's
 own admin console, under the permissions delegation.py keeps.
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ from flask import Blueprint, Flask, current_app, flash, redirect, render_templat
 
 from .. import delegation
 from ..jobs import PermanentError, RetryableError
+from ..keycloak import is_keycloak_id
+from . import sessions
 from .pages import MEMBERS_PAGE, MESSAGE_PAGE
 
 CLIENT_ID = "keybridge-portal"
@@ -27,14 +29,11 @@ bp = Blueprint("portal", __name__, url_prefix="/portal")
 
 
 def init_app(app: Flask) -> None:
-    if not app.secret_key:
-        # Stable across processes of one deployment without another secret to manage: derived
-        # from the adapter's client secret (a fresh random key when there is none, e.g. in unit tests).
-        secret = current_settings(app).keycloak_client_secret
-        app.secret_key = (hmac.new(secret.encode(), b"keybridge portal sessions", hashlib.sha256).hexdigest()
-                          if secret else secrets.token_hex(32))
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    """Serve the page unless KEYBRIDGE_PORTAL_ENABLED is off; raises ConfigError without KEYBRIDGE_SESSION_SECRET."""
+    settings = current_settings(app)
+    if not settings.portal_enabled:
+        return
+    sessions.configure_cookie(app, settings)
     app.register_blueprint(bp)
 
 
@@ -79,16 +78,36 @@ def callback():
     except (PermanentError, RetryableError) as exc:
         current_app.logger.warning("portal login failed: %s", exc)
         return _message("Not signed in", "Keycloak could not confirm your sign-in; please try again.", 401)
-    session.clear()
-    session["user"] = {"id": claims["sub"], "email": claims.get("email") or claims.get("preferred_username")}
+    sessions.end(_kb(), session.get("sid"))  # a sign-in this browser had before ends here
+    token = sessions.start(_kb(), claims["sub"], tokens.get("id_token"))
+    session.clear()  # nothing from before the login survives it (no session fixation)
+    session["sid"] = token
     session["csrf"] = secrets.token_urlsafe(24)
     return redirect(pending["next"] or url_for("portal.members"))
 
 
 @bp.post("/logout")
 def logout():
+    """End the sign-in here (every copy of the cookie stops working), then Keycloak's session
+    (RP-initiated logout: Keycloak comes back to /portal/signed-out)."""
     _require_csrf()
+    record = sessions.end(_kb(), session.get("sid"))
     session.clear()
+    if record is None or not record.id_token:
+        return signed_out()
+    try:
+        end_session = _kb().keycloak.openid_configuration()["end_session_endpoint"]
+    except (PermanentError, RetryableError, KeyError) as exc:
+        current_app.logger.warning("portal logout: Keycloak's end-session endpoint is unknown: %s", exc)
+        return _message("Signed out", "You are signed out of this page. Keycloak could not be reached: close the browser "
+                                      "to end your Keycloak sign-in too.", 200)
+    query = {"client_id": CLIENT_ID, "id_token_hint": record.id_token,
+             "post_logout_redirect_uri": url_for("portal.signed_out", _external=True)}
+    return redirect(f"{end_session}?{urlencode(query)}")
+
+
+@bp.get("/signed-out")
+def signed_out():
     return _message("Signed out", "You are signed out of the organization admin page.", 200)
 
 
@@ -103,6 +122,12 @@ def _safe_next(target: str | None) -> str | None:
 def _require_csrf() -> None:
     if not hmac.compare_digest(request.form.get("csrf", ""), session.get("csrf", "") or "-"):
         raise _Refused("This form is out of date; reload the page and try again.", 400)
+
+
+def _require_member_id(user_id: str) -> None:
+    """Keycloak user ids are UUIDs; anything else (`..`, `a/b`, ...) is nobody, and never reaches Keycloak."""
+    if not is_keycloak_id(user_id):
+        raise _Refused("There is no such member in your organization.", 404)
 
 
 class _Refused(Exception):
@@ -126,12 +151,13 @@ def _keycloak_down(exc: RetryableError):
 
 def _admin_and_org():
     """(the signed-in admin as Keycloak knows them, the organization they act on); raises _Refused."""
-    who = session.get("user")
-    if who is None:
+    signed_in = sessions.find(_kb(), session.get("sid"))
+    if signed_in is None:
+        session.pop("sid", None)
         return None, None
     kb = _kb()
-    admin = kb.keycloak.get_user(who["id"])
-    orgs = delegation.administered_organizations(kb, who["id"]) if admin and admin.get("enabled", True) else []
+    admin = kb.keycloak.get_user(signed_in.user_id)
+    orgs = delegation.administered_organizations(kb, signed_in.user_id) if admin and admin.get("enabled", True) else []
     if not orgs:
         raise _Refused("This page is for the admins of a customer organization. Your account manager can make you one.", 403)
     wanted = request.values.get("org")
@@ -180,6 +206,7 @@ def invite():
 @bp.post("/members/<user_id>/roles/<role>/take")
 def take_role(user_id: str, role: str):
     _require_csrf()
+    _require_member_id(user_id)
     admin, org = _admin_and_org()
     if admin is None:
         return redirect(url_for("portal.login"))
@@ -194,6 +221,7 @@ def take_role(user_id: str, role: str):
 @bp.post("/members/<user_id>/remove")
 def remove(user_id: str):
     _require_csrf()
+    _require_member_id(user_id)
     admin, org = _admin_and_org()
     if admin is None:
         return redirect(url_for("portal.login"))

@@ -6,6 +6,7 @@ it is already running; each test uses its own adapter database and unique CRM id
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from tests.conftest import SECRET
 from tests.support import stack
 
 CRM_SECRET = "whsec_" + "Y3JtLXJlY2VpdmVyLXNlY3JldC1mb3ItdGVzdHM="
+SESSION_SECRET = secrets.token_urlsafe(32)
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +121,9 @@ def adapter_settings(keycloak, crm, database_url) -> Settings:
         crm_events_secret=CRM_SECRET,
         events_start="now",
         events_poll_seconds=0.0,
+        # The test stack's own session secret, fresh per run; its pages are served over plain http.
+        session_secret=SESSION_SECRET,
+        session_cookie_secure=False,
     )
 
 

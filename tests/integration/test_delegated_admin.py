@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -56,9 +57,12 @@ class RealmAdmin:
         self.kc = kc
         self.base = kc.admin_url
         self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {kc.admin_token()}"
+        self._token_at = 0.0
 
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        if time.monotonic() - self._token_at > 30:  # the master realm's access tokens live 60 s
+            self.session.headers["Authorization"] = f"Bearer {self.kc.admin_token()}"
+            self._token_at = time.monotonic()
         r = self.session.request(method, self.base + path, timeout=30, **kwargs)
         assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text[:300]}"
         return r

@@ -25,6 +25,7 @@ import functools
 import itertools
 import json
 import time
+import uuid
 
 from adapter.jobs import PermanentError, RetryableError
 from adapter.keycloak import KeycloakGateway
@@ -114,7 +115,8 @@ class FakeKeycloak:
         return [(a, k) for n, a, k in self.calls if n == method]
 
     def _new_id(self, prefix: str) -> str:
-        return f"{prefix}-{next(self._ids):04d}"
+        """A UUID, as Keycloak's ids are (the adapter refuses anything else in a URL); stable per run."""
+        return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{prefix}-{next(self._ids):04d}"))
 
     # -- organizations -----------------------------------------------------------------
 
@@ -446,7 +448,7 @@ class FakeKeycloak:
         user_id = self.__dict__.setdefault("_login_codes", {}).pop(code, None)
         if user_id is None:
             raise PermanentError("Keycloak refused to exchange a login code (400): invalid_grant")
-        return {"access_token": f"token-{user_id}", "token_type": "Bearer"}
+        return {"access_token": f"token-{user_id}", "id_token": f"id-token-{user_id}", "token_type": "Bearer"}
 
     @_kc
     def userinfo(self, access_token: str) -> dict:

@@ -44,3 +44,31 @@ def test_a_service_that_really_exits_is_reported(tmp_path):
     assert "READY" not in result.stdout
     assert "mailsink exited during start-up" in result.stderr
     assert "boom" in result.stderr  # the log's tail is shown
+
+
+def _load_env(tmp_path: Path) -> dict[str, str]:
+    """The KEYBRIDGE_* variables scripts/dev's load_env exports (in a throw-away DEV_DIR, no .env)."""
+    dev = tmp_path / "dev"
+    result = subprocess.run(["bash", "-c", f'source "{REPO}/scripts/dev"; REPO_DIR="{tmp_path}"; DEV_DIR="{dev}"; '
+                                           'load_env >/dev/null; env | grep ^KEYBRIDGE_'],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
+def test_the_dev_stack_makes_a_session_secret_for_the_org_admin_page(tmp_path):
+    env = _load_env(tmp_path)
+    assert len(env["KEYBRIDGE_SESSION_SECRET"]) >= 32
+    assert env["KEYBRIDGE_SESSION_SECRET"] != env["KEYBRIDGE_KEYCLOAK_CLIENT_SECRET"]
+    assert env["KEYBRIDGE_SESSION_COOKIE_SECURE"] == "false"  # the dev adapter is plain http
+    assert _load_env(tmp_path)["KEYBRIDGE_SESSION_SECRET"] == env["KEYBRIDGE_SESSION_SECRET"]  # kept in dev.env
+
+
+def test_an_older_dev_env_without_a_session_secret_gets_one(tmp_path):
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "dev.env").write_text("KEYBRIDGE_WEBHOOK_SECRETS=whsec_dGVzdA==\nKEYBRIDGE_KEYCLOAK_CLIENT_SECRET=abc\n"
+                                 "KEYBRIDGE_CRM_EVENTS_SECRET=whsec_dGVzdA==\n")
+    env = _load_env(tmp_path)
+    assert len(env["KEYBRIDGE_SESSION_SECRET"]) >= 32 and env["KEYBRIDGE_KEYCLOAK_CLIENT_SECRET"] == "abc"
+    assert (dev / "dev.env").read_text().count("KEYBRIDGE_SESSION_SECRET=") == 1

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from adapter.config import Settings
 from adapter.models import InboundEvent, Job
-from tests.conftest import OTHER_SECRET, SECRET
+from tests.conftest import OTHER_SECRET, SECRET, SESSION_SECRET
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -28,6 +28,7 @@ DOCUMENTED_EXAMPLES_AGE = 20 * 365 * 24 * 3600
 def vendor_settings(tmp_path, **overrides) -> Settings:
     values = dict(
         database_url=f"sqlite:///{tmp_path / 'kb.db'}", webhook_secrets=[SECRET, OTHER_SECRET], operator_token="op-token",
+        session_secret=SESSION_SECRET,
         hubspot_client_secret=HUBSPOT_SECRET, salesforce_organization_ids=["00D5e000000KQ2e"],
         dynamics_secrets=["old-secret-being-rotated", DYNAMICS_SECRET], pipedrive_username=PIPEDRIVE_USER,
         pipedrive_password=PIPEDRIVE_PASSWORD,
