@@ -197,3 +197,14 @@ def test_one_edit_of_several_properties_reads_the_record_once(client, kb, worker
     deliver(client, json.dumps([later]).encode())
     worker.run_jobs()
     assert len(hubspot_api.calls("GET", "/crm/v3/objects/contacts/1246965")) == 2  # a change after that read: read again
+
+
+def test_behind_a_trusted_proxy_the_forwarded_public_url_is_what_is_signed(tmp_path):
+    from adapter import create_app
+
+    app = create_app({"KEYBRIDGE_SETTINGS": vendor_settings(tmp_path, trusted_proxies=1), "TESTING": True})
+    body = fixture("hubspot/company_contract_changed.json")
+    headers = hubspot_headers(body, uri="https://keybridge.example.com/webhooks/hubspot")
+    headers.update({"X-Forwarded-Proto": "https", "X-Forwarded-Host": "keybridge.example.com"})
+    assert app.test_client().post("/webhooks/hubspot", data=body, headers=headers).status_code == 200
+    app.extensions["keybridge"].db.dispose()
