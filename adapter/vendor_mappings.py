@@ -28,7 +28,8 @@ def _read_mapping(path: str, _mtime: float) -> dict:
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ValueError(f"Vendor mapping {path} not found; copy one from realm-config/vendors/") from None
+        raise ValueError(f"Vendor mapping {path} not found: set KEYBRIDGE_VENDOR_MAPPING_DIR to a directory holding it "
+                         "(realm-config/vendors/ has one file per vendor)") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"Vendor mapping {path} is not valid JSON ({exc}); fix the file") from None
     unknown = set(raw.get("kinds", {})) - set(KINDS)

@@ -77,6 +77,10 @@ class Dialect:
     key: str = ""
     name: str = ""
 
+    def configured(self, settings) -> bool:
+        """Whether the settings let this vendor's deliveries in (then its mapping must be readable)."""
+        raise NotImplementedError
+
     def authenticate(self, settings, req, body: bytes) -> dict:
         """Return what parsing needs to know about the sender; raise ApiError(401) when not authentic."""
         raise NotImplementedError
@@ -216,9 +220,11 @@ def native_event_id(vendor: str, event_id: str, event_type: str) -> str:
 
 
 def check_mappings(settings) -> None:
-    """Read every vendor's mapping once at start-up, so a broken file fails loudly (ValueError naming it)."""
-    for vendor in _dialects:
-        load_mapping(settings.vendor_mapping_dir, vendor)
+    """Read the mapping of every vendor that is configured once at start-up, so a missing or broken
+    file fails loudly (ValueError naming it)."""
+    for dialect in _dialects.values():
+        if dialect.configured(settings):
+            load_mapping(settings.vendor_mapping_dir, dialect.key)
 
 
 def occurred(value, what: str) -> datetime:

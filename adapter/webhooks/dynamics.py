@@ -24,6 +24,9 @@ class Dynamics(Dialect):
     key = "dynamics"
     name = "Dynamics 365 / Dataverse webhooks"
 
+    def configured(self, settings) -> bool:
+        return bool(settings.dynamics_secrets)
+
     def authenticate(self, settings, req, body: bytes) -> dict:
         if not settings.dynamics_secrets:
             raise ApiError(401, "KEYBRIDGE_DYNAMICS_SECRETS is not set; every Dataverse delivery is refused until it is.")

@@ -33,6 +33,9 @@ class EspoCrm(Dialect):
     key = "espocrm"
     name = "EspoCRM webhooks"
 
+    def configured(self, settings) -> bool:
+        return bool(settings.espocrm_webhook_secrets)
+
     def authenticate(self, settings, req, body: bytes) -> dict:
         hooks = {}
         for entry in settings.espocrm_webhook_secrets:

@@ -39,6 +39,9 @@ class HubSpot(Dialect):
     key = "hubspot"
     name = "HubSpot app webhooks (v3 signatures)"
 
+    def configured(self, settings) -> bool:
+        return bool(settings.hubspot_client_secret)
+
     def authenticate(self, settings, req, body: bytes) -> dict:
         signature = req.headers.get("X-HubSpot-Signature-v3")
         timestamp = req.headers.get("X-HubSpot-Request-Timestamp")

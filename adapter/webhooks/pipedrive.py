@@ -22,6 +22,9 @@ class Pipedrive(Dialect):
     key = "pipedrive"
     name = "Pipedrive webhooks v2"
 
+    def configured(self, settings) -> bool:
+        return bool(settings.pipedrive_username and settings.pipedrive_password)
+
     def authenticate(self, settings, req, body: bytes) -> dict:
         if not (settings.pipedrive_username and settings.pipedrive_password):
             raise ApiError(401, "KEYBRIDGE_PIPEDRIVE_USERNAME and KEYBRIDGE_PIPEDRIVE_PASSWORD are not set; every Pipedrive delivery is refused until they are.")

@@ -39,6 +39,9 @@ class Salesforce(Dialect):
     key = "salesforce"
     name = "Salesforce Outbound Messages"
 
+    def configured(self, settings) -> bool:
+        return bool(settings.salesforce_organization_ids)
+
     def authenticate(self, settings, req, body: bytes) -> dict:
         if settings.salesforce_endpoint_tokens and not constant_time_in(req.args.get("token"), settings.salesforce_endpoint_tokens):
             raise ApiError(401, "The outbound message's endpoint URL must end in ?token= one of KEYBRIDGE_SALESFORCE_ENDPOINT_TOKENS.",

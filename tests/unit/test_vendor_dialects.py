@@ -280,6 +280,25 @@ def test_stored_vendor_events_run_through_the_native_handlers(client, kb, worker
     assert any(e["to"] == "lee@prospect.example" for e in keycloak.emails)
 
 
+def test_a_vendor_that_is_not_configured_needs_no_mapping_at_start(tmp_path):
+    from adapter import create_app
+    from adapter.config import Settings
+    from tests.conftest import SESSION_SECRET
+
+    settings = Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'kb.db'}", session_secret=SESSION_SECRET,
+                                 vendor_mapping_dir=str(tmp_path / "empty"))
+    import adapter.vendor_mappings as mappings
+
+    real, mappings.DEFAULT_MAPPING_DIR = mappings.DEFAULT_MAPPING_DIR, tmp_path / "missing"  # an installed package without realm-config/
+    try:
+        app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
+        app.extensions["keybridge"].db.dispose()
+        with pytest.raises(ValueError, match=r"\.json not found: set KEYBRIDGE_VENDOR_MAPPING_DIR"):
+            create_app({"KEYBRIDGE_SETTINGS": vendor_settings(tmp_path, vendor_mapping_dir=str(tmp_path / "empty")), "TESTING": True})
+    finally:
+        mappings.DEFAULT_MAPPING_DIR = real
+
+
 def test_a_broken_mapping_file_fails_at_start_naming_it(tmp_path):
     from adapter import create_app
 
