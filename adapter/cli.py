@@ -179,12 +179,25 @@ def connectors_test() -> None:
         raise click.ClickException("No connector is configured: set KEYBRIDGE_CONNECTOR=hubspot or salesforce (with its credentials), "
                                    "or KEYBRIDGE_CRM_EVENTS_URL and KEYBRIDGE_CRM_EVENTS_SECRET for the generic signed webhook.")
     check = getattr(connector, "check", None)
-    problems = check() if check else []
+    problems = check() if check else _reachable(getattr(connector, "url", ""))
     for problem in problems:
         click.echo(f"{connector.key}: {problem}")
     if problems:
         sys.exit(1)
     click.echo(f"{connector.key}: OK ({connector.name})")
+
+
+def _reachable(url: str) -> list[str]:
+    """For a connector that cannot check more: does its URL answer, without redirecting?"""
+    if not url:
+        return []
+    try:
+        response = requests.head(url, timeout=10, allow_redirects=False)
+    except requests.RequestException as exc:
+        return [f"{url} does not answer ({type(exc).__name__}): check KEYBRIDGE_CRM_EVENTS_URL and that the CRM endpoint is up"]
+    if 300 <= response.status_code < 400:
+        return [f"{url} redirects to {response.headers.get('Location')}: set KEYBRIDGE_CRM_EVENTS_URL to the final URL (events are not re-posted to redirects)"]
+    return []
 
 
 @main.group()

@@ -264,3 +264,15 @@ def test_connectors_test_without_any_connector_says_what_to_set(monkeypatch, tmp
     monkeypatch.delenv("KEYBRIDGE_CONNECTOR", raising=False)
     result = run_cli(monkeypatch, tmp_path, {})
     assert result.exit_code == 1 and "KEYBRIDGE_CONNECTOR" in result.output
+
+
+@responses.activate
+def test_connectors_test_for_the_generic_webhook_says_when_the_url_redirects_or_is_down(monkeypatch, tmp_path):
+    env = {"KEYBRIDGE_CRM_EVENTS_URL": "https://crm.example/hooks/keybridge", "KEYBRIDGE_CRM_EVENTS_SECRET": "whsec_" + "Y3JtLXNlY3JldC1mb3ItY2xpLXRlc3Q="}
+    monkeypatch.delenv("KEYBRIDGE_CONNECTOR", raising=False)
+    responses.head("https://crm.example/hooks/keybridge", status=301, headers={"Location": "https://crm.example/hooks/keybridge/"})
+    result = run_cli(monkeypatch, tmp_path, env)
+    assert result.exit_code == 1 and "redirects to https://crm.example/hooks/keybridge/" in result.output
+    responses.replace(responses.HEAD, "https://crm.example/hooks/keybridge", status=405)
+    result = run_cli(monkeypatch, tmp_path, env)
+    assert result.exit_code == 0 and "generic: OK" in result.output
