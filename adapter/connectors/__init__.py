@@ -42,6 +42,14 @@ class Connector(abc.ABC):
     def deliver(self, event_id: str, body: dict) -> None:
         """Deliver one event; raise RetryableError or ConnectorError on failure."""
 
+    def deliver_many(self, events: list[tuple[str, dict]]) -> None:
+        """Deliver several (event id, body) in order; on failure the caller retries them all (at least once).
+
+        One by one here; a connector whose CRM has batch calls (HubSpot, Salesforce) overrides it.
+        """
+        for event_id, body in events:
+            self.deliver(event_id, body)
+
 
 _registry: dict[str, type[Connector]] = {}
 
