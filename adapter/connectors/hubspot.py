@@ -23,6 +23,7 @@ from urllib3.util.retry import Retry
 from ..jobs import RetryableError
 from ..vendor_mappings import load_mapping
 from . import Connector, ConnectorError, register
+from .facts import as_fields, facts_of, is_registered_lead
 
 log = logging.getLogger(__name__)
 
@@ -172,27 +173,16 @@ class HubSpotConnector(Connector):
 
     def properties_for(self, body: dict) -> tuple[tuple[str, str], dict]:
         """Which contact ((id|email, value)) and which properties one identity event sets; no properties = nothing to write."""
-        data, event_type, p = body["data"], body["type"], self.props
+        data = body["data"]
         crm_id = data.get("contact_id") or data.get("lead_id")
         target = ("id", str(crm_id)) if crm_id else ("email", data.get("email") or "")
-        props: dict[str, str] = {}
-        if event_type == "identity.registered":
-            props[p["registered_at"]] = data.get("registered_at") or body["timestamp"]
-            props[p["pending_approval"]] = "false"
-            props[p["access_state"]] = "enabled"
-            if data.get("lead_id"):
-                props.update(self.lead_registered)
-        elif event_type == "identity.activity":
-            if data.get("last_login_at"):
-                props[p["last_login_at"]] = data["last_login_at"]
-            props[p["logins"]] = str(data.get("logins", 0))
-        elif event_type == "identity.access_changed":
-            props[p["access_state"]] = "enabled" if data.get("enabled") else f"disabled: {data.get('reason', 'admin')}"
-        elif event_type == "registration.pending_approval":
-            props[p["pending_approval"]] = "true"
-        if target[1] == "":
+        if not target[1]:
             return target, {}
-        return target, {k: v for k, v in props.items() if k}
+        # HubSpot property values are strings ("true", "3").
+        props = {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in as_fields(facts_of(body), self.props).items()}
+        if props and is_registered_lead(body):
+            props.update(self.lead_registered)
+        return target, props
 
     def check(self) -> list[str]:
         """What is wrong with the configured credentials and properties (empty when all is well)."""

@@ -18,6 +18,7 @@ import requests
 from ..jobs import RetryableError
 from ..vendor_mappings import load_mapping
 from . import Connector, ConnectorError, register
+from .facts import as_fields, facts_of, is_registered_lead
 
 log = logging.getLogger(__name__)
 
@@ -86,22 +87,12 @@ class SalesforceConnector(Connector):
         data, event_type, f = body["data"], body["type"], self.fields
         sobject = "Lead" if data.get("lead_id") else "Contact" if data.get("contact_id") else None
         if sobject is None:
-            if event_type in ("identity.registered", "registration.pending_approval", "identity.activity", "identity.access_changed"):
+            if facts_of(body):
                 log.info("Salesforce: %s for %s has no contact or lead id; nothing to write", event_type, data.get("user_id"))
             return []
-        values: dict = {}
-        if event_type == "identity.registered":
-            values = {f.get("registered_at"): data.get("registered_at") or body["timestamp"], f.get("pending_approval"): False,
-                      f.get("access_state"): "enabled"}
-            if sobject == "Lead":
-                values.update(self.outbound.get("lead_registered", {}))
-        elif event_type == "identity.activity":
-            values = {f.get("last_login_at"): data.get("last_login_at"), f.get("logins"): data.get("logins", 0)}
-        elif event_type == "identity.access_changed":
-            values = {f.get("access_state"): "enabled" if data.get("enabled") else f"disabled: {data.get('reason', 'admin')}"}
-        elif event_type == "registration.pending_approval":
-            values = {f.get("pending_approval"): True}
-        values = {k: v for k, v in values.items() if k and v is not None}
+        values = as_fields(facts_of(body), f)
+        if values and is_registered_lead(body):
+            values.update(self.outbound.get("lead_registered", {}))
         if not values:
             return []
         external = self.outbound.get("lead_external_id" if sobject == "Lead" else "contact_external_id", "Id")
