@@ -119,6 +119,8 @@ class Settings:
     dynamics_secrets: list[str] = field(default_factory=list)
     pipedrive_username: str = ""
     pipedrive_password: str = ""
+    pipedrive_api_url: str = ""
+    pipedrive_api_token: str = ""
     espocrm_webhook_secrets: list[str] = field(default_factory=list)
     espocrm_url: str = ""
     espocrm_api_token: str = ""
@@ -191,8 +193,12 @@ class Settings:
             raise ConfigError("KEYBRIDGE_LOG_FORMAT must be 'text' or 'json'")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError("KEYBRIDGE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
-        if self.connector not in ("", "generic", "hubspot", "salesforce"):
-            raise ConfigError("KEYBRIDGE_CONNECTOR must be generic, hubspot or salesforce (or unset: generic when KEYBRIDGE_CRM_EVENTS_URL is set)")
+        if self.connector not in ("", "generic", "hubspot", "salesforce", "pipedrive", "espocrm"):
+            raise ConfigError("KEYBRIDGE_CONNECTOR must be generic, hubspot, salesforce, pipedrive or espocrm (or unset: generic when KEYBRIDGE_CRM_EVENTS_URL is set)")
+        if self.connector == "pipedrive" and not (self.pipedrive_api_url and self.pipedrive_api_token):
+            raise ConfigError("KEYBRIDGE_CONNECTOR=pipedrive needs KEYBRIDGE_PIPEDRIVE_API_URL (https://<company>.pipedrive.com) and KEYBRIDGE_PIPEDRIVE_API_TOKEN")
+        if self.connector == "espocrm" and not (self.espocrm_url and self.espocrm_api_token):
+            raise ConfigError("KEYBRIDGE_CONNECTOR=espocrm needs KEYBRIDGE_ESPOCRM_URL and KEYBRIDGE_ESPOCRM_API_TOKEN (an API user's key)")
         if self.connector == "hubspot" and not self.hubspot_access_token:
             raise ConfigError("KEYBRIDGE_CONNECTOR=hubspot needs KEYBRIDGE_HUBSPOT_ACCESS_TOKEN (a private app's token with crm.objects.contacts.write)")
         if self.connector == "salesforce" and not ((self.salesforce_instance_url and self.salesforce_access_token)

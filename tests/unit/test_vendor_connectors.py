@@ -208,7 +208,8 @@ def test_an_expired_session_logs_in_again_on_the_next_attempt(tmp_path):
     assert len(logins) == 2 and responses.calls[1].request.headers["Authorization"] == "Bearer session-2"
 
 
-@pytest.mark.parametrize("connector, names", [("salesforce", "KEYBRIDGE_SALESFORCE_INSTANCE_URL"), ("hubspot", "KEYBRIDGE_HUBSPOT_ACCESS_TOKEN")])
+@pytest.mark.parametrize("connector, names", [("salesforce", "KEYBRIDGE_SALESFORCE_INSTANCE_URL"), ("hubspot", "KEYBRIDGE_HUBSPOT_ACCESS_TOKEN"),
+                                              ("pipedrive", "KEYBRIDGE_PIPEDRIVE_API_URL"), ("espocrm", "KEYBRIDGE_ESPOCRM_API_TOKEN")])
 def test_a_connector_without_credentials_fails_at_start_naming_the_settings(tmp_path, connector, names):
     from adapter.config import ConfigError
 
@@ -276,3 +277,78 @@ def test_connectors_test_for_the_generic_webhook_says_when_the_url_redirects_or_
     responses.replace(responses.HEAD, "https://crm.example/hooks/keybridge", status=405)
     result = run_cli(monkeypatch, tmp_path, env)
     assert result.exit_code == 0 and "generic: OK" in result.output
+
+
+# --- EspoCRM and Pipedrive ---------------------------------------------------------------------------
+
+ESPO = "https://crm.initech.example"
+PIPEDRIVE = "https://globex.pipedrive.com"
+
+
+@pytest.fixture
+def espocrm(tmp_path):
+    from adapter.connectors import espocrm as espocrm_connector
+
+    settings = vendor_settings(tmp_path, connector="espocrm", espocrm_url=ESPO, espocrm_api_token="espo-api-key-4d2")
+    return espocrm_connector.EspoCrmConnector.from_settings(settings)
+
+
+@pytest.fixture
+def pipedrive(tmp_path):
+    from adapter.connectors import pipedrive as pipedrive_connector
+
+    settings = vendor_settings(tmp_path, connector="pipedrive", pipedrive_api_url=PIPEDRIVE, pipedrive_api_token="pd-api-token-77")
+    return pipedrive_connector.PipedriveConnector.from_settings(settings)
+
+
+@responses.activate
+def test_espocrm_contact_registration_is_written_on_the_contact(espocrm):
+    responses.put(f"{ESPO}/api/v1/Contact/6571a0c1d2e3f4a5b", json={"id": "6571a0c1d2e3f4a5b"})
+    espocrm.deliver("evt_1", registered(contact_id="6571a0c1d2e3f4a5b"))
+    [call] = responses.calls
+    assert call.request.headers["X-Api-Key"] == "espo-api-key-4d2"
+    assert json.loads(call.request.body) == {"cPortalRegisteredAt": "2026-11-22T10:05:00Z", "cPortalPendingApproval": False,
+                                             "cPortalAccess": "enabled"}
+
+
+@responses.activate
+def test_espocrm_registered_lead_moves_to_in_process(espocrm):
+    responses.put(f"{ESPO}/api/v1/Lead/lead1", json={"id": "lead1"})
+    espocrm.deliver("evt_1", registered(lead_id="lead1"))
+    assert json.loads(responses.calls[0].request.body)["status"] == "In Process"
+
+
+@responses.activate
+def test_espocrm_429_is_retried_after_its_retry_after_and_403_is_permanent(espocrm):
+    responses.put(f"{ESPO}/api/v1/Contact/c1", status=429, headers={"Retry-After": "30"})
+    with pytest.raises(RetryableError) as caught:
+        espocrm.deliver("evt_1", registered(contact_id="c1"))
+    assert caught.value.retry_after == 30
+    responses.replace(responses.PUT, f"{ESPO}/api/v1/Contact/c1", status=403, body="Forbidden")
+    with pytest.raises(ConnectorError):
+        espocrm.deliver("evt_1", registered(contact_id="c1"))
+
+
+@responses.activate
+def test_pipedrive_registration_is_written_into_the_persons_custom_fields(pipedrive):
+    responses.patch(f"{PIPEDRIVE}/api/v2/persons/42", json={"success": True, "data": {"id": 42}})
+    pipedrive.deliver("evt_1", {"type": "identity.activity", "timestamp": "t",
+                                "data": {"user_id": "u", "contact_id": "42", "last_login_at": "2026-11-22T11:00:00Z", "logins": 2}})
+    [call] = responses.calls
+    assert call.request.headers["x-api-token"] == "pd-api-token-77"
+    assert json.loads(call.request.body) == {"custom_fields": {"portal_logins": 2, "portal_last_login_at": "2026-11-22T11:00:00Z"}}
+
+
+@responses.activate
+def test_pipedrive_events_without_facts_or_person_write_nothing(pipedrive):
+    pipedrive.deliver("evt_1", {"type": "invitation.sent", "timestamp": "t", "data": {"contact_id": "42", "email": "p@globex.example"}})
+    pipedrive.deliver("evt_2", registered(lead_id="L-1"))
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_connectors_test_names_missing_pipedrive_fields(monkeypatch, tmp_path):
+    responses.get(f"{PIPEDRIVE}/api/v1/personFields", json={"success": True, "data": [{"key": "portal_registered_at"}, {"key": "portal_logins"}]})
+    result = run_cli(monkeypatch, tmp_path, {"KEYBRIDGE_CONNECTOR": "pipedrive", "KEYBRIDGE_PIPEDRIVE_API_URL": PIPEDRIVE,
+                                             "KEYBRIDGE_PIPEDRIVE_API_TOKEN": "pd-api-token-77"})
+    assert result.exit_code == 1 and "'portal_access'" in result.output and "'portal_logins'" not in result.output
