@@ -117,6 +117,11 @@ class Settings:
     salesforce_domain: str = "login"
     salesforce_api_version: str = "59.0"
     dynamics_secrets: list[str] = field(default_factory=list)
+    dynamics_url: str = ""
+    dynamics_tenant_id: str = ""
+    dynamics_client_id: str = ""
+    dynamics_client_secret: str = ""
+    dynamics_authority_url: str = "https://login.microsoftonline.com"
     pipedrive_username: str = ""
     pipedrive_password: str = ""
     pipedrive_api_url: str = ""
@@ -193,8 +198,11 @@ class Settings:
             raise ConfigError("KEYBRIDGE_LOG_FORMAT must be 'text' or 'json'")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError("KEYBRIDGE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
-        if self.connector not in ("", "generic", "hubspot", "salesforce", "pipedrive", "espocrm"):
-            raise ConfigError("KEYBRIDGE_CONNECTOR must be generic, hubspot, salesforce, pipedrive or espocrm (or unset: generic when KEYBRIDGE_CRM_EVENTS_URL is set)")
+        if self.connector not in ("", "generic", "hubspot", "salesforce", "dynamics", "pipedrive", "espocrm"):
+            raise ConfigError("KEYBRIDGE_CONNECTOR must be generic, hubspot, salesforce, dynamics, pipedrive or espocrm (or unset: generic when KEYBRIDGE_CRM_EVENTS_URL is set)")
+        if self.connector == "dynamics" and not (self.dynamics_url and self.dynamics_tenant_id and self.dynamics_client_id and self.dynamics_client_secret):
+            raise ConfigError("KEYBRIDGE_CONNECTOR=dynamics needs KEYBRIDGE_DYNAMICS_URL (https://<org>.crm.dynamics.com), KEYBRIDGE_DYNAMICS_TENANT_ID, "
+                              "KEYBRIDGE_DYNAMICS_CLIENT_ID and KEYBRIDGE_DYNAMICS_CLIENT_SECRET (an app registration that is an application user)")
         if self.connector == "pipedrive" and not (self.pipedrive_api_url and self.pipedrive_api_token):
             raise ConfigError("KEYBRIDGE_CONNECTOR=pipedrive needs KEYBRIDGE_PIPEDRIVE_API_URL (https://<company>.pipedrive.com) and KEYBRIDGE_PIPEDRIVE_API_TOKEN")
         if self.connector == "espocrm" and not (self.espocrm_url and self.espocrm_api_token):

@@ -68,7 +68,7 @@ def get(key: str) -> type[Connector]:
 
 def from_settings(settings) -> Connector | None:
     """The connector KEYBRIDGE_CONNECTOR names (generic when only KEYBRIDGE_CRM_EVENTS_URL is set), or None."""
-    from . import espocrm, generic, hubspot, pipedrive, salesforce  # noqa: F401  (they register themselves)
+    from . import dynamics, espocrm, generic, hubspot, pipedrive, salesforce  # noqa: F401  (they register themselves)
 
     key = settings.connector or ("generic" if settings.crm_events_url else "")
     return get(key).from_settings(settings) if key else None

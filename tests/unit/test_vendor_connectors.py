@@ -209,7 +209,8 @@ def test_an_expired_session_logs_in_again_on_the_next_attempt(tmp_path):
 
 
 @pytest.mark.parametrize("connector, names", [("salesforce", "KEYBRIDGE_SALESFORCE_INSTANCE_URL"), ("hubspot", "KEYBRIDGE_HUBSPOT_ACCESS_TOKEN"),
-                                              ("pipedrive", "KEYBRIDGE_PIPEDRIVE_API_URL"), ("espocrm", "KEYBRIDGE_ESPOCRM_API_TOKEN")])
+                                              ("pipedrive", "KEYBRIDGE_PIPEDRIVE_API_URL"), ("espocrm", "KEYBRIDGE_ESPOCRM_API_TOKEN"),
+                                              ("dynamics", "KEYBRIDGE_DYNAMICS_TENANT_ID")])
 def test_a_connector_without_credentials_fails_at_start_naming_the_settings(tmp_path, connector, names):
     from adapter.config import ConfigError
 
@@ -352,3 +353,52 @@ def test_connectors_test_names_missing_pipedrive_fields(monkeypatch, tmp_path):
     result = run_cli(monkeypatch, tmp_path, {"KEYBRIDGE_CONNECTOR": "pipedrive", "KEYBRIDGE_PIPEDRIVE_API_URL": PIPEDRIVE,
                                              "KEYBRIDGE_PIPEDRIVE_API_TOKEN": "pd-api-token-77"})
     assert result.exit_code == 1 and "'portal_access'" in result.output and "'portal_logins'" not in result.output
+
+
+DATAVERSE = "https://contoso.crm4.dynamics.com"
+TOKEN_URL = "https://login.microsoftonline.com/tenant-1/oauth2/v2.0/token"
+
+
+@pytest.fixture
+def dynamics(tmp_path):
+    from adapter.connectors import dynamics as dynamics_connector
+
+    settings = vendor_settings(tmp_path, connector="dynamics", dynamics_url=DATAVERSE, dynamics_tenant_id="tenant-1",
+                               dynamics_client_id="app-1", dynamics_client_secret="app-secret-1")
+    return dynamics_connector.DynamicsConnector.from_settings(settings)
+
+
+@responses.activate
+def test_dynamics_registration_patches_the_contact_row_with_a_client_credentials_token(dynamics):
+    responses.post(TOKEN_URL, json={"token_type": "Bearer", "expires_in": 3599, "access_token": "eyJ0eXAi.dataverse"})
+    row = "a1b2c3d4-0000-ef11-9f89-000d3a5a1f6c"
+    responses.patch(f"{DATAVERSE}/api/data/v9.2/contacts({row})", status=204)
+    dynamics.deliver("evt_1", registered(contact_id=row))
+    dynamics.deliver("evt_2", {"type": "identity.access_changed", "timestamp": "t",
+                               "data": {"user_id": "u", "contact_id": row, "enabled": False, "reason": "left_company"}})
+    token_call, first, second = responses.calls
+    assert "grant_type=client_credentials" in token_call.request.body and f"scope={DATAVERSE.replace(':', '%3A').replace('/', '%2F')}%2F.default" in token_call.request.body
+    assert first.request.headers["Authorization"] == "Bearer eyJ0eXAi.dataverse" and first.request.headers["If-Match"] == "*"
+    assert json.loads(first.request.body) == {"kb_portalregisteredon": "2026-11-22T10:05:00Z", "kb_portalpendingapproval": False,
+                                              "kb_portalaccess": "enabled"}
+    assert json.loads(second.request.body) == {"kb_portalaccess": "disabled: left_company"}  # the token is reused
+
+
+@responses.activate
+def test_dynamics_missing_row_is_permanent_and_a_refused_token_is_fetched_again(dynamics):
+    responses.post(TOKEN_URL, json={"token_type": "Bearer", "expires_in": 3599, "access_token": "t1"})
+    responses.patch(f"{DATAVERSE}/api/data/v9.2/contacts(c1)", status=401)
+    with pytest.raises(RetryableError, match="new one is fetched"):
+        dynamics.deliver("evt_1", registered(contact_id="c1"))
+    responses.replace(responses.PATCH, f"{DATAVERSE}/api/data/v9.2/contacts(c1)", status=404,
+                      json={"error": {"code": "0x80040217", "message": "contact With Id = c1 Does Not Exist"}})
+    with pytest.raises(ConnectorError, match="Does Not Exist"):
+        dynamics.deliver("evt_1", registered(contact_id="c1"))
+    assert len([c for c in responses.calls if c.request.url == TOKEN_URL]) == 2
+
+
+@responses.activate
+def test_dynamics_wrong_app_credentials_are_named(dynamics):
+    responses.post(TOKEN_URL, status=401, json={"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."})
+    with pytest.raises(ConnectorError, match="KEYBRIDGE_DYNAMICS_TENANT_ID, _CLIENT_ID, _CLIENT_SECRET"):
+        dynamics.deliver("evt_1", registered(contact_id="c1"))
