@@ -182,52 +182,68 @@ def espocrm_deliveries(unique: str, email: str) -> tuple[str, list[tuple[str, by
     return account_id, [("hookaccount", json.dumps(account).encode()), ("hookcontact", json.dumps(contact).encode())], contact_id
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_dynamics_pipedrive_and_espocrm_each_invite_a_contact_who_registers(adapter_settings, crm, mail_dir, kc_admin, chromium, unique):
-    """Each vendor's own deliveries create its account and invite its contact; all three register in Chromium and
-    the CRM is told (these vendors have no connector yet: the generic signed webhook carries the registration)."""
-    from tests.unit.vendor_helpers import DYNAMICS_SECRET, ESPO_SECRET, dynamics_headers, espo_headers, pipedrive_headers
-    from tests.unit.vendor_helpers import PIPEDRIVE_PASSWORD, PIPEDRIVE_USER
+VENDOR_APIS = {  # what each connector calls with the registration (recorded with `responses`)
+    "dynamics": ("PATCH", "https://contoso.crm4.dynamics.com/api/data/v9.2/contacts({id})", "kb_portalregisteredon"),
+    "pipedrive": ("PATCH", "https://globex.pipedrive.com/api/v2/persons/{id}", "custom_fields"),
+    "espocrm": ("PUT", "https://crm.initech.example/api/v1/Contact/{id}", "cPortalRegisteredAt"),
+}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("vendor", sorted(VENDOR_APIS))
+def test_dynamics_pipedrive_and_espocrm_invitation_registration_and_the_vendor_api_told(
+        vendor, adapter_settings, mail_dir, kc_admin, page, unique, keycloak):
+    """The vendor's own deliveries create its account and invite its contact, who registers in Chromium;
+    the vendor's connector writes the registration on the contact through the vendor's API."""
+    from tests.unit.vendor_helpers import (DYNAMICS_SECRET, ESPO_SECRET, PIPEDRIVE_PASSWORD, PIPEDRIVE_USER, dynamics_headers,
+                                           espo_headers, pipedrive_headers)
 
     settings = adapter_settings
+    settings.connector = vendor
     settings.dynamics_secrets, settings.pipedrive_username, settings.pipedrive_password = [DYNAMICS_SECRET], PIPEDRIVE_USER, PIPEDRIVE_PASSWORD
     settings.espocrm_webhook_secrets = [f"hookaccount:Account.create:{ESPO_SECRET}", f"hookcontact:Contact.create:{ESPO_SECRET}"]
+    settings.dynamics_url, settings.dynamics_tenant_id = "https://contoso.crm4.dynamics.com", "tenant-e2e"
+    settings.dynamics_client_id, settings.dynamics_client_secret = "app-e2e", "app-secret-e2e"
+    settings.pipedrive_api_url, settings.pipedrive_api_token = "https://globex.pipedrive.com", "pd-token-e2e"
+    settings.espocrm_url, settings.espocrm_api_token = "https://crm.initech.example", "espo-key-e2e"
     app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
     worker, client = Worker(app.extensions["keybridge"]), app.test_client()
-    people = {vendor: f"{vendor}.{unique}@{vendor}-{unique}.example" for vendor in ("dynamics", "pipedrive", "espocrm")}
+    email = f"{vendor}.{unique}@{vendor}-{unique}.example"
 
-    accounts, contacts, contact_posts = {}, {}, []
-    accounts["dynamics"], (account_body, contact_body), contacts["dynamics"] = dynamics_deliveries(unique, people["dynamics"])
-    assert client.post("/webhooks/dynamics", data=account_body, headers=dynamics_headers()).status_code == 200
-    contact_posts.append(("/webhooks/dynamics", contact_body, dynamics_headers()))
-    accounts["pipedrive"], (account_body, contact_body), contacts["pipedrive"] = pipedrive_deliveries(unique, people["pipedrive"])
-    assert client.post("/webhooks/pipedrive", data=account_body, headers=pipedrive_headers()).status_code == 200
-    contact_posts.append(("/webhooks/pipedrive", contact_body, pipedrive_headers()))
-    accounts["espocrm"], ((hook_a, account_body), (hook_c, contact_body)), contacts["espocrm"] = espocrm_deliveries(unique, people["espocrm"])
-    assert client.post("/webhooks/espocrm", data=account_body, headers=espo_headers(account_body, webhook_id=hook_a)).status_code == 200
-    contact_posts.append(("/webhooks/espocrm", contact_body, espo_headers(contact_body, webhook_id=hook_c)))
+    if vendor == "dynamics":
+        account_id, (account_body, contact_body), contact_id = dynamics_deliveries(unique, email)
+        account_post, contact_post = (account_body, dynamics_headers()), (contact_body, dynamics_headers())
+    elif vendor == "pipedrive":
+        account_id, (account_body, contact_body), contact_id = pipedrive_deliveries(unique, email)
+        account_post, contact_post = (account_body, pipedrive_headers()), (contact_body, pipedrive_headers())
+    else:
+        account_id, ((hook_a, account_body), (hook_c, contact_body)), contact_id = espocrm_deliveries(unique, email)
+        account_post = (account_body, espo_headers(account_body, webhook_id=hook_a))
+        contact_post = (contact_body, espo_headers(contact_body, webhook_id=hook_c))
 
-    run_until(worker, lambda: all(kc_admin.organization_of(a) for a in accounts.values()), what="the three vendors' organizations")
-    for path, body, headers in contact_posts:
-        r = client.post(path, data=body, headers=headers)
+    method, url, field = VENDOR_APIS[vendor]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+        api.add_passthru(keycloak.url)
+        api.post("https://login.microsoftonline.com/tenant-e2e/oauth2/v2.0/token",
+                 json={"token_type": "Bearer", "expires_in": 3599, "access_token": "eyJ0eXAi.e2e"})
+        api.add(method, url.format(id=contact_id), status=204 if vendor == "dynamics" else 200, json=None if vendor == "dynamics" else {"id": contact_id})
+
+        assert client.post(f"/webhooks/{vendor}", data=account_post[0], headers=account_post[1]).status_code == 200
+        run_until(worker, lambda: kc_admin.organization_of(account_id), what=f"the {vendor} account's organization")
+        r = client.post(f"/webhooks/{vendor}", data=contact_post[0], headers=contact_post[1])
         assert r.status_code == 200 and len(r.json["accepted"]) == 2, r.json
+        mails = run_until(worker, lambda: stack.read_mails(mail_dir, to=email), timeout=90, what=f"the {vendor} contact's invitation")
+        register_through_invitation(page, mails[0].link, vendor.title(), "Person")
 
-    run_until(worker, lambda: all(stack.read_mails(mail_dir, to=e) for e in people.values()), timeout=90, what="three invitation emails")
-    for vendor, email in people.items():
-        context = chromium.new_context()
-        register_through_invitation(context.new_page(), stack.read_mails(mail_dir, to=email)[0].link, vendor.title(), "Person")
-        context.close()
+        def written_back():
+            return [json.loads(c.request.body) for c in api.calls if c.request.method == method and c.request.url == url.format(id=contact_id)]
 
-    def registered():
-        got = {e["data"].get("contact_id") for e in crm.of_type("identity.registered")}
-        return got >= set(contacts.values())
-
-    run_until(worker, registered, what="identity.registered for the three vendors' contacts")
-    for vendor, email in people.items():
-        user = kc_admin.user_by_email(email)
-        assert user["attributes"]["crm_contact_id"] == [contacts[vendor]], vendor
-        org = kc_admin.organization_of(accounts[vendor])
-        assert user["id"] in [m["id"] for m in kc_admin.get(f"/organizations/{org['id']}/members")], vendor
+        [written] = run_until(worker, written_back, what=f"the registration written through the {vendor} API")
+    assert field in written and "enabled" in json.dumps(written)
+    user = kc_admin.user_by_email(email)
+    assert user["attributes"]["crm_contact_id"] == [contact_id]
+    org = kc_admin.organization_of(account_id)
+    assert user["id"] in [m["id"] for m in kc_admin.get(f"/organizations/{org['id']}/members")]
     app.extensions["keybridge"].db.dispose()
 
 
