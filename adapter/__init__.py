@@ -8,8 +8,12 @@ from .config import Settings
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """The web application. `config` may hold KEYBRIDGE_SETTINGS (a Settings) or Flask keys."""
-    from . import api, errors, logs, metrics, portal, webhooks
+    """The web application. `config` may hold KEYBRIDGE_SETTINGS (a Settings) or Flask keys.
+
+    Outside tests (or with KEYBRIDGE_STARTUP_CHECKS true) the readiness checks run once at
+    start and each failure is logged as an ERROR, e.g. a Keycloak client secret that is refused.
+    """
+    from . import api, docs, errors, health, logs, metrics, portal, webhooks
     from .runtime import Keybridge
 
     app = Flask(__name__)
@@ -26,8 +30,12 @@ def create_app(config: dict | None = None) -> Flask:
     logs.init_app(app)
 
     errors.init_app(app)
+    health.init_app(app)
+    docs.init_app(app)
     webhooks.init_app(app)
     api.init_app(app)
     portal.init_app(app)
     metrics.init_app(app)
+    if app.config.get("KEYBRIDGE_STARTUP_CHECKS", not app.config.get("TESTING")):
+        health.log_startup_problems(app.extensions["keybridge"], "web")
     return app

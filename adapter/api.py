@@ -1,33 +1,62 @@
-"""Operator endpoints: health, the OpenAPI document, dead letters."""
+"""The operator API (/api/*, bearer token) and the OpenAPI document.
+
+Every query parameter is read through a marshmallow schema (`*Query` below, documented in
+the OpenAPI document from the same classes): a bad or unknown one is a 400 naming it.
+"""
 from __future__ import annotations
 
 import hmac
 
 from flask import Blueprint, Flask, current_app, jsonify, request
-from sqlalchemy import text
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from .errors import ApiError
 
-from marshmallow import ValidationError
-
 from . import dead_letters, inbox, reports
 from .events import RegistrationDecidedSchema
+from .json_body import load_json_object
 from .handlers import batches, self_service
-from .openapi import openapi_document
 
 bp = Blueprint("api", __name__)
 
 
-@bp.get("/healthz")
-def healthz():
-    with current_app.extensions["keybridge"].db.session() as session:
-        session.execute(text("SELECT 1"))
-    return jsonify({"status": "ok"})
+class _Query(Schema):
+    class Meta:
+        unknown = RAISE
 
 
-@bp.get("/openapi.json")
-def openapi():
-    return jsonify(openapi_document())
+class AuditQuery(_Query):
+    subject = fields.Str(validate=validate.Length(min=1, max=300), metadata={"description": "exact ('account:A-1', 'user:<id>'), or a prefix ending in ':'"})
+    limit = fields.Int(strict=True, load_default=100, validate=validate.Range(min=1, max=1000), metadata={"description": "newest entries first, 1 to 1000"})
+
+
+class BatchQuery(_Query):
+    offset = fields.Int(strict=True, load_default=0, validate=validate.Range(min=0, max=10_000), metadata={"description": "first item shown"})
+    limit = fields.Int(strict=True, load_default=1000, validate=validate.Range(min=1, max=10_000), metadata={"description": "items shown, 1 to 10000"})
+
+
+class RegistrationsQuery(_Query):
+    status = fields.Str(load_default="pending", validate=validate.OneOf(["awaiting_verification", "pending", "approved", "rejected", "all"]),
+                        metadata={"description": "which registrations; 'all' for every one"})
+
+
+def query_args(schema: type[Schema]) -> dict:
+    """The request's query parameters loaded with `schema`; raises ApiError(400) naming each bad one."""
+    raw = {}
+    for name, values in request.args.lists():
+        if len(values) > 1:
+            raise ApiError(400, f"Query parameter {name} is given {len(values)} times; give it once.", {name: ["Given more than once."]})
+        raw[name] = values[0]
+    field_of = {f.data_key or n: f for n, f in schema().fields.items()}
+    for name, value in raw.items():
+        # numbers arrive as text: convert only what looks like an integer, so "1.5", "1e3" or " 7" are refused
+        if isinstance(field_of.get(name), fields.Int) and value.lstrip("-").isascii() and value.lstrip("-").isdigit():
+            raw[name] = int(value)
+    try:
+        return schema().load(raw)
+    except ValidationError as exc:
+        names = ", ".join(sorted(exc.messages))
+        raise ApiError(400, f"Query parameter {names} is not valid; see errors (allowed: {', '.join(sorted(field_of))}).", exc.messages) from None
 
 
 @bp.before_request
@@ -51,6 +80,10 @@ def list_dead_letters():
 
 @bp.post("/api/dead-letters/<kind>/<item_id>/replay")
 def replay_dead_letter(kind: str, item_id: str):
+    if kind not in ("job", "outbound"):
+        raise ApiError(400, "kind must be 'job' or 'outbound'.", {"kind": ["Must be one of: job, outbound."]})
+    if kind == "job" and not (item_id.isascii() and item_id.isdigit() and len(item_id) <= 18):
+        raise ApiError(404, f"No job {item_id!r}; job ids are numbers, see `keybridge dead-letters list`.", {"id": ["Not a job id."]})
     dead_letters.replay(current_app.extensions["keybridge"].db, kind, item_id)
     return jsonify({"status": "requeued"}), 202
 
@@ -65,12 +98,8 @@ def get_account(account_id: str):
 
 @bp.get("/api/batches/<batch_id>")
 def get_batch(batch_id: str):
-    try:
-        offset = max(0, int(request.args.get("offset", 0)))
-        limit = min(max(1, int(request.args.get("limit", 1000))), 10_000)
-    except ValueError:
-        raise ApiError(400, "offset and limit must be numbers", {"offset": ["Not an integer."]}) from None
-    status = batches.batch_status(current_app.extensions["keybridge"], batch_id, offset, limit)
+    page = query_args(BatchQuery)
+    status = batches.batch_status(current_app.extensions["keybridge"], batch_id, page["offset"], page["limit"])
     if status is None:
         raise ApiError(404, f"No batch {batch_id}: it has not been received, or its webhook was refused.")
     return jsonify(status)
@@ -78,15 +107,15 @@ def get_batch(batch_id: str):
 
 @bp.get("/api/registrations")
 def list_registrations():
-    status = request.args.get("status", "pending") or None
-    return jsonify({"registrations": self_service.pending_registrations(current_app.extensions["keybridge"], status)})
+    status = query_args(RegistrationsQuery)["status"]
+    return jsonify({"registrations": self_service.pending_registrations(current_app.extensions["keybridge"], None if status == "all" else status)})
 
 
 @bp.post("/api/registrations/<user_id>/decision")
 def decide_registration(user_id: str):
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "Send a JSON object: {\"decision\": \"approved\"|\"rejected\", \"account_id\": ..., \"roles\": [...]}.")
+    body = load_json_object(request.get_data(cache=False), '{"decision": "approved"|"rejected", "account_id": ..., "roles": [...]}')
+    if "user_id" in body:
+        raise ApiError(422, "The user is the one in the path; leave user_id out of the body.", {"user_id": ["Give it in the path only."]})
     data = {**body, "user_id": user_id}
     try:
         data = RegistrationDecidedSchema().load(data)
@@ -99,11 +128,8 @@ def decide_registration(user_id: str):
 
 @bp.get("/api/audit")
 def get_audit():
-    try:
-        limit = min(int(request.args.get("limit", 100)), 1000)
-    except ValueError:
-        raise ApiError(400, "limit must be a number", {"limit": ["Not an integer."]}) from None
-    return jsonify({"entries": reports.audit_trail(current_app.extensions["keybridge"], request.args.get("subject"), limit)})
+    query = query_args(AuditQuery)
+    return jsonify({"entries": reports.audit_trail(current_app.extensions["keybridge"], query.get("subject"), query["limit"])})
 
 
 def init_app(app: Flask) -> None:

@@ -5,6 +5,8 @@ with an error that names the variable and says what to put there.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import logging
 import os
@@ -189,11 +191,10 @@ class Settings:
     def validate(self) -> None:
         if self.lead_webmail_policy not in ("refuse", "allow"):
             raise ConfigError("KEYBRIDGE_LEAD_WEBMAIL_POLICY must be 'refuse' or 'allow'")
-        for secret in self.webhook_secrets:
-            if not secret.startswith("whsec_"):
-                raise ConfigError("KEYBRIDGE_WEBHOOK_SECRETS: each secret must look like whsec_<base64>, as in the Standard Webhooks spec")
-        if self.crm_events_secret and not self.crm_events_secret.startswith("whsec_"):
-            raise ConfigError("KEYBRIDGE_CRM_EVENTS_SECRET must look like whsec_<base64>")
+        for position, secret in enumerate(self.webhook_secrets, 1):
+            _check_whsec("KEYBRIDGE_WEBHOOK_SECRETS", secret, position if len(self.webhook_secrets) > 1 else None)
+        if self.crm_events_secret:
+            _check_whsec("KEYBRIDGE_CRM_EVENTS_SECRET", self.crm_events_secret)
         if self.log_format not in ("text", "json"):
             raise ConfigError("KEYBRIDGE_LOG_FORMAT must be 'text' or 'json'")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -228,6 +229,37 @@ class Settings:
             raise ConfigError("KEYBRIDGE_TRUSTED_PROXIES is the number of proxies in front of the adapter (0 when none)")
         if self.portal_session_seconds <= 0:
             raise ConfigError("KEYBRIDGE_PORTAL_SESSION_SECONDS must be a positive number of seconds (default 28800)")
+
+
+SECRET_PREFIX = "whsec_"
+MIN_SECRET_BYTES = 24  # the Standard Webhooks spec: secrets of 24 to 64 random bytes
+MAKE_SECRET = "make one with `echo whsec_$(openssl rand -base64 32)`"
+
+
+def whsec_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_<base64>` secret; raises ValueError if it does not decode."""
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        # unpadded base64 is common (the reference libraries accept it): pad, then decode strictly
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after whsec_ is not base64") from None
+
+
+def _check_whsec(variable: str, secret: str, position: int | None = None) -> None:
+    """Refuse a webhook secret that would fail every request later: not whsec_, not base64, too short.
+
+    The message names the variable (and which secret of a list), never the secret itself.
+    """
+    which = f"{variable} (secret {position})" if position else variable
+    if not secret.startswith(SECRET_PREFIX):
+        raise ConfigError(f"{which} must look like whsec_<base64>, as in the Standard Webhooks spec; {MAKE_SECRET}")
+    try:
+        key = whsec_key(secret)
+    except ValueError:
+        raise ConfigError(f"{which}: the part after whsec_ is not valid base64; {MAKE_SECRET}") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{which} holds {len(key)} bytes after base64 decoding; at least {MIN_SECRET_BYTES} are needed; {MAKE_SECRET}")
 
 
 def _mask_url(url: str) -> str:

@@ -3,9 +3,11 @@ event types (see ../shared/spec/crm-contract.md). Which schema belongs to which 
 type is declared with its handler (adapter/tasks.py)."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-EMAIL = fields.Email
+from . import contract_fields as wire
+
+EMAIL = wire.Email
 
 
 class _Strict(Schema):
@@ -15,8 +17,8 @@ class _Strict(Schema):
 
 class ContractSchema(_Strict):
     status = fields.Str(required=True, validate=validate.OneOf(["active", "suspended", "expired", "none"]))
-    starts_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
-    ends_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
+    starts_at = wire.DateTime(load_default=None, allow_none=True)
+    ends_at = wire.DateTime(load_default=None, allow_none=True)
 
 
 class AdminContactSchema(_Strict):
@@ -29,7 +31,7 @@ class AdminContactSchema(_Strict):
 class AccountUpsertedSchema(_Strict):
     account_id = fields.Str(required=True, validate=validate.Length(min=1, max=200))
     name = fields.Str(required=True, validate=validate.Length(min=1, max=255))
-    domains = fields.List(fields.Str(validate=validate.Regexp(r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$", error="Not a domain name, e.g. example.com.")), load_default=list)
+    domains = fields.List(fields.Str(validate=wire.FullMatch(r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$", error="Not a domain name, e.g. example.com.")), load_default=list)
     contract = fields.Nested(ContractSchema, load_default=None, allow_none=True)
     admin_contact = fields.Nested(AdminContactSchema, load_default=None, allow_none=True)
 
@@ -52,10 +54,10 @@ class ContactInviteSchema(_Strict):
     first_name = fields.Str(load_default=None, allow_none=True)
     last_name = fields.Str(load_default=None, allow_none=True)
     roles = fields.List(fields.Str(), load_default=list)
-    org_admin = fields.Bool(load_default=False)
-    redirect_uri = fields.Url(load_default=None, allow_none=True, require_tld=False)
-    expires_in_days = fields.Int(load_default=None, allow_none=True, validate=validate.Range(min=1, max=90))
-    resend = fields.Bool(load_default=False)
+    org_admin = wire.Boolean(load_default=False)
+    redirect_uri = wire.HttpUrl(load_default=None, allow_none=True)
+    expires_in_days = wire.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=90))
+    resend = wire.Boolean(load_default=False)
 
 
 class LeadInviteSchema(_Strict):
@@ -64,9 +66,9 @@ class LeadInviteSchema(_Strict):
     first_name = fields.Str(load_default=None, allow_none=True)
     last_name = fields.Str(load_default=None, allow_none=True)
     company = fields.Str(load_default=None, allow_none=True)
-    redirect_uri = fields.Url(load_default=None, allow_none=True, require_tld=False)
-    expires_in_days = fields.Int(load_default=None, allow_none=True, validate=validate.Range(min=1, max=90))
-    resend = fields.Bool(load_default=False)
+    redirect_uri = wire.HttpUrl(load_default=None, allow_none=True)
+    expires_in_days = wire.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=90))
+    resend = wire.Boolean(load_default=False)
 
 
 class BatchItemField(fields.Dict):
@@ -108,7 +110,7 @@ class EnvelopeSchema(Schema):
         unknown = RAISE
 
     type = fields.Str(required=True, validate=validate.Length(min=1, max=80))
-    timestamp = fields.AwareDateTime(required=True, default_timezone=None)
+    timestamp = wire.DateTime(required=True)
     data = fields.Dict(required=True)
 
 
@@ -125,3 +127,92 @@ INVITATION_ACCEPTED = "invitation.accepted"
 INVITATION_EXPIRED = "invitation.expired"
 INVITATION_SKIPPED = "invitation.skipped"
 INVITATION_BATCH_COMPLETED = "invitation.batch_completed"
+
+
+# What each outbound event's `data` holds (the OpenAPI document's `webhooks`). Keybridge may add
+# fields over time, so a CRM must ignore unknown ones: these schemas allow them.
+class _Outbound(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+
+class _CrmLink(_Outbound):
+    contact_id = fields.Str(allow_none=True, metadata={"description": "the CRM contact, if the identity is one"})
+    lead_id = fields.Str(allow_none=True, metadata={"description": "the CRM lead, if the identity is one"})
+
+
+class IdentityRegisteredData(_CrmLink):
+    user_id = fields.Str(required=True)
+    email = fields.Str(required=True)
+    account_id = fields.Str(allow_none=True)
+    via = fields.Str(required=True, validate=validate.OneOf(["invitation", "self_service"]))
+    registered_at = fields.Str(metadata={"format": "date-time"})
+
+
+class IdentityProfileUpdatedData(_CrmLink):
+    user_id = fields.Str(required=True)
+    changes = fields.Dict(keys=fields.Str(), values=fields.Dict(), required=True, metadata={"description": "{field: {old, new}}"})
+
+
+class IdentityEmailVerifiedData(_CrmLink):
+    user_id = fields.Str(required=True)
+
+
+class IdentityAccessChangedData(_CrmLink):
+    user_id = fields.Str(required=True)
+    enabled = fields.Bool(required=True)
+    reason = fields.Str(required=True, validate=validate.OneOf(["contract_inactive", "contract_active", "left_company", "rejected", "admin"]))
+
+
+class IdentityActivityData(_CrmLink):
+    user_id = fields.Str(required=True)
+    last_login_at = fields.Str(allow_none=True, metadata={"format": "date-time"})
+    logins = fields.Int(required=True, metadata={"description": "logins since the previous report"})
+
+
+class MembershipChangedData(_Outbound):
+    account_id = fields.Str(required=True)
+    user_id = fields.Str(required=True)
+    contact_id = fields.Str(allow_none=True)
+    change = fields.Str(required=True, validate=validate.OneOf(["added", "removed", "roles_changed"]))
+    roles = fields.List(fields.Str(), metadata={"description": "business roles held now"})
+    actor = fields.Str(allow_none=True, metadata={"description": "who did it in Keycloak (an email, or keycloak-admin:<id>)"})
+    actor_user_id = fields.Str(allow_none=True)
+    identity_deleted = fields.Bool(metadata={"description": "removed: Keycloak deleted the (managed) identity"})
+
+
+class RegistrationPendingApprovalData(_Outbound):
+    user_id = fields.Str(required=True)
+    email = fields.Str(required=True)
+    company = fields.Str(allow_none=True)
+    matched_account_id = fields.Str(allow_none=True)
+
+
+class InvitationData(_CrmLink):
+    email = fields.Str(required=True)
+    account_id = fields.Str(allow_none=True)
+
+
+class InvitationSkippedData(InvitationData):
+    reason = fields.Str(required=True)
+
+
+class InvitationBatchCompletedData(_Outbound):
+    batch_id = fields.Str(required=True)
+    counts = fields.Dict(keys=fields.Str(), values=fields.Int(), required=True, metadata={"description": "items per outcome"})
+
+
+OUTBOUND_SCHEMAS: dict[str, type[Schema]] = {
+    IDENTITY_REGISTERED: IdentityRegisteredData,
+    IDENTITY_PROFILE_UPDATED: IdentityProfileUpdatedData,
+    IDENTITY_EMAIL_VERIFIED: IdentityEmailVerifiedData,
+    IDENTITY_ACCESS_CHANGED: IdentityAccessChangedData,
+    IDENTITY_ACTIVITY: IdentityActivityData,
+    MEMBERSHIP_CHANGED: MembershipChangedData,
+    REGISTRATION_PENDING_APPROVAL: RegistrationPendingApprovalData,
+    INVITATION_SENT: InvitationData,
+    INVITATION_ACCEPTED: InvitationData,
+    INVITATION_EXPIRED: InvitationData,
+    INVITATION_SKIPPED: InvitationSkippedData,
+    INVITATION_BATCH_COMPLETED: InvitationBatchCompletedData,
+}

@@ -1,65 +1,298 @@
-"""The OpenAPI document the adapter serves at /openapi.json, built from the marshmallow schemas."""
+"""The OpenAPI 3.1 document served at /openapi.json, generated with apispec from the marshmallow
+schemas the endpoints load: the CRM webhook (one envelope per inbound type), the operator API
+(bearer token, query parameters from api.py's *Query schemas), health, the portal's pages,
+the error body, and the outbound identity events as `webhooks`.
+
+tests/unit/test_openapi.py checks that every route of the app is here and that the document
+and the marshmallow schemas accept and refuse the same payloads.
+"""
 from __future__ import annotations
 
-from marshmallow import fields
+from functools import lru_cache
 
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import RAISE, Schema, fields, validate
+
+from . import contract_fields as wire
+from .api import AuditQuery, BatchQuery, RegistrationsQuery
+from .events import OUTBOUND_SCHEMAS, BatchItemField, ContactInviteSchema, LeadInviteSchema, RegistrationDecidedSchema
 from .handlers import TASKS
+from .json_body import MAX_DEPTH
+from .webhooks.dialects import keys as vendor_keys
 
-_TYPES = {fields.Str: "string", fields.Email: "string", fields.Url: "string", fields.Bool: "boolean", fields.Int: "integer",
-          fields.AwareDateTime: "string", fields.List: "array", fields.Dict: "object", fields.Nested: "object"}
+DESCRIPTION = f"""\
+Keybridge ties customer identity in Keycloak to a CRM. A CRM posts signed events to
+`POST /webhooks/crm` ([Standard Webhooks](https://www.standardwebhooks.com/): `webhook-signature`
+holds space-separated `v1,<base64 HMAC-SHA256(key, "{{webhook-id}}.{{webhook-timestamp}}.{{body}}")>`
+entries, where the key is the base64-decoded part of the `whsec_` secret; one valid entry is
+enough). The adapter answers once the event is stored; the worker does the work. Identity
+events go back to the CRM signed the same way (see `webhooks`).
 
-
-def _schema(schema_cls) -> dict:
-    schema = schema_cls()
-    props, required = {}, []
-    for name, field in schema.fields.items():
-        kind = next((t for cls, t in _TYPES.items() if isinstance(field, cls)), "string")
-        prop: dict = {"type": kind}
-        if isinstance(field, fields.Nested):
-            prop = _schema(type(field.schema))
-        if isinstance(field, fields.Email):
-            prop["format"] = "email"
-        if isinstance(field, fields.AwareDateTime):
-            prop["format"] = "date-time"
-        props[name] = prop
-        if field.required:
-            required.append(name)
-    out = {"type": "object", "properties": props, "additionalProperties": False}
-    if required:
-        out["required"] = required
-    return out
+Every error body is `{{code, status, message, errors}}`; `errors` maps each field (or header,
+or query parameter) to what is wrong with it. JSON bodies nest at most {MAX_DEPTH} levels.
+"""
 
 
-def openapi_document() -> dict:
-    error = {"type": "object", "required": ["code", "status", "message", "errors"], "properties": {
-        "code": {"type": "integer"}, "status": {"type": "string"}, "message": {"type": "string"},
-        "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}
-    envelopes = []
-    for event_type, schema_cls in TASKS.schemas().items():
-        envelopes.append({"type": "object", "required": ["type", "timestamp", "data"], "properties": {
-            "type": {"type": "string", "enum": [event_type]}, "timestamp": {"type": "string", "format": "date-time"},
-            "data": _schema(schema_cls)}})
-    signed = [{"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
-              for h in ("webhook-id", "webhook-timestamp", "webhook-signature")]
-    status = lambda s: {"content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string", "enum": [s]}}}}}}  # noqa: E731
-    err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+class ErrorSchema(Schema):
+    code = fields.Int(required=True, metadata={"description": "the HTTP status code"})
+    status = fields.Str(required=True, metadata={"description": "the HTTP status phrase"})
+    message = fields.Str(required=True, metadata={"description": "what is wrong and what to do"})
+    errors = fields.Dict(required=True, metadata={"description": "field -> messages (nested for nested fields)"})
+
+
+class StatusSchema(Schema):
+    status = fields.Str(required=True, validate=validate.OneOf(["accepted", "duplicate", "ignored", "requeued", "ok"]))
+    event_id = fields.Str(metadata={"description": "the stored event (operator decisions)"})
+
+
+class ReadinessSchema(Schema):
+    status = fields.Str(required=True, validate=validate.OneOf(["ready"]))
+    checks = fields.Dict(keys=fields.Str(), values=fields.Str(), required=True,
+                         metadata={"description": "database, keycloak, worker: 'ok'"})
+
+
+def _component_name(event_type: str) -> str:
+    return "".join(part.capitalize() for part in event_type.replace(".", "_").split("_"))
+
+
+def _envelope(event_type: str, data_schema: type[Schema]) -> type[Schema]:
+    """The envelope the endpoint loads for `event_type`: EnvelopeSchema with `data` as its schema."""
+    return Schema.from_dict({
+        "type": fields.Str(required=True, validate=validate.OneOf([event_type])),
+        "timestamp": wire.DateTime(required=True, metadata={"description": "the time of the change in the CRM"}),
+        "data": fields.Nested(data_schema, required=True),
+    }, name=f"{_component_name(event_type)}Event")
+
+
+class _UnknownTypeEnvelope(Schema):
+    """An event of a type this version does not know: acknowledged (200 ignored), not stored."""
+
+    class Meta:
+        unknown = RAISE
+
+    type = fields.Str(required=True, validate=validate.Length(min=1, max=80))
+    timestamp = wire.DateTime(required=True)
+    data = fields.Dict(required=True)
+
+
+# Rules a marshmallow @validates_schema enforces, stated for the document (the agreement test checks them).
+SCHEMA_RULES = {
+    RegistrationDecidedSchema: {"anyOf": [
+        {"required": ["user_id"], "properties": {"user_id": {"type": "string", "minLength": 1}}},
+        {"required": ["email"], "properties": {"email": {"type": "string"}}},
+    ]},
+}
+
+
+def _batch_item(converter, field, **kwargs) -> dict:
+    """A batch item is a contact or lead invitation with `kind`: say so instead of 'object'."""
+    if not isinstance(field, BatchItemField):
+        return {}
+    variants = []
+    for kind, schema in (("contact", ContactInviteSchema), ("lead", LeadInviteSchema)):
+        item = converter.schema2jsonschema(schema)
+        item["properties"] = {"kind": {"type": "string", "enum": [kind]}, **item["properties"]}
+        item["required"] = ["kind", *item.get("required", [])]
+        variants.append(item)
+    return {"oneOf": variants}
+
+
+def _json(schema) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, **_json("Error")}
+
+
+def _status(description: str) -> dict:
+    return {"description": description, **_json("Status")}
+
+
+OPERATOR = {"security": [{"operatorToken": []}], "tags": ["operator"]}
+OPERATOR_ERRORS = {"400": _error("a query parameter is not valid (named in errors)"),
+                   "401": _error("missing or wrong bearer token"), "403": _error("the operator API is off (no KEYBRIDGE_OPERATOR_TOKEN)")}
+SIGNED = [
+    {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"},
+     "description": "unique per event, the same on every retry: the idempotency key (1-200 visible ASCII characters)"},
+    {"name": "webhook-timestamp", "in": "header", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+     "description": "Unix seconds; more than 300 s away from the adapter's clock is refused"},
+    {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string", "minLength": 1},
+     "description": "space-separated v1,<base64 signature> entries; any one valid is enough"},
+]
+
+
+def _path_param(name: str, description: str, **schema) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string", **schema}}
+
+
+def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
+    html = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    portal_session = {"tags": ["portal"], "security": [{"portalSession": []}]}
+    csrf_form = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["csrf"], "properties": {"csrf": {"type": "string"}}}}}}
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "Keybridge adapter", "version": "1", "description": "CRM webhooks in (Standard Webhooks signed), identity events out. See README."},
-        "paths": {
-            "/webhooks/crm": {"post": {
-                "summary": "Receive a signed CRM event", "parameters": signed,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": envelopes}}}},
-                "responses": {"202": {"description": "stored durably", **status("accepted")},
-                              "200": {"description": "duplicate webhook-id or unknown type", **status("duplicate")},
-                              "400": {"description": "malformed JSON", **err}, "401": {"description": "missing, wrong or stale signature", **err},
-                              "413": {"description": "body over the limit", **err}, "422": {"description": "schema errors", **err}}}},
-            "/healthz": {"get": {"responses": {"200": {"description": "storage reachable"}}}},
-            "/api/dead-letters": {"get": {"summary": "List dead letters", "responses": {"200": {"description": "jobs and outbound events that kept failing"}}}},
-            "/api/dead-letters/{kind}/{id}/replay": {"post": {"summary": "Replay one dead letter", "parameters": [
-                {"name": "kind", "in": "path", "required": True, "schema": {"type": "string", "enum": ["job", "outbound"]}},
-                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"202": {"description": "requeued"}, "404": {"description": "unknown", **err}, "409": {"description": "not dead", **err}}}},
-        },
-        "components": {"schemas": {"Error": error}},
+        "/webhooks/crm": {"post": {
+            "tags": ["webhooks"], "summary": "Receive a signed CRM event", "operationId": "receiveCrmEvent",
+            "parameters": SIGNED,
+            "requestBody": {"required": True, **_json({"oneOf": [*inbound_refs, "UnknownTypeEvent"]})},
+            "responses": {"202": _status("stored durably with its job"),
+                          "200": _status("duplicate webhook-id (nothing done twice), or an unknown type (ignored)"),
+                          "400": _error("not a JSON object, nested too deeply, or an unusable webhook-id"),
+                          "401": _error("missing, wrong or stale signature (nothing stored)"),
+                          "413": _error("body over KEYBRIDGE_MAX_BODY_BYTES"),
+                          "422": _error("the envelope or data does not match the schema of its type")}}},
+        "/webhooks/{vendor}": {"post": {
+            "tags": ["webhooks"], "summary": "Receive a CRM's own webhooks (README: CRM vendors)", "operationId": "receiveVendorDelivery",
+            "description": "Each vendor authenticates its way (HubSpot X-HubSpot-Signature-v3, Salesforce OrganizationId allow-list "
+                           "and ?token=, Dataverse X-Keybridge-Key or ?code=, Pipedrive HTTP basic auth, EspoCRM Signature); the "
+                           "delivery is translated into the native events and stored like /webhooks/crm.",
+            "parameters": [_path_param("vendor", "the CRM's dialect", enum=vendor_keys())],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {}},
+                                                          "text/xml": {"schema": {"type": "string"}}}},
+            "responses": {"200": {"description": "stored (accepted, duplicate and ignored events listed); Salesforce gets its SOAP Ack",
+                                  "content": {"application/json": {"schema": {"type": "object"}},
+                                              "text/xml": {"schema": {"type": "string"}}}},
+                          "400": _error("not the vendor's format"),
+                          "401": _error("not authentic, or about a change older than KEYBRIDGE_VENDOR_MAX_AGE_SECONDS (nothing stored)"),
+                          "404": _error("no such vendor dialect"),
+                          "413": _error("body over KEYBRIDGE_MAX_BODY_BYTES"),
+                          "422": _error("a record that cannot make a valid native event (the field is named; nothing stored)")}}},
+        "/healthz": {"get": {"tags": ["health"], "summary": "Liveness: the process answers", "operationId": "healthz",
+                             "responses": {"200": _status("alive")}}},
+        "/readyz": {"get": {"tags": ["health"], "summary": "Readiness: the database answers, Keycloak accepts the adapter's credential, a worker ran within a minute",
+                            "operationId": "readyz",
+                            "responses": {"200": {"description": "ready", **_json("Readiness")},
+                                          "503": _error("a check failed; errors names it (database, keycloak, worker) and why")}}},
+        "/metrics": {"get": {"tags": ["health"], "summary": "Prometheus metrics (see README, Operating)", "operationId": "metrics",
+                             "responses": {"200": {"description": "Prometheus text format",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"tags": ["documentation"], "summary": "This document", "operationId": "openapi",
+                                  "responses": {"200": {"description": "OpenAPI 3.1", **_json({"type": "object"})}}}},
+        "/docs": {"get": {"tags": ["documentation"], "summary": "This document as a readable page", "operationId": "docs",
+                          "responses": {"200": {"description": "HTML", **html}}}},
+        "/api/dead-letters": {"get": {
+            **OPERATOR, "summary": "Jobs and outbound events that kept failing", "operationId": "listDeadLetters",
+            "responses": {"200": {"description": "the dead letters", **_json({"type": "object", "required": ["dead_letters"], "properties": {
+                "dead_letters": {"type": "array", "items": {"type": "object"}}}})}, **OPERATOR_ERRORS}}},
+        "/api/dead-letters/{kind}/{id}/replay": {"post": {
+            **OPERATOR, "summary": "Queue one dead letter again", "operationId": "replayDeadLetter",
+            "parameters": [_path_param("kind", "job or outbound", enum=["job", "outbound"]),
+                           _path_param("id", "the id from the list")],
+            "responses": {"202": _status("requeued"), "404": _error("no such dead letter"), "409": _error("not dead"), **OPERATOR_ERRORS}}},
+        "/api/accounts/{account_id}": {"get": {
+            **OPERATOR, "summary": "An account's contract state and members", "operationId": "getAccount",
+            "parameters": [_path_param("account_id", "the CRM account id")],
+            "responses": {"200": {"description": "contract, access and member counts", **_json({"type": "object"})},
+                          "404": _error("Keybridge never received account.upserted for it"), **OPERATOR_ERRORS}}},
+        "/api/batches/{batch_id}": {"get": {
+            **OPERATOR, "summary": "A batch's progress, counts per outcome and a page of items", "operationId": "getBatch",
+            "parameters": [_path_param("batch_id", "the batch_id of invitations.batch_requested"),
+                           {"in": "query", "schema": BatchQuery}],
+            "responses": {"200": {"description": "progress", **_json({"type": "object"})},
+                          "404": _error("no such batch"), **OPERATOR_ERRORS}}},
+        "/api/registrations": {"get": {
+            **OPERATOR, "summary": "Self-registrations (pending approval by default)", "operationId": "listRegistrations",
+            "parameters": [{"in": "query", "schema": RegistrationsQuery}],
+            "responses": {"200": {"description": "registrations", **_json({"type": "object", "required": ["registrations"], "properties": {
+                "registrations": {"type": "array", "items": {"type": "object"}}}})}, **OPERATOR_ERRORS}}},
+        "/api/registrations/{user_id}/decision": {"post": {
+            **OPERATOR, "summary": "Approve or reject a self-registration", "operationId": "decideRegistration",
+            "parameters": [_path_param("user_id", "the Keycloak user id", minLength=1)],
+            "requestBody": {"required": True, **_json("RegistrationDecision")},
+            "responses": {"202": _status("stored; the worker applies it"), "422": _error("the decision does not match the schema"),
+                          **OPERATOR_ERRORS}}},
+        "/api/audit": {"get": {
+            **OPERATOR, "summary": "What Keybridge changed, why and when (newest first)", "operationId": "getAudit",
+            "parameters": [{"in": "query", "schema": AuditQuery}],
+            "responses": {"200": {"description": "audit entries", **_json({"type": "object", "required": ["entries"], "properties": {
+                "entries": {"type": "array", "items": {"type": "object"}}}})}, **OPERATOR_ERRORS}}},
+        "/portal/login": {"get": {"tags": ["portal"], "summary": "Start the org admin's Keycloak login", "operationId": "portalLogin",
+                                  "responses": {"302": {"description": "to Keycloak"}}}},
+        "/portal/callback": {"get": {"tags": ["portal"], "summary": "Keycloak's redirect back (authorization code, PKCE)",
+                                     "operationId": "portalCallback", "responses": {"302": {"description": "to the page"},
+                                                                                    "400": {"description": "bad state or code", **html}}}},
+        "/portal/logout": {"post": {**portal_session, "summary": "End the page's session (every copy of the cookie), then Keycloak's",
+                                    "operationId": "portalLogout", "requestBody": csrf_form,
+                                    "responses": {"302": {"description": "to Keycloak's end-session endpoint"},
+                                                  "200": {"description": "signed out here", **html}}}},
+        "/portal/signed-out": {"get": {"tags": ["portal"], "summary": "Where Keycloak's logout comes back to", "operationId": "portalSignedOut",
+                                       "responses": {"200": {"description": "signed out", **html}}}},
+        "/portal/": {"get": {**portal_session, "summary": "The organization's members (org admins only)", "operationId": "portalMembers",
+                             "responses": {"200": {"description": "the page", **html}, "302": {"description": "to the login"}}}},
+        "/portal/invite": {"post": {**portal_session, "summary": "Invite someone into the organization", "operationId": "portalInvite",
+                                    "requestBody": csrf_form, "responses": {"302": {"description": "back to the page"},
+                                                                            "400": {"description": "refused", **html}}}},
+        "/portal/members/{user_id}/roles/{role}/take": {"post": {
+            **portal_session, "summary": "Take a business role away", "operationId": "portalTakeRole",
+            "parameters": [_path_param("user_id", "a member's Keycloak id"), _path_param("role", "a business role")],
+            "requestBody": csrf_form, "responses": {"302": {"description": "back to the page"}, "403": {"description": "refused", **html}}}},
+        "/portal/members/{user_id}/remove": {"post": {
+            **portal_session, "summary": "Remove someone from the organization", "operationId": "portalRemove",
+            "parameters": [_path_param("user_id", "a member's Keycloak id")],
+            "requestBody": csrf_form, "responses": {"302": {"description": "back to the page"}, "403": {"description": "refused", **html}}}},
     }
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict:
+    """The whole document (built once per process; it depends only on code)."""
+    plugin = MarshmallowPlugin(schema_name_resolver=lambda schema: None)
+    spec = APISpec(title="Keybridge adapter", version="1", openapi_version="3.1.0", plugins=[plugin],
+                   info={"description": DESCRIPTION})
+    plugin.converter.add_attribute_function(_batch_item)
+    spec.components.security_scheme("operatorToken", {"type": "http", "scheme": "bearer",
+                                                      "description": "Authorization: Bearer $KEYBRIDGE_OPERATOR_TOKEN"})
+    spec.components.security_scheme("portalSession", {"type": "apiKey", "in": "cookie", "name": "session",
+                                                      "description": "the page's session after the Keycloak login"})
+    spec.components.schema("Error", schema=ErrorSchema)
+    spec.components.schema("Status", schema=StatusSchema)
+    spec.components.schema("Readiness", schema=ReadinessSchema)
+    inbound = TASKS.schemas()  # the type -> schema mapping, declared beside each handler
+    inbound_refs = []
+    for event_type, data_schema in inbound.items():
+        name = _component_name(event_type)
+        spec.components.schema(name, schema=data_schema)
+        spec.components.schema(f"{name}Event", schema=_envelope(event_type, data_schema),
+                               description=f"`{event_type}` (see the CRM contract)")
+        inbound_refs.append(f"{name}Event")
+    spec.components.schema("UnknownTypeEvent", schema=_UnknownTypeEnvelope,
+                           description="a type this version does not know: answered 200 ignored, not stored")
+    spec.components.schema("RegistrationDecision", schema=RegistrationDecidedSchema(exclude=("user_id",)),
+                           description="the user id is the path's")
+    for path, operations in _paths(inbound_refs).items():
+        spec.path(path=path, operations=operations)
+    document = spec.to_dict()
+    schemas = document["components"]["schemas"]
+    for schema_cls, rule in SCHEMA_RULES.items():
+        for event_type, data_schema in inbound.items():
+            if data_schema is schema_cls:
+                schemas[_component_name(event_type)].update(rule)
+    # `type` of an unknown event is any type but the known ones
+    schemas["UnknownTypeEvent"]["properties"]["type"]["not"] = {"enum": list(inbound)}
+    document["webhooks"] = _outbound_webhooks(plugin)
+    document["tags"] = [{"name": "webhooks", "description": "inbound CRM events"},
+                        {"name": "operator", "description": "the operator API (bearer token)"},
+                        {"name": "health"}, {"name": "documentation"},
+                        {"name": "portal", "description": "the org admins' page (HTML, Keycloak login)"}]
+    return document
+
+
+def _outbound_webhooks(plugin) -> dict:
+    """Outbound identity events, POSTed to KEYBRIDGE_CRM_EVENTS_URL in the same signed envelope."""
+    out = {}
+    for event_type, data_schema in OUTBOUND_SCHEMAS.items():
+        envelope = {"type": "object", "required": ["type", "timestamp", "data"], "properties": {
+            "type": {"type": "string", "enum": [event_type]},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "data": plugin.converter.schema2jsonschema(data_schema)}}
+        out[event_type] = {"post": {
+            "summary": event_type, "operationId": f"outbound{_component_name(event_type)}",
+            "description": "Signed like inbound webhooks with KEYBRIDGE_CRM_EVENTS_SECRET; webhook-id is the event's stable id "
+                           "(the same on every retry). Delivered at least once, in order per subject.",
+            "parameters": SIGNED,
+            "requestBody": {"required": True, **_json(envelope)},
+            "responses": {"2XX": {"description": "delivered"},
+                          "default": {"description": "anything else (3xx included) is retried with backoff, then a dead letter"}}}}
+    return out

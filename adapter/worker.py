@@ -13,9 +13,10 @@ import logging
 import signal
 import time
 
-from . import admin_events, delegation, jobs, keycloak_events, logs, metrics, outbox
+from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, outbox
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity
+from .keycloak import CredentialError
 from . import webhooks  # noqa: F401  (the vendor dialects and their vendor_read job)
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,8 @@ class Worker:
             if status == "dead" and task is not None and task.on_dead is not None:
                 task.on_dead(self.kb, job, exc)
             metrics.JOBS_RUN.labels(job.kind, "dead" if status == "dead" else "retry").inc()
-            level = logging.WARNING if status == "dead" else logging.INFO
+            # a refused credential is retried (nothing is lost once it is fixed) but never quietly
+            level = logging.ERROR if isinstance(exc, CredentialError) else logging.WARNING if status == "dead" else logging.INFO
             log.log(level, "job %s %s/%s failed (attempt %d) -> %s: %s", job.id, job.kind, job.ref, job.attempts, status, exc)
             return
         with self.kb.db.session() as session:
@@ -90,7 +92,7 @@ class Worker:
         try:
             return keycloak_events.poll(self.kb)
         except RetryableError as exc:
-            log.info("Keycloak event log not readable yet: %s", exc)
+            log.log(logging.ERROR if isinstance(exc, CredentialError) else logging.INFO, "Keycloak event log not readable yet: %s", exc)
             return 0
 
     def poll_admin_events(self, force: bool = False) -> int:
@@ -102,7 +104,7 @@ class Worker:
         try:
             return admin_events.poll(self.kb) + delegation.settle_invitations(self.kb)
         except (RetryableError, PermanentError) as exc:
-            log.info("Keycloak admin event log not readable yet: %s", exc)
+            log.log(logging.ERROR if isinstance(exc, CredentialError) else logging.INFO, "Keycloak admin event log not readable yet: %s", exc)
             return 0
 
     def deliver(self) -> int:
@@ -134,6 +136,7 @@ class Worker:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         metrics.serve_worker_metrics(self.kb.db, self.kb.settings.worker_metrics_port)
         log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
+        health.log_startup_problems(self.kb, "worker")
         while not self._stop:
             try:
                 busy = self.run_once(force_poll=False)

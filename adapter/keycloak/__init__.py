@@ -15,17 +15,39 @@ import time
 from urllib.parse import quote
 
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
-from keycloak.exceptions import KeycloakConnectionError, KeycloakError
+import requests
+from keycloak.exceptions import KeycloakAuthenticationError, KeycloakConnectionError, KeycloakError
 
 from .. import metrics
 from ..jobs import PermanentError, RetryableError
 
 log = logging.getLogger(__name__)
 
+CREDENTIAL_HINT = ("check KEYBRIDGE_KEYCLOAK_CLIENT_ID and KEYBRIDGE_KEYCLOAK_CLIENT_SECRET against the client's "
+                   "Credentials tab in Keycloak (and that its service account is enabled)")
+
+
+class CredentialError(RetryableError):
+    """Keycloak refuses the adapter's own credential (401 on the token request).
+
+    Retried like any Keycloak outage (nothing is lost once the secret is fixed), but it is
+    no passing failure: the worker logs it as an ERROR on every job and /readyz fails.
+    """
+
+
+def _is_token_refusal(exc: Exception) -> bool:
+    """A 401 from the token endpoint (invalid_client / unauthorized_client), not from an admin call."""
+    body = getattr(exc, "response_body", None) or b""
+    if isinstance(body, str):
+        body = body.encode()
+    return isinstance(exc, KeycloakAuthenticationError) and (b"invalid_client" in body or b"unauthorized_client" in body)
+
 
 def _translate(exc: Exception, what: str) -> Exception:
     if isinstance(exc, KeycloakConnectionError):
         return RetryableError(f"Keycloak unreachable while trying to {what}: {exc}")
+    if _is_token_refusal(exc):
+        return CredentialError(f"Keycloak refused the adapter's client credential (401) while trying to {what}: {CREDENTIAL_HINT}")
     code = getattr(exc, "response_code", None)
     if code is None or code >= 500 or code in (401, 408, 429):
         # 401 here means our token expired mid-flight or Keycloak restarted: a new token fixes it.
@@ -129,6 +151,28 @@ class KeycloakGateway:
     def from_settings(cls, settings) -> "KeycloakGateway":
         return cls(settings.keycloak_url, settings.keycloak_realm, settings.keycloak_client_id,
                    settings.keycloak_client_secret, settings.keycloak_timeout_seconds, settings.keycloak_concurrency)
+
+    def check_credentials(self) -> None:
+        """Ask Keycloak for a token with the adapter's own credential, as every job does.
+
+        Raises CredentialError when Keycloak refuses it (401), RetryableError when Keycloak
+        cannot be reached or answers otherwise. The secret is sent, never logged or raised.
+        """
+        connection = self._connection
+        url = f"{self.server_url}/realms/{self.realm}/protocol/openid-connect/token"
+        try:
+            response = requests.post(url, data={"grant_type": "client_credentials", "client_id": connection.client_id,
+                                                "client_secret": connection.client_secret_key}, timeout=5)
+        except requests.RequestException as exc:
+            raise RetryableError(f"Keycloak unreachable at {self.server_url} ({type(exc).__name__}); check KEYBRIDGE_KEYCLOAK_URL") from None
+        refused = response.status_code == 401 or (response.status_code == 400 and "client" in response.text[:300])
+        if refused:
+            # 401 invalid_client: wrong id or secret; 400 unauthorized_client: service accounts off for the client
+            raise CredentialError(f"Keycloak refused the adapter's client credential ({response.status_code}) in realm {self.realm}: {CREDENTIAL_HINT}")
+        if response.status_code == 404:
+            raise RetryableError(f"Keycloak has no realm {self.realm!r} at {self.server_url} (404); check KEYBRIDGE_KEYCLOAK_REALM")
+        if response.status_code != 200:
+            raise RetryableError(f"Keycloak answered {response.status_code} to the adapter's token request")
 
     def warm_up(self) -> None:
         """Log in now, so that threads sharing this gateway find a token ready."""

@@ -1,13 +1,13 @@
 """`POST /webhooks/crm`: the native format, signed with Standard Webhooks.
 
 The request is only stored here (event + job, one transaction); the worker does the work.
-Order of checks: size (413), signature (401), JSON (400), type (200 ignored), schema (422),
+Order of checks: size (413), signature (401), webhook-id and JSON (400), type (200 ignored), schema (422),
 then duplicate (200) or stored (202).
 """
 from __future__ import annotations
 
-import json
 import logging
+import re
 
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
@@ -15,9 +15,11 @@ from .. import inbox
 from ..errors import ApiError
 from ..events import EnvelopeSchema
 from ..handlers import TASKS
+from ..json_body import load_json_object
 from .signatures import verify_standard_webhook
 
 log = logging.getLogger(__name__)
+WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,200}")  # stored as the primary key of inbound_events (String(200))
 bp = Blueprint("webhooks_crm", __name__)
 
 
@@ -27,13 +29,11 @@ def receive_crm_event():
     body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH answers 413 before we get here
     verify_standard_webhook(settings.webhook_secrets, request.headers, body, settings.webhook_tolerance_seconds)
     webhook_id = request.headers["webhook-id"]
+    if not WEBHOOK_ID.fullmatch(webhook_id):
+        raise ApiError(400, "webhook-id must be 1 to 200 visible ASCII characters without spaces (e.g. msg_<unique id>); it is the idempotency key.",
+                       {"webhook-id": ["Not a usable idempotency key."]})
 
-    try:
-        envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"Body is not valid JSON: {exc}. Send {{\"type\", \"timestamp\", \"data\"}} as application/json.") from None
-    if not isinstance(envelope, dict):
-        raise ApiError(400, "Body must be a JSON object: {\"type\", \"timestamp\", \"data\"}.")
+    envelope = load_json_object(body, '{"type", "timestamp", "data"}')
     try:
         EnvelopeSchema().load(envelope)
     except ValidationError as exc:

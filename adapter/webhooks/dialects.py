@@ -107,6 +107,11 @@ def register(cls: type[Dialect]) -> type[Dialect]:
     return cls
 
 
+def keys() -> list[str]:
+    """The vendors with a dialect, as in /webhooks/<vendor>."""
+    return sorted(_dialects)
+
+
 def get(key: str) -> Dialect:
     try:
         return _dialects[key]

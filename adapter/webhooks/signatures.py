@@ -1,18 +1,35 @@
 """Standard Webhooks signature checks, shared by every endpoint that takes them.
 
-Several secrets may be configured at once (rotation): any one valid signature of
-any of them is enough. The library also enforces its own 300 s window, so
-KEYBRIDGE_WEBHOOK_TOLERANCE_SECONDS can only narrow it. Comparison is constant-time (standardwebhooks uses
-hmac.compare_digest) and timestamps outside the tolerance are refused.
+`webhook-signature` holds space-separated `<version>,<base64 signature>` entries. Entries of
+another version or that do not parse are skipped (a sender may add signatures of a scheme
+we do not know); any one valid `v1` signature under any configured secret (rotation) is
+enough. Comparisons are constant-time (hmac.compare_digest) and timestamps outside the
+tolerance are refused.
 """
 from __future__ import annotations
 
+import base64
 import binascii
+import hashlib
+import hmac
 import time
 
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-
+from ..config import whsec_key
 from ..errors import ApiError
+
+
+def _signatures(header: str) -> list[bytes]:
+    """The decoded v1 signatures of a webhook-signature header; malformed or other-version entries skipped."""
+    found = []
+    for entry in header.split():
+        version, sep, encoded = entry.partition(",")
+        if not sep or version != "v1":
+            continue
+        try:
+            found.append(base64.b64decode(encoded, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    return found
 
 
 def verify_standard_webhook(secrets: list[str], headers, body: bytes, tolerance_seconds: int) -> None:
@@ -31,21 +48,21 @@ def verify_standard_webhook(secrets: list[str], headers, body: bytes, tolerance_
         raise ApiError(401, "webhook-timestamp must be Unix seconds.", {"webhook-timestamp": ["Not an integer."]}) from None
     if abs(time.time() - ts) > tolerance_seconds:
         raise ApiError(401, f"webhook-timestamp is more than {tolerance_seconds} s away from the adapter's clock: sign each delivery with the current time and check the sender's clock.", {"webhook-timestamp": ["Outside the replay window."]})
-    plain = {"webhook-id": msg_id, "webhook-timestamp": timestamp, "webhook-signature": signature}
+    given = _signatures(signature)
+    signed_content = f"{msg_id}.{timestamp}.".encode() + body
+    valid = False
     for secret in secrets:
-        try:
-            Webhook(secret).verify(body, plain, json_parse=False)
-            return
-        except (WebhookVerificationError, ValueError, binascii.Error):
-            # ValueError covers a malformed "v1,<sig>" entry and a body that is not UTF-8.
-            continue
-    raise ApiError(401, "webhook-signature does not match: sign '{webhook-id}.{webhook-timestamp}.{body}' with HMAC-SHA256 and the shared whsec_ secret.", {"webhook-signature": ["No valid signature."]})
+        expected = hmac.new(whsec_key(secret), signed_content, hashlib.sha256).digest()
+        for candidate in given:
+            # no early exit: the time taken does not tell which entry or secret matched
+            valid |= hmac.compare_digest(expected, candidate)
+    if not valid:
+        raise ApiError(401, "webhook-signature does not match: send 'v1,<base64 HMAC-SHA256>' of '{webhook-id}.{webhook-timestamp}.{body}' with the shared whsec_ secret (several entries are separated by spaces).", {"webhook-signature": ["No valid signature."]})
 
 
 def sign(secret: str, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
     """Headers that sign `body` the way the adapter expects (used by the CLI, the demo and connectors)."""
-    from datetime import datetime, timezone
-
-    ts = int(time.time()) if timestamp is None else timestamp
-    signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, tz=timezone.utc), body.decode("utf-8"))
-    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": signature, "content-type": "application/json"}
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(whsec_key(secret), f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    return {"webhook-id": msg_id, "webhook-timestamp": ts, "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+            "content-type": "application/json"}

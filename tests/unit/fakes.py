@@ -217,6 +217,14 @@ class FakeKeycloak:
     def warm_up(self) -> None:
         pass
 
+    #: set to a CredentialError (or RetryableError) to make the token request fail, as a wrong secret does
+    token_refusal: Exception | None = None
+
+    def check_credentials(self) -> None:
+        """The adapter's token request: raises `token_refusal` when set."""
+        if self.token_refusal is not None:
+            raise self.token_refusal
+
     def _require_org(self, org_id: str) -> None:
         if org_id not in self.organizations:
             raise PermanentError(f"Keycloak refused the call (404): no organization {org_id}")

@@ -11,6 +11,7 @@ from adapter.config import REPO_ROOT, ConfigError, Settings
 from adapter.roles import RoleMapping
 
 GOOD_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLWtleWJyaWRnZS10ZXN0cw=="
+SECOND_SECRET = "whsec_" + "b3RoZXItc2VjcmV0LWZvci1yb3RhdGlvbi10ZXN0cw=="
 REALM_MAPPING = REPO_ROOT / "realm-config" / "role-mapping.json"
 
 
@@ -19,7 +20,7 @@ REALM_MAPPING = REPO_ROOT / "realm-config" / "role-mapping.json"
 def test_settings_are_read_from_keybridge_variables():
     s = Settings.from_env({
         "KEYBRIDGE_DATABASE_URL": "sqlite:///tmp/x.db",
-        "KEYBRIDGE_WEBHOOK_SECRETS": f"{GOOD_SECRET}, {GOOD_SECRET}2",
+        "KEYBRIDGE_WEBHOOK_SECRETS": f"{GOOD_SECRET}, {SECOND_SECRET}",
         "KEYBRIDGE_JOB_RETRY_WINDOW_SECONDS": "600",
         "KEYBRIDGE_EVENTS_POLL_SECONDS": "0.5",
         "KEYBRIDGE_LEAD_WEBMAIL_POLICY": "allow",
@@ -28,7 +29,7 @@ def test_settings_are_read_from_keybridge_variables():
         "OTHER_APP_SETTING": "ignored",
     })
     assert s.database_url == "sqlite:///tmp/x.db"
-    assert s.webhook_secrets == [GOOD_SECRET, GOOD_SECRET + "2"]
+    assert s.webhook_secrets == [GOOD_SECRET, SECOND_SECRET]
     assert (s.job_retry_window_seconds, s.events_poll_seconds) == (600, 0.5)
     assert s.lead_webmail_policy == "allow"
     assert s.public_webmail_domains == ["gmail.com", "web.de"]
@@ -134,6 +135,24 @@ def test_a_missing_mapping_file_says_which_setting_to_fix(tmp_path):
     with pytest.raises(ValueError, match="KEYBRIDGE_ROLE_MAPPING"):
         RoleMapping.load(tmp_path / "nowhere.json")
 
+
+@pytest.mark.parametrize("variable, value, hint", [
+    ("KEYBRIDGE_WEBHOOK_SECRETS", "whsec_", "at least 24"),
+    ("KEYBRIDGE_WEBHOOK_SECRETS", "whsec_c2VjcmV0", "at least 24"),
+    ("KEYBRIDGE_WEBHOOK_SECRETS", "whsec_%%%not-base64%%%", "not valid base64"),
+    ("KEYBRIDGE_WEBHOOK_SECRETS", f"{GOOD_SECRET} whsec_", "secret 2"),
+    ("KEYBRIDGE_CRM_EVENTS_SECRET", "whsec_", "at least 24"),
+])
+def test_a_webhook_secret_that_cannot_sign_is_refused_at_start_saying_how_to_make_one(variable, value, hint):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({variable: value})
+    message = str(error.value)
+    assert variable in message and hint in message and "openssl rand -base64 32" in message
+    assert "c2VjcmV0" not in message and "not-base64" not in message  # the secret itself is never echoed
+
+
+def test_an_unpadded_base64_secret_is_accepted_as_the_reference_libraries_do():
+    assert Settings.from_env({"KEYBRIDGE_WEBHOOK_SECRETS": GOOD_SECRET.rstrip("=")}).webhook_secrets
 
 # -- configuration that catches mistakes ---------------------------------------------
 

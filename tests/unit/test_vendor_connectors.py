@@ -13,6 +13,7 @@ from adapter import outbox
 from adapter.connectors import ConnectorError, hubspot as hubspot_connector, salesforce as salesforce_connector
 from adapter.errors import RetryableError
 from tests.support.vendor_api import VendorApi
+from tests.conftest import SECRET as CRM_SECRET
 from tests.unit.vendor_helpers import vendor_settings
 
 BATCH_UPDATE = "/crm/v3/objects/contacts/batch/update"
@@ -270,7 +271,7 @@ def test_connectors_test_without_any_connector_says_what_to_set(monkeypatch, tmp
 
 @responses.activate
 def test_connectors_test_for_the_generic_webhook_says_when_the_url_redirects_or_is_down(monkeypatch, tmp_path):
-    env = {"KEYBRIDGE_CRM_EVENTS_URL": "https://crm.example/hooks/keybridge", "KEYBRIDGE_CRM_EVENTS_SECRET": "whsec_" + "Y3JtLXNlY3JldC1mb3ItY2xpLXRlc3Q="}
+    env = {"KEYBRIDGE_CRM_EVENTS_URL": "https://crm.example/hooks/keybridge", "KEYBRIDGE_CRM_EVENTS_SECRET": CRM_SECRET}
     monkeypatch.delenv("KEYBRIDGE_CONNECTOR", raising=False)
     responses.head("https://crm.example/hooks/keybridge", status=301, headers={"Location": "https://crm.example/hooks/keybridge/"})
     result = run_cli(monkeypatch, tmp_path, env)

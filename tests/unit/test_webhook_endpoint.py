@@ -132,3 +132,71 @@ def test_batch_items_are_validated_with_their_single_form(client):
     r = signed_post(client, envelope("invitations.batch_requested", {"batch_id": "B-1", "items": items}))
     assert r.status_code == 422
     assert "1" in json.dumps(r.json["errors"]) and "account_id" in json.dumps(r.json["errors"])
+
+
+@pytest.mark.parametrize("before", [
+    "v1,%%%notbase64",          # malformed base64
+    "v1",                       # no comma at all
+    "v1,",                      # empty signature
+    "v2,c2lnbmF0dXJl",          # an unknown version
+    "v1a,AAAA,BBBB",            # garbage with extra commas
+    "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",  # well-formed but wrong
+])
+def test_a_malformed_or_foreign_entry_before_the_valid_signature_does_not_hide_it(client, kb, before):
+    body = json.dumps(envelope("contact.invite_requested", INVITE)).encode()
+    from adapter.webhooks.signatures import sign
+    from tests.conftest import SECRET
+
+    h = sign(SECRET, "msg_multi_bad", body)
+    h["webhook-signature"] = f"{before} {h['webhook-signature']}"
+    r = client.post("/webhooks/crm", data=body, headers=h)
+    assert (r.status_code, r.json) == (202, {"status": "accepted"})
+    assert stored(kb) == (1, 1)
+
+
+def test_only_malformed_entries_are_401_not_500(client, kb):
+    r = signed_post(client, envelope("contact.invite_requested", INVITE), headers={"webhook-signature": "v1,%%% v1 v9,abc ,"})
+    assert r.status_code == 401 and "webhook-signature" in r.json["errors"]
+    assert stored(kb) == (0, 0)
+
+
+def test_a_body_that_is_not_utf8_is_401_or_400_never_500(client, kb):
+    body = b'{"type": "\xff\xfe"}'
+    from adapter.webhooks.signatures import sign
+    from tests.conftest import SECRET
+
+    h = sign(SECRET, "msg_latin", b"{}")
+    assert client.post("/webhooks/crm", data=body, headers=h).status_code == 401
+    import base64, hashlib, hmac as _hmac
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    sig = base64.b64encode(_hmac.new(key, f"msg_latin.{h['webhook-timestamp']}.".encode() + body, hashlib.sha256).digest()).decode()
+    h["webhook-signature"] = f"v1,{sig}"
+    r = client.post("/webhooks/crm", data=body, headers=h)
+    assert r.status_code == 400 and "body" in r.json["errors"]
+    assert stored(kb) == (0, 0)
+
+
+@pytest.mark.parametrize("depth", [33, 200, 5000, 100_000])
+def test_deeply_nested_json_is_400_naming_the_limit_and_stores_nothing(client, kb, depth):
+    deep = "[" * depth + "]" * depth
+    raw = ('{"type": "contact.invite_requested", "timestamp": "2026-11-22T10:00:00Z", "data": {"contact_id": "C-1", '
+           '"email": "jane@acme.example", "account_id": "A-1", "roles": ' + deep + '}}').encode()
+    r = signed_post(client, raw)
+    assert r.status_code == 400, r.json
+    assert "levels deep" in r.json["message"] and r.json["errors"] == {"body": ["Nested too deeply."]}
+    assert stored(kb) == (0, 0)
+
+
+def test_nesting_up_to_the_limit_reaches_the_schema_check(client, kb):
+    deep = "[" * 20 + "]" * 20
+    raw = ('{"type": "contact.invite_requested", "timestamp": "2026-11-22T10:00:00Z", "data": {"contact_id": "C-1", '
+           '"email": "jane@acme.example", "account_id": "A-1", "roles": ' + deep + '}}').encode()
+    r = signed_post(client, raw)
+    assert r.status_code == 422 and "roles" in r.json["errors"]["data"]
+
+
+@pytest.mark.parametrize("webhook_id", ["x" * 201, "msg with space", "msg\x7f"])
+def test_a_webhook_id_that_cannot_be_an_idempotency_key_is_400_naming_it(client, kb, webhook_id):
+    r = signed_post(client, envelope("contact.invite_requested", INVITE), webhook_id=webhook_id)
+    assert r.status_code == 400 and "webhook-id" in r.json["errors"]
+    assert stored(kb) == (0, 0)
