@@ -6,6 +6,7 @@
     keybridge dead-letters list|replay    what kept failing, and sending it again
     keybridge reconcile --from FILE       compare a CRM export with Keycloak (--dry-run), or converge
     keybridge realm apply [--dry-run]     make an existing realm match realm-config/
+    keybridge connectors test             check the configured CRM connector's credentials and fields
 """
 from __future__ import annotations
 
@@ -159,6 +160,45 @@ def invite(csv_path: str, batch_id: str | None, wait: bool) -> None:
                 click.echo("")
                 return
         time.sleep(1)
+
+
+@main.group()
+def connectors() -> None:
+    """The outbound CRM connector (KEYBRIDGE_CONNECTOR: generic, hubspot or salesforce)."""
+
+
+@connectors.command("test")
+def connectors_test() -> None:
+    """Check the configured connector's credentials and CRM fields; says what is wrong, exit 1 if anything is."""
+    from .connectors import ConnectorError, from_settings
+
+    try:
+        connector = from_settings(_settings())
+    except (ConnectorError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if connector is None:
+        raise click.ClickException("No connector is configured: set KEYBRIDGE_CONNECTOR=hubspot or salesforce (with its credentials), "
+                                   "or KEYBRIDGE_CRM_EVENTS_URL and KEYBRIDGE_CRM_EVENTS_SECRET for the generic signed webhook.")
+    check = getattr(connector, "check", None)
+    problems = check() if check else _reachable(getattr(connector, "url", ""))
+    for problem in problems:
+        click.echo(f"{connector.key}: {problem}")
+    if problems:
+        sys.exit(1)
+    click.echo(f"{connector.key}: OK ({connector.name})")
+
+
+def _reachable(url: str) -> list[str]:
+    """For a connector that cannot check more: does its URL answer, without redirecting?"""
+    if not url:
+        return []
+    try:
+        response = requests.head(url, timeout=10, allow_redirects=False)
+    except requests.RequestException as exc:
+        return [f"{url} does not answer ({type(exc).__name__}): check KEYBRIDGE_CRM_EVENTS_URL and that the CRM endpoint is up"]
+    if 300 <= response.status_code < 400:
+        return [f"{url} redirects to {response.headers.get('Location')}: set KEYBRIDGE_CRM_EVENTS_URL to the final URL (events are not re-posted to redirects)"]
+    return []
 
 
 @main.group()

@@ -19,6 +19,7 @@ from .api import AuditQuery, BatchQuery, RegistrationsQuery
 from .events import OUTBOUND_SCHEMAS, BatchItemField, ContactInviteSchema, LeadInviteSchema, RegistrationDecidedSchema
 from .handlers import TASKS
 from .json_body import MAX_DEPTH
+from .webhooks.dialects import keys as vendor_keys
 
 DESCRIPTION = f"""\
 Keybridge ties customer identity in Keycloak to a CRM. A CRM posts signed events to
@@ -153,6 +154,22 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
             "responses": {"202": _status("the worker reads the event logs at its next pass"),
                           "401": _error("missing, wrong or stale signature, or no KEYBRIDGE_NUDGE_SECRET (nothing stored)"),
                           "413": _error("body over 4096 bytes")}}},
+        "/webhooks/{vendor}": {"post": {
+            "tags": ["webhooks"], "summary": "Receive a CRM's own webhooks (README: CRM vendors)", "operationId": "receiveVendorDelivery",
+            "description": "Each vendor authenticates its way (HubSpot X-HubSpot-Signature-v3, Salesforce OrganizationId allow-list "
+                           "and ?token=, Dataverse X-Keybridge-Key or ?code=, Pipedrive HTTP basic auth, EspoCRM Signature); the "
+                           "delivery is translated into the native events and stored like /webhooks/crm.",
+            "parameters": [_path_param("vendor", "the CRM's dialect", enum=vendor_keys())],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {}},
+                                                          "text/xml": {"schema": {"type": "string"}}}},
+            "responses": {"200": {"description": "stored (accepted, duplicate and ignored events listed); Salesforce gets its SOAP Ack",
+                                  "content": {"application/json": {"schema": {"type": "object"}},
+                                              "text/xml": {"schema": {"type": "string"}}}},
+                          "400": _error("not the vendor's format"),
+                          "401": _error("not authentic, or about a change older than KEYBRIDGE_VENDOR_MAX_AGE_SECONDS (nothing stored)"),
+                          "404": _error("no such vendor dialect"),
+                          "413": _error("body over KEYBRIDGE_MAX_BODY_BYTES"),
+                          "422": _error("a record that cannot make a valid native event (the field is named; nothing stored)")}}},
         "/healthz": {"get": {"tags": ["health"], "summary": "Liveness: the process answers", "operationId": "healthz",
                              "responses": {"200": _status("alive")}}},
         "/readyz": {"get": {"tags": ["health"], "summary": "Readiness: the database answers, Keycloak accepts the adapter's credential, a worker ran within a minute",

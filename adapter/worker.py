@@ -19,6 +19,7 @@ from . import admin_events, delegation, health, jobs, keycloak_events, logs, met
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity, records
 from .keycloak import CredentialError
+from . import webhooks  # noqa: F401  (the vendor dialects and their vendor_read job)
 
 log = logging.getLogger(__name__)
 

@@ -72,6 +72,14 @@ class Connector(abc.ABC):
     def deliver(self, event_id: str, body: dict) -> None:
         """Deliver one event; raise RetryableError or ConnectorError on failure."""
 
+    def deliver_many(self, events: list[tuple[str, dict]]) -> None:
+        """Deliver several (event id, body) in order; on failure the caller retries them all (at least once).
+
+        One by one here; a connector whose CRM has batch calls (HubSpot, Salesforce) overrides it.
+        """
+        for event_id, body in events:
+            self.deliver(event_id, body)
+
 
 _registry: dict[str, type[Connector]] = {}
 
@@ -89,9 +97,8 @@ def get(key: str) -> type[Connector]:
 
 
 def from_settings(settings) -> Connector | None:
-    """The connector the settings ask for, or None when no CRM endpoint is configured."""
-    from . import generic  # noqa: F401  (registers itself)
+    """The connector KEYBRIDGE_CONNECTOR names (generic when only KEYBRIDGE_CRM_EVENTS_URL is set), or None."""
+    from . import dynamics, espocrm, generic, hubspot, pipedrive, salesforce  # noqa: F401  (they register themselves)
 
-    if settings.crm_events_url:
-        return get("generic").from_settings(settings)
-    return None
+    key = settings.connector or ("generic" if settings.crm_events_url else "")
+    return get(key).from_settings(settings) if key else None
