@@ -6,6 +6,7 @@
     keybridge dead-letters list|replay    what kept failing, and sending it again
     keybridge reconcile --from FILE       compare a CRM export with Keycloak (--dry-run), or converge
     keybridge realm apply [--dry-run]     make an existing realm match realm-config/
+    keybridge db upgrade                  apply the schema migrations (run before starting a new version)
     keybridge connectors test             check the configured CRM connector's credentials and fields
 """
 from __future__ import annotations
@@ -387,3 +388,20 @@ def realm_apply(realm_file: str, dry_run: bool, url: str, admin_user: str, admin
         click.echo(f"{done} change(s) applied" + (f"; {manual} need a hand (see above)" if manual else ""))
     except realm_config.RealmConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def db() -> None:
+    """The adapter's database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="the migration to bring the database to")
+def db_upgrade(revision: str) -> None:
+    """Apply the schema migrations (Alembic) to KEYBRIDGE_DATABASE_URL; safe to run again.
+
+    A database from before migrations existed is recognised and upgraded in place.
+    """
+    from . import migrations
+
+    click.echo(migrations.upgrade(_settings().database_url, revision))
