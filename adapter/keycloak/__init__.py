@@ -531,14 +531,6 @@ class KeycloakGateway:
                                           status="PENDING")
         return _check(r, "list invitations").json()
 
-    @keycloak_call("read the holders of a realm role")
-    def realm_role_holders(self, name: str, at_most: int) -> set[str]:
-        """Ids of the users given realm role `name` directly, in one request: Keycloak 26.7.3
-        pages this listing by offset, and a deep page (first=5000 of 10,000) takes minutes."""
-        r = self.admin.connection.raw_get(self._path(f"roles/{quote(name)}/users"), first=0, max=at_most,
-                                          briefRepresentation="true")
-        return {u["id"] for u in _check(r, "list a role's users").json()}
-
     @keycloak_call("count users")
     def users_count(self) -> int:
         r = self.admin.connection.raw_get(self._path("users/count"))

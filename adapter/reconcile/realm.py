@@ -1,9 +1,9 @@
 """Keycloak's side of a reconciliation, read in pages and never held whole.
 
 What the drift needs is kept small: the CRM organizations, who is a member of which
-(user id -> account ids), the holders of each business role (sets of user ids), the
-pending invitations and Keybridge's own revocations. Users themselves are streamed:
-each page is compared and dropped. Pages are fetched in parallel (a bounded window, so
+(user id -> account ids), the pending invitations, Keybridge's own revocations and the
+administrators' enables. Users themselves are streamed: each page (with the realm roles
+of the contacts whose roles are compared) is compared and dropped. Pages are fetched in parallel (a bounded window, so
 at most a few pages are in memory at once) on the gateway's connection pool.
 """
 from __future__ import annotations
@@ -56,7 +56,6 @@ class RealmFacts:
     organizations: dict[str, Organization] = field(default_factory=dict)  # by crm_account_id
     memberships: dict[str, list[str]] = field(default_factory=dict)  # user id -> crm account ids
     pending: dict[str, list[PendingInvitation]] = field(default_factory=dict)  # lower-cased email -> invitations
-    role_holders: dict[str, set[str]] = field(default_factory=dict)  # business role -> user ids
     revocations: dict[str, dict[str, str | None]] = field(default_factory=dict)  # user id -> {reason: account id}
     admin_enabled: dict[str, datetime] = field(default_factory=dict)  # user id -> when an administrator enabled them
     duplicate_organizations: list[str] = field(default_factory=list)
@@ -116,8 +115,8 @@ class RealmReader:
         self.concurrency = concurrency or kb.settings.keycloak_concurrency
         self.user_page = user_page
 
-    def facts(self, business_roles: Iterable[str]) -> RealmFacts:
-        """Organizations, memberships, pending invitations, business role holders and revocations."""
+    def facts(self) -> RealmFacts:
+        """Organizations, memberships, pending invitations, Keybridge's revocations and administrators' enables."""
         self.keycloak.warm_up()
         facts = RealmFacts()
         for org in _all_pages(self.keycloak.organizations_page, ORG_PAGE):
@@ -150,13 +149,6 @@ class RealmReader:
                 if done % 50 == 0 or done == len(orgs):
                     self.progress("members", done, len(orgs))
 
-        roles = sorted(set(business_roles))
-        at_most = self.keycloak.users_count() + 1000  # every holder in one page (see realm_role_holders)
-        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(roles) or 1))) as pool:
-            for role, holders in zip(roles, pool.map(lambda role: self.keycloak.realm_role_holders(role, at_most), roles)):
-                facts.role_holders[role] = holders
-        self.progress("roles", len(roles), len(roles))
-
         with self.kb.db.session() as session:
             for row in session.execute(select(AccessRevocation.user_id, AccessRevocation.reason, AccessRevocation.account_id)):
                 facts.revocations.setdefault(row.user_id, {})[row.reason] = row.account_id
@@ -165,8 +157,24 @@ class RealmReader:
                 facts.admin_enabled[row.user_id] = row.decided_at.replace(tzinfo=timezone.utc)
         return facts
 
-    def users(self) -> Iterator[dict]:
-        """Every user of the realm (with attributes), page by page; each user once."""
+    def users(self, wants_roles: Callable[[dict], bool] | None = None) -> Iterator[dict]:
+        """Every user of the realm (with attributes), page by page; each user once. Users for whom
+        `wants_roles(user)` holds also carry `realm_roles` (their direct realm roles), read in
+        parallel page by page: Keycloak 26.7.3 lists a role's holders by offset, and a deep page
+        (or one page of all 10,000 holders) outlasts its 300 s transaction on a busy machine."""
+        for page in self._user_pages():
+            if wants_roles is not None:
+                self._add_roles([u for u in page if wants_roles(u)])
+            yield from page
+
+    def _add_roles(self, users: list[dict]) -> None:
+        if not users:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(users)))) as pool:
+            for user, roles in zip(users, pool.map(lambda u: self.keycloak.user_realm_roles(u["id"]), users)):
+                user["realm_roles"] = roles
+
+    def _user_pages(self) -> Iterator[list[dict]]:
         total = self.keycloak.users_count()
         size = self.user_page
         seen: set[str] = set()
@@ -176,10 +184,7 @@ class RealmReader:
         for page in _windowed(lambda first: self.keycloak.users_page(first, size), range(0, total + size, size),
                               self.concurrency):
             last_full = len(page) == size
-            for user in page:
-                if user["id"] not in seen:
-                    seen.add(user["id"])
-                    yield user
+            yield [u for u in page if u["id"] not in seen and not seen.add(u["id"])]
             done += len(page)
             self.progress("users", min(done, total), total)
         first = total + size
@@ -187,10 +192,7 @@ class RealmReader:
             page = self.keycloak.users_page(first, size)
             last_full = len(page) == size
             first += size
-            for user in page:
-                if user["id"] not in seen:
-                    seen.add(user["id"])
-                    yield user
+            yield [u for u in page if u["id"] not in seen and not seen.add(u["id"])]
 
 
 class _PatientGateway:

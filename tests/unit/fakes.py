@@ -439,10 +439,6 @@ class FakeKeycloak:
         return found[first:first + max_results]
 
     @_kc
-    def realm_role_holders(self, name: str, at_most: int) -> set[str]:
-        return set(sorted(u for u, roles in self.user_roles.items() if name in roles)[:at_most])
-
-    @_kc
     def users_count(self) -> int:
         return len(self.users)
 
