@@ -84,6 +84,10 @@ class Settings:
     keycloak_realm: str = "customers"
     keycloak_client_id: str = "keybridge-adapter"
     keycloak_client_secret: str = ""
+    # The second client, used only to write the org admins' permissions (it holds manage-realm);
+    # without its secret delegation is skipped (logged and audited).
+    keycloak_delegation_client_id: str = "keybridge-delegation"
+    keycloak_delegation_client_secret: str = ""
     keycloak_timeout_seconds: int = 20
     keycloak_concurrency: int = 8
     operator_token: str = ""
@@ -97,6 +101,7 @@ class Settings:
     events_poll_seconds: float = 2.0
     events_start: str = "beginning"
     activity_report_seconds: int = 3600
+    converge_sweep_seconds: int = 3600
     job_retry_window_seconds: int = 24 * 3600
     outbox_retry_window_seconds: int = 24 * 3600
     retry_max_delay_seconds: int = 300
@@ -132,6 +137,9 @@ class Settings:
     espocrm_url: str = ""
     espocrm_api_token: str = ""
     connector: str = ""
+    job_lease_seconds: float = 30.0
+    job_max_crashes: int = 3
+    worker_threads: int = 0  # 0: 4 on PostgreSQL, 1 on SQLite
     portal_enabled: bool = True
     session_secret: str = ""
     session_cookie_secure: bool = True
@@ -195,6 +203,11 @@ class Settings:
             _check_whsec("KEYBRIDGE_WEBHOOK_SECRETS", secret, position if len(self.webhook_secrets) > 1 else None)
         if self.crm_events_secret:
             _check_whsec("KEYBRIDGE_CRM_EVENTS_SECRET", self.crm_events_secret)
+        if self.job_lease_seconds < 1:
+            raise ConfigError("KEYBRIDGE_JOB_LEASE_SECONDS must be at least 1 (the running worker renews it every third of it; "
+                              "it is how long a job waits after its worker died)")
+        if self.job_max_crashes < 1:
+            raise ConfigError("KEYBRIDGE_JOB_MAX_CRASHES must be at least 1 (how many worker crashes a job may cause before it is a dead letter)")
         if self.log_format not in ("text", "json"):
             raise ConfigError("KEYBRIDGE_LOG_FORMAT must be 'text' or 'json'")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -512,7 +512,8 @@ def run(args: argparse.Namespace, discards: PoolDiscards) -> int:
             settings = Settings.from_env(
                 {}, database_url=f"sqlite:///{Path(tmp) / f'round{round_no}.db'}",
                 keycloak_url=kc.url, keycloak_realm=kc.realm, keycloak_client_id=kc.client_id,
-                keycloak_client_secret=kc.client_secret, keycloak_concurrency=args.concurrency)
+                keycloak_client_secret=kc.client_secret, keycloak_concurrency=args.concurrency,
+                keycloak_delegation_client_secret=kc.delegation_client_secret)
             say(f"round {round_no}/{args.rounds}: adapter (concurrency {args.concurrency})")
             a_cut, a_restore = run_adapter(settings, account_id, org_id, args.members, admin, meter)
             say(f"  adapter: cut off {a_cut.wall:.2f} s, restore {a_restore.wall:.2f} s")

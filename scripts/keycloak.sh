@@ -14,9 +14,9 @@
 # on the instance's first start only; start warns when realm-config changed
 # since, and --reimport-if-changed resets the instance instead (for tests).
 #
-# start needs KEYBRIDGE_KEYCLOAK_CLIENT_SECRET, KC_SMTP_HOST and KC_SMTP_PORT:
-# realm-config/*-realm.json refers to them as ${VAR} placeholders, which
-# Keycloak resolves from the environment while importing the realm.
+# start needs KEYBRIDGE_KEYCLOAK_CLIENT_SECRET, KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET,
+# KC_SMTP_HOST and KC_SMTP_PORT: realm-config/*-realm.json refers to them as
+# ${VAR} placeholders, which Keycloak resolves while importing the realm.
 set -euo pipefail
 
 KC_VERSION=26.7.3
@@ -196,7 +196,7 @@ start() {
         wait_ready "$pid"
         return
     fi
-    require_env KEYBRIDGE_KEYCLOAK_CLIENT_SECRET KC_SMTP_HOST KC_SMTP_PORT
+    require_env KEYBRIDGE_KEYCLOAK_CLIENT_SECRET KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET KC_SMTP_HOST KC_SMTP_PORT
     local port
     for port in "$HTTP_PORT" "$MGMT_PORT"; do
         if port_in_use "$port"; then

@@ -2,10 +2,11 @@
 
 `/portal/`, behind a Keycloak login (the public client `keybridge-portal`, authorization
 code with PKCE; the sign-in is kept server-side, see sessions.py): an admin of a CRM
-organization (realm role `org_admin` and a member of it, checked with Keycloak on every
-request) sees its members with their business roles, invites someone, removes someone,
-or takes a business role away (delegation.py says why the console cannot). Seeing their people and giving business roles happens in Keycloak's
-own admin console, under the permissions delegation.py keeps.
+organization (a member of it in its own `admins` group, org_admins.py; checked with Keycloak
+on every request, for that organization only) sees its members with their business roles,
+invites someone, removes someone, or takes a business role away (delegation.py says why the
+console cannot). Seeing their people and giving business roles happens in Keycloak's own
+admin console, under the permissions delegation.py keeps.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, current_app, flash, redirect, render_template_string, request, session, url_for
 
-from .. import delegation
+from .. import delegation, org_admins
 from ..jobs import PermanentError, RetryableError
 from ..keycloak import is_keycloak_id
 from . import sessions
@@ -157,7 +158,7 @@ def _admin_and_org():
         return None, None
     kb = _kb()
     admin = kb.keycloak.get_user(signed_in.user_id)
-    orgs = delegation.administered_organizations(kb, signed_in.user_id) if admin and admin.get("enabled", True) else []
+    orgs = org_admins.administered_organizations(kb, signed_in.user_id) if admin and admin.get("enabled", True) else []
     if not orgs:
         raise _Refused("This page is for the admins of a customer organization. Your account manager can make you one.", 403)
     wanted = request.values.get("org")
@@ -174,15 +175,16 @@ def members():
         return redirect(url_for("portal.login", next=request.full_path))
     kb = _kb()
     people = []
+    admins = org_admins.admin_ids(kb, org["id"])
     for member in sorted(kb.keycloak.organization_members(org["id"]), key=lambda m: (m.get("email") or "").lower()):
         roles = kb.keycloak.user_realm_roles(member["id"])
         people.append({"id": member["id"], "email": member.get("email") or member.get("username"),
                        "name": " ".join(p for p in (member.get("firstName"), member.get("lastName")) if p),
                        "roles": sorted(roles & set(kb.roles.business_roles)),
-                       "admin": delegation.ORG_ADMIN_ROLE in roles, "you": member["id"] == admin["id"]})
+                       "admin": member["id"] in admins, "you": member["id"] == admin["id"]})
     console = f"{kb.keycloak.openid_configuration()['issuer'].rsplit('/realms/', 1)[0]}/admin/{kb.settings.keycloak_realm}/console/"
     return _page(MEMBERS_PAGE, org=org, people=people, admin=admin, csrf=session["csrf"], console=console,
-                 organizations=delegation.administered_organizations(kb, admin["id"]))
+                 organizations=org_admins.administered_organizations(kb, admin["id"]))
 
 
 @bp.post("/invite")
