@@ -2,8 +2,8 @@
 
 Keycloak 26.7.3 does the part it can express with fine-grained admin permissions (v2),
 which these idempotent ensure_* steps keep in step with the organizations and their
-admins. For an organization with alias A whose admins (members holding realm role
-`org_admin`) are not nobody:
+admins. For an organization with alias A whose admins (its members in its own `admins`
+group, org_admins.py: admin rights belong to one organization) are not nobody:
 
 - user policy ``keybridge: admins of A`` names those admins;
 - permission ``keybridge: organization A`` (Organizations: this one; view) lets them read it;
@@ -17,6 +17,11 @@ admins. For an organization with alias A whose admins (members holding realm rol
 
 `org_admin` itself brings realm-management's `query-users` (realm-config), without which
 the console shows no user list; with FGAP the list holds only the people an admin may view.
+
+Writing these permissions needs realm-management's `manage-realm`, which the adapter's
+runtime client (`keybridge-adapter`) does not hold: they are written with a second client,
+`keybridge-delegation` (`kb.delegation_keycloak`), used for nothing else. Without its
+secret, delegation is skipped, logged and audited (`delegation.unavailable`).
 
 What Keycloak cannot limit to one organization is inviting and removing: both need
 Organizations `manage`, which also lets the holder rename, disable or delete the whole
@@ -35,16 +40,16 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from . import outbox
+from . import org_admins, outbox
 from .db import utcnow
 from .events import MEMBERSHIP_CHANGED
 from .handlers import audit
 from .keycloak import AdminPermissionsOff
 from .models import OrgAdminInvitation
+from .org_admins import ORG_ADMIN_ROLE, account_id_of, administered_organizations  # noqa: F401 (the page uses them from here)
 
 log = logging.getLogger(__name__)
 
-ORG_ADMIN_ROLE = "org_admin"
 CONTACT_ATTRIBUTE = "crm_contact_id"
 MEMBER_SCOPES = ("view", "map-roles")
 ORGANIZATION_SCOPES = ("view",)
@@ -68,12 +73,28 @@ class DelegationNames:
 
 # -- what Keycloak enforces ---------------------------------------------------------------
 
+class DelegationClientMissing(AdminPermissionsOff):
+    """No secret for the keybridge-delegation client: the admin permissions cannot be written."""
+
+
+def _permissions(kb):
+    """The gateway of the delegation client, the only one allowed to write admin permissions."""
+    gateway = getattr(kb, "delegation_keycloak", None)
+    if gateway is None:
+        raise DelegationClientMissing(
+            "KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET is not set, so the organization admins' Keycloak permissions "
+            "are not kept: give the worker the secret of the keybridge-delegation client (realm-config/README.md)")
+    return gateway
+
+
 def ensure_organization_delegation(kb, org_id: str, cause: str, org_admin_ids: set[str] | None = None) -> str:
     """The organization's admins may view it, view its members and map business roles to them; nobody else may.
 
-    Returns "delegated", "no_admins", or "admin_permissions_off" when the realm has them off
-    (logged and audited: the CRM flows that call this go on without delegation). Calls
-    nothing that writes when all is as it should be. Raises RetryableError/PermanentError
+    `org_admin_ids` are the holders of realm role org_admin (for the shared business roles
+    permission), asked of Keycloak when not given. Returns "delegated", "no_admins", or
+    "admin_permissions_off" when the realm has them off or the delegation client is not
+    configured (logged and audited: the CRM flows that call this go on without delegation).
+    Calls nothing that writes when all is as it should be. Raises RetryableError/PermanentError
     from the gateway.
     """
     try:
@@ -85,30 +106,36 @@ def ensure_organization_delegation(kb, org_id: str, cause: str, org_admin_ids: s
         return "admin_permissions_off"
 
 
+def follow_now(kb, org_id: str, cause: str) -> None:
+    """After the page changed a membership: the permissions follow at once when this process holds the
+    delegation client; otherwise the worker makes them follow from the admin event log."""
+    if getattr(kb, "delegation_keycloak", None) is not None:
+        ensure_organization_delegation(kb, org_id, cause)
+
+
 def _ensure_organization_delegation(kb, org_id: str, cause: str, org_admin_ids: set[str] | None) -> str:
+    permissions = _permissions(kb)
     org = kb.keycloak.get_organization(org_id)
     names = DelegationNames.of(org["alias"])
     members = sorted(m["id"] for m in kb.keycloak.organization_members(org_id))
-    holders = org_admin_ids
-    if holders is None and members:  # an organization without members has no admins: no need to ask
-        holders = kb.keycloak.realm_role_user_ids(ORG_ADMIN_ROLE)
-    admins = sorted(set(members) & (holders or set()))
+    # an organization without members has no admins: no need to ask
+    admins = sorted(set(members) & org_admins.admin_ids(kb, org_id)) if members else []
     changed: list[str] = []
     if not admins:
         # Permissions first: a permission left without its policy would grant nothing, but say nothing either.
         for name in (names.members, names.organization, names.admins):
-            if kb.keycloak.delete_admin_policy(name):
+            if permissions.delete_admin_policy(name):
                 changed.append(f"deleted {name}")
         result = "no_admins"
     else:
-        policy_id = _ensure_user_policy(kb, names.admins, admins, f"Admins of organization {org['name']}", changed)
-        _ensure_permission(kb, names.organization, "Organizations", [org_id], ORGANIZATION_SCOPES, policy_id,
+        policy_id = _ensure_user_policy(permissions, names.admins, admins, f"Admins of organization {org['name']}", changed)
+        _ensure_permission(permissions, names.organization, "Organizations", [org_id], ORGANIZATION_SCOPES, policy_id,
                            f"Admins of {org['name']} may read it", changed)
-        _ensure_permission(kb, names.members, "Users", members, MEMBER_SCOPES, policy_id,
+        _ensure_permission(permissions, names.members, "Users", members, MEMBER_SCOPES, policy_id,
                            f"Admins of {org['name']} may view its members and map business roles to them", changed)
         result = "delegated"
-    if holders is not None:
-        ensure_business_role_permission(kb, holders, cause)
+    if members or org_admin_ids is not None:
+        ensure_business_role_permission(kb, org_admin_ids, cause)
     if changed:
         with kb.db.session() as session:
             audit.record(session, "delegation.updated", f"organization:{org_id}", cause,
@@ -120,7 +147,7 @@ def _ensure_organization_delegation(kb, org_id: str, cause: str, org_admin_ids: 
 def ensure_business_role_permission(kb, org_admin_ids: set[str] | None, cause: str) -> None:
     """Holders of org_admin may map the business roles (to whom: see the members permissions); nobody else.
 
-    Does nothing (but log) when the realm's admin permissions are off.
+    Does nothing (but log) when the realm's admin permissions are off or the delegation client is missing.
     """
     try:
         _ensure_business_role_permission(kb, org_admin_ids, cause)
@@ -129,40 +156,41 @@ def ensure_business_role_permission(kb, org_admin_ids: set[str] | None, cause: s
 
 
 def _ensure_business_role_permission(kb, org_admin_ids: set[str] | None, cause: str) -> None:
+    permissions = _permissions(kb)
     holders = org_admin_ids if org_admin_ids is not None else kb.keycloak.realm_role_user_ids(ORG_ADMIN_ROLE)
     changed: list[str] = []
     if not holders:
         for name in (BUSINESS_ROLES_PERMISSION, ALL_ADMINS_POLICY):
-            if kb.keycloak.delete_admin_policy(name):
+            if permissions.delete_admin_policy(name):
                 changed.append(f"deleted {name}")
     else:
-        policy_id = _ensure_user_policy(kb, ALL_ADMINS_POLICY, sorted(holders), "Every holder of org_admin", changed)
+        policy_id = _ensure_user_policy(permissions, ALL_ADMINS_POLICY, sorted(holders), "Every holder of org_admin", changed)
         role_ids = [kb.keycloak.realm_role(name)["id"] for name in sorted(kb.roles.business_roles)]
-        _ensure_permission(kb, BUSINESS_ROLES_PERMISSION, "Roles", role_ids, ROLE_SCOPES, policy_id,
+        _ensure_permission(permissions, BUSINESS_ROLES_PERMISSION, "Roles", role_ids, ROLE_SCOPES, policy_id,
                            "Org admins may map the business roles (to their own organization's members only)", changed)
     if changed:
         with kb.db.session() as session:
             audit.record(session, "delegation.updated", "realm:business-roles", cause, {"changes": changed})
 
 
-def _ensure_user_policy(kb, name: str, user_ids: list[str], description: str, changed: list[str]) -> str:
-    current = kb.keycloak.admin_policy(name)
+def _ensure_user_policy(permissions, name: str, user_ids: list[str], description: str, changed: list[str]) -> str:
+    current = permissions.admin_policy(name)
     if current is not None and sorted(current.get("users") or []) == sorted(user_ids):
         return current["id"]
     changed.append(f"{'created' if current is None else 'updated'} {name}")
-    return kb.keycloak.save_admin_user_policy(name, user_ids, description)
+    return permissions.save_admin_user_policy(name, user_ids, description)
 
 
-def _ensure_permission(kb, name: str, resource_type: str, resource_ids: list[str], scopes, policy_id: str,
+def _ensure_permission(permissions, name: str, resource_type: str, resource_ids: list[str], scopes, policy_id: str,
                        description: str, changed: list[str]) -> str:
-    current = kb.keycloak.admin_policy(name)
+    current = permissions.admin_policy(name)
     if (current is not None and current.get("resourceType") == resource_type
             and sorted(current.get("resources") or []) == sorted(resource_ids)
             and sorted(current.get("scopes") or []) == sorted(scopes)
             and (current.get("policies") or []) == [policy_id]):
         return current["id"]
     changed.append(f"{'created' if current is None else 'updated'} {name}")
-    return kb.keycloak.save_admin_permission(name, resource_type, resource_ids, list(scopes), [policy_id], description)
+    return permissions.save_admin_permission(name, resource_type, resource_ids, list(scopes), [policy_id], description)
 
 
 def ensure_user_delegations(kb, user_id: str, cause: str) -> list[str]:
@@ -176,19 +204,7 @@ def ensure_user_delegations(kb, user_id: str, cause: str) -> list[str]:
     return [o["id"] for o in orgs]
 
 
-# -- who may use the adapter's page ----------------------------------------------------
-
-def account_id_of(org: dict) -> str | None:
-    values = (org.get("attributes") or {}).get("crm_account_id") or []
-    return values[0] if values else None
-
-
-def administered_organizations(kb, user_id: str) -> list[dict]:
-    """The CRM organizations this person administers: they hold org_admin and are a member."""
-    if ORG_ADMIN_ROLE not in kb.keycloak.user_realm_roles(user_id):
-        return []
-    return [o for o in kb.keycloak.organizations_of_member(user_id) if account_id_of(o)]
-
+# -- who may use the adapter's page: org_admins.administered_organizations ----------------
 
 def business_roles_of(kb, user_id: str) -> list[str]:
     return sorted(kb.keycloak.user_realm_roles(user_id) & set(kb.roles.business_roles))
@@ -233,6 +249,7 @@ def record_membership_changed(kb, account_id: str, user: dict, change: str, acto
 def take_business_access(kb, user_id: str) -> set[str]:
     """A person in no CRM organization keeps no business role and no org_admin (their next token has no app roles)."""
     if any(account_id_of(o) for o in kb.keycloak.organizations_of_member(user_id)):
+        org_admins.ensure_role_follows(kb, user_id)  # still a member elsewhere: org_admin only where they administer
         return set()
     _, removed = kb.keycloak.ensure_realm_roles(user_id, set(), managed=set(kb.roles.business_roles) | {ORG_ADMIN_ROLE})
     return removed
@@ -279,7 +296,7 @@ def invite_member(kb, org: dict, email: str, first_name: str | None, last_name: 
     days = kb.settings.invite_expires_in_days
     client_id, redirect = _invite_redirect(kb)
     kb.keycloak.send_actions_email(user["id"], ["UPDATE_PASSWORD"], days * 86400, client_id, redirect)
-    ensure_organization_delegation(kb, org["id"], f"{actor.label} invited {email}")
+    follow_now(kb, org["id"], f"{actor.label} invited {email}")
     if account_id:
         record_membership_changed(kb, account_id, user, "added", actor, f"invite:{org['id']}:{user['id']}")
     with kb.db.session() as session:
@@ -341,7 +358,7 @@ def member_left(kb, org: dict, user: dict, actor: Actor, fact_id: str, identity_
     """Someone is no longer a member: access ends, the delegation follows, the CRM is told."""
     if not identity_deleted:
         take_business_access(kb, user["id"])
-    ensure_organization_delegation(kb, org["id"], f"{actor.label} removed {user.get('email') or user['id']}")
+    follow_now(kb, org["id"], f"{actor.label} removed {user.get('email') or user['id']}")
     account_id = account_id_of(org)
     if account_id:
         record_membership_changed(kb, account_id, user, "removed", actor, fact_id,

@@ -126,6 +126,7 @@ INVITATION_SENT = "invitation.sent"
 INVITATION_ACCEPTED = "invitation.accepted"
 INVITATION_EXPIRED = "invitation.expired"
 INVITATION_SKIPPED = "invitation.skipped"
+INVITATION_REVOKED = "invitation.revoked"
 INVITATION_BATCH_COMPLETED = "invitation.batch_completed"
 
 

@@ -11,16 +11,29 @@ from .roles import RoleMapping
 
 
 class Keybridge:
-    def __init__(self, settings: Settings, keycloak: KeycloakGateway | None = None):
+    def __init__(self, settings: Settings, keycloak: KeycloakGateway | None = None,
+                 delegation_keycloak: KeycloakGateway | None = None):
         self.settings = settings
         self.db = Database(settings.database_url)
         self.db.create_all()
         if keycloak is not None:
             self.keycloak = keycloak
+        if delegation_keycloak is not None:
+            self.delegation_keycloak = delegation_keycloak
 
     @cached_property
     def keycloak(self) -> KeycloakGateway:
         return KeycloakGateway.from_settings(self.settings)
+
+    @cached_property
+    def delegation_keycloak(self) -> KeycloakGateway | None:
+        """The gateway of the delegation client (manage-realm), used only to write admin permissions;
+        None when KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET is unset (delegation is skipped)."""
+        settings = self.settings
+        if not settings.keycloak_delegation_client_secret:
+            return None
+        return KeycloakGateway(settings.keycloak_url, settings.keycloak_realm, settings.keycloak_delegation_client_id,
+                               settings.keycloak_delegation_client_secret, settings.keycloak_timeout_seconds, 2)
 
     @cached_property
     def roles(self) -> RoleMapping:

@@ -625,7 +625,8 @@ def run(args: argparse.Namespace, discards: PoolDiscards) -> int:
             settings = Settings.from_env(
                 {}, database_url=f"sqlite:///{Path(tmp) / f'round{round_no}.db'}",
                 keycloak_url=kc.url, keycloak_realm=kc.realm, keycloak_client_id=kc.client_id,
-                keycloak_client_secret=kc.client_secret, keycloak_concurrency=args.concurrency)
+                keycloak_client_secret=kc.client_secret, keycloak_concurrency=args.concurrency,
+                keycloak_delegation_client_secret=kc.delegation_client_secret)
             phases: dict[str, Phase] = {}
             if "adapter" in paths:
                 say(f"round {round_no}/{args.rounds}: adapter (concurrency {args.concurrency})")

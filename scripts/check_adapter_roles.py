@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""Checks, against a running Keycloak, that the keybridge-adapter service
-account can make every admin call the adapter needs -- and, with --minimize,
-finds a least-privilege set of realm-management roles by taking roles away
-until a call breaks.
+"""Checks, against a running Keycloak, that each of Keybridge's two service
+accounts can make every admin call it needs and is refused what it must not do
+-- and, with --minimize, finds a least-privilege set of realm-management roles
+for each by taking roles away until a call breaks.
 
-    python scripts/check_adapter_roles.py --url http://127.0.0.1:18080 --client-secret S
-    python scripts/check_adapter_roles.py --url ... --client-secret S --minimize
+- keybridge-adapter (runtime: webhooks, worker, page): organizations, users,
+  organization groups, role mappings, event logs; refused: realm settings,
+  admin permissions, realm-management roles for anyone.
+- keybridge-delegation (the worker's delegation step only): the fine-grained
+  admin permissions; refused: users and organizations.
 
---minimize changes the service account's roles while it runs and puts back
+    python scripts/check_adapter_roles.py --url http://127.0.0.1:18080 --client-secret S --delegation-secret D
+    python scripts/check_adapter_roles.py --url ... --client-secret S --delegation-secret D --minimize
+
+--minimize changes the service accounts' roles while it runs and puts back
 the imported ones at the end: use it on a test instance only. The result is
 recorded in realm-config/customers-realm.json and explained in
-realm-config/README.md.
+realm-config/README.md. No probe changes a realm setting: a refused write is
+sent with a body Keycloak rejects (400) once the permission check passed.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import requests
 
 REALM = "customers"
 CLIENT_ID = "keybridge-adapter"
+DELEGATION_CLIENT_ID = "keybridge-delegation"
 # Broadest first: --minimize tries to take these away in this order, so a
 # narrower role that is enough survives a broader one that is not needed.
 CANDIDATE_ROLES = [
@@ -55,10 +63,10 @@ def admin_session(url: str, user: str, password: str) -> Session:
     return Session(url, response.json()["access_token"])
 
 
-def adapter_session(url: str, secret: str) -> Session:
+def adapter_session(url: str, secret: str, client_id: str = CLIENT_ID) -> Session:
     response = requests.post(
         f"{url}/realms/{REALM}/protocol/openid-connect/token",
-        data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": secret},
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
         timeout=30,
     )
     response.raise_for_status()
@@ -219,6 +227,30 @@ def adapter_calls(fx: Fixtures, admin: Session) -> dict[str, Callable[[Session],
     def logout_user(sa: Session) -> str | None:
         return expect(sa.call("POST", f"/users/{fx.user_id}/logout"), 204)
 
+    def admins_group() -> str:
+        found = admin.call("GET", f"/organizations/{fx.org_id}/groups", params={"search": "admins", "exact": "true"}).json()
+        if found:
+            return found[0]["id"]
+        return admin.call("POST", f"/organizations/{fx.org_id}/groups", json={"name": "admins"}).json()["id"]
+
+    def create_organization_group(sa: Session) -> str | None:
+        return expect(sa.call("POST", f"/organizations/{fx.org_id}/groups", json={"name": f"g-{uuid.uuid4().hex[:8]}"}), 201)
+
+    def join_organization_group(sa: Session) -> str | None:
+        group = admins_group()
+        admin.call("DELETE", f"/organizations/{fx.org_id}/groups/{group}/members/{fx.member_id}")
+        return expect(sa.call("PUT", f"/organizations/{fx.org_id}/groups/{group}/members/{fx.member_id}"), 204)
+
+    def leave_organization_group(sa: Session) -> str | None:
+        group = admins_group()
+        admin.call("PUT", f"/organizations/{fx.org_id}/groups/{group}/members/{fx.member_id}")
+        return expect(sa.call("DELETE", f"/organizations/{fx.org_id}/groups/{group}/members/{fx.member_id}"), 204)
+
+    def list_organization_group_members(sa: Session) -> str | None:
+        group = admins_group()
+        admin.call("PUT", f"/organizations/{fx.org_id}/groups/{group}/members/{fx.member_id}")
+        return expect(sa.call("GET", f"/organizations/{fx.org_id}/groups/{group}/members"), 200, non_empty=True)
+
     return {
         "create organization": create_organization,
         "find organization by crm_account_id": lambda sa: expect(
@@ -251,15 +283,96 @@ def adapter_calls(fx: Fixtures, admin: Session) -> dict[str, Callable[[Session],
         "log user out": logout_user,
         "read events": lambda sa: expect(sa.call("GET", "/events", params={"max": 5}), 200),
         "read admin events": lambda sa: expect(sa.call("GET", "/admin-events", params={"max": 5}), 200),
+        "users holding a realm role": lambda sa: expect(sa.call("GET", "/roles/buyer/users", params={"max": 5}), 200),
+        "find an organization group": lambda sa: expect(sa.call(
+            "GET", f"/organizations/{fx.org_id}/groups", params={"search": "admins", "exact": "true"}), 200),
+        "create an organization group": create_organization_group,
+        "put a member into an organization group": join_organization_group,
+        "take a member out of an organization group": leave_organization_group,
+        "list an organization group's members": list_organization_group_members,
+        "a member's organization groups": lambda sa: expect(
+            sa.call("GET", f"/organizations/{fx.org_id}/members/{fx.member_id}/groups"), 200),
+    }
+
+
+def permissions_base(admin: Session) -> str:
+    client = admin.call("GET", "").json()["adminPermissionsClient"]["id"]
+    return f"/clients/{client}/authz/resource-server"
+
+
+def delegation_calls(fx: Fixtures, admin: Session) -> dict[str, Callable[[Session], str | None]]:
+    """Every admin call of the delegation step (adapter/delegation.py, KeycloakGateway admin_* methods)."""
+    base = permissions_base(admin)
+
+    def write_and_delete_permission(sa: Session) -> str | None:
+        tag = uuid.uuid4().hex[:8]
+        policy = sa.call("POST", f"{base}/policy/user", json={
+            "name": f"probe admins {tag}", "type": "user", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS",
+            "users": [fx.member_id]})
+        if policy.status_code != 201:
+            return f"create user policy: HTTP {policy.status_code}"
+        policy_id = policy.json()["id"]
+        try:
+            permission = sa.call("POST", f"{base}/permission/scope", json={
+                "name": f"probe members {tag}", "type": "scope", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS",
+                "resourceType": "Users", "resources": [fx.member_id], "scopes": ["view"], "policies": [policy_id]})
+            if permission.status_code != 201:
+                return f"create permission: HTTP {permission.status_code}"
+            permission_id = permission.json()["id"]
+            for part in ("resources", "scopes", "associatedPolicies"):
+                problem = expect(sa.call("GET", f"{base}/policy/{permission_id}/{part}"), 200)
+                if problem:
+                    return f"read a permission's {part}: {problem}"
+            problem = expect(sa.call("PUT", f"{base}/permission/scope/{permission_id}", json={
+                **permission.json(), "resourceType": "Users", "resources": [fx.member_id], "scopes": ["view", "map-roles"],
+                "policies": [policy_id]}), 201, 204)
+            if problem:
+                return f"update permission: {problem}"
+            return expect(sa.call("DELETE", f"{base}/policy/{permission_id}"), 204)
+        finally:
+            admin.call("DELETE", f"{base}/policy/{policy_id}")
+
+    return {
+        "read the realm (admin permissions client id)": lambda sa: expect(sa.call("GET", ""), 200),
+        "search admin permissions": lambda sa: expect(sa.call("GET", f"{base}/policy", params={"name": "keybridge"}), 200),
+        "write, read, update and delete a permission": write_and_delete_permission,
+    }
+
+
+def refused_calls(fx: Fixtures, admin: Session, client_id: str) -> dict[str, Callable[[Session], str | None]]:
+    """What each client must be refused (403). Writes carry a body Keycloak would reject after the
+    permission check (400), so a client that is wrongly allowed changes nothing either."""
+    management = admin.call("GET", "/clients", params={"clientId": "realm-management"}).json()[0]["id"]
+    manage_realm = admin.call("GET", f"/clients/{management}/roles/manage-realm").json()
+    base = permissions_base(admin)
+
+    def refused(response: requests.Response) -> str | None:
+        return None if response.status_code == 403 else f"HTTP {response.status_code} (must be 403)"
+
+    if client_id == DELEGATION_CLIENT_ID:
+        return {
+            # (manage-realm also reads and writes organizations themselves on 26.7.3, not their members)
+            "read users": lambda sa: refused(sa.call("GET", "/users", params={"max": 1})),
+            "list an organization's members": lambda sa: refused(sa.call("GET", f"/organizations/{fx.org_id}/members")),
+            "change a user": lambda sa: refused(sa.call("PUT", f"/users/{fx.user_id}", json={"email": "not an address"})),
+            "read the event log": lambda sa: refused(sa.call("GET", "/events", params={"max": 1})),
+            "create a client": lambda sa: refused(sa.call("POST", "/clients", json={"clientId": ""})),
+        }
+    return {
+        "write realm settings": lambda sa: refused(sa.call("PUT", "", json={"realm": "not/a/realm/name"})),
+        "write admin permissions": lambda sa: refused(sa.call("POST", f"{base}/policy/user", json={"name": ""})),
+        "give a realm-management role": lambda sa: refused(sa.call(
+            "POST", f"/users/{fx.member_id}/role-mappings/clients/{management}", json=[manage_realm])),
+        "create a client": lambda sa: refused(sa.call("POST", "/clients", json={"clientId": ""})),
     }
 
 
 class ServiceAccountRoles:
     """Reads and replaces the service account's realm-management roles."""
 
-    def __init__(self, admin: Session) -> None:
+    def __init__(self, admin: Session, client_id: str = CLIENT_ID) -> None:
         self.admin = admin
-        client = admin.call("GET", "/clients", params={"clientId": CLIENT_ID}).json()[0]
+        client = admin.call("GET", "/clients", params={"clientId": client_id}).json()[0]
         self.user_id = admin.call("GET", f"/clients/{client['id']}/service-account-user").json()["id"]
         management = admin.call("GET", "/clients", params={"clientId": "realm-management"}).json()[0]
         self.management_id = management["id"]
@@ -281,56 +394,65 @@ def run_calls(calls: dict[str, Callable[[Session], str | None]], sa: Session) ->
     return {name: call(sa) for name, call in calls.items()}
 
 
+def check(name: str, calls: dict, must_refuse: dict, sa: Session, roles: list[str]) -> bool:
+    print(f"{name} service account roles: {', '.join(roles)}")
+    results = {**run_calls(calls, sa), **{f"refused: {n}": problem for n, problem in run_calls(must_refuse, sa).items()}}
+    for call, problem in results.items():
+        print(f"  {'ok  ' if problem is None else 'FAIL'} {call}{'' if problem is None else ': ' + problem}")
+    return all(problem is None for problem in results.values())
+
+
+def minimize(name: str, calls: dict, roles: ServiceAccountRoles, login: Callable[[], Session]) -> bool:
+    kept = [role for role in CANDIDATE_ROLES if role in roles.all_roles]
+    roles.set(kept)
+    broken = {call: problem for call, problem in run_calls(calls, login()).items() if problem}
+    if broken:
+        print(f"{name}: even with every candidate role these calls fail: {broken}")
+        return False
+    for role in list(kept):
+        trial = [r for r in kept if r != role]
+        roles.set(trial)
+        failing = [call for call, problem in run_calls(calls, login()).items() if problem]
+        if failing:
+            print(f"{name}: keep   {role:22} without it: {', '.join(failing)}")
+        else:
+            kept = trial
+            print(f"{name}: remove {role:22} nothing breaks")
+    print(f"{name}: least-privilege set: {', '.join(kept)}")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:18080")
-    parser.add_argument("--client-secret", required=True)
+    parser.add_argument("--client-secret", required=True, help="the keybridge-adapter client's secret")
+    parser.add_argument("--delegation-secret", help="the keybridge-delegation client's secret (its checks are skipped without it)")
     parser.add_argument("--admin-user", default="admin")
     parser.add_argument("--admin-password", default="admin")
     parser.add_argument("--minimize", action="store_true", help="find a least-privilege role set (changes the roles while it runs)")
     args = parser.parse_args(argv)
 
     admin = admin_session(args.url, args.admin_user, args.admin_password)
-    roles = ServiceAccountRoles(admin)
-    imported = roles.current()
+    clients = [(CLIENT_ID, args.client_secret, adapter_calls)]
+    if args.delegation_secret:
+        clients.append((DELEGATION_CLIENT_ID, args.delegation_secret, delegation_calls))
+    accounts = {client_id: ServiceAccountRoles(admin, client_id) for client_id, _, _ in clients}
+    imported = {client_id: roles.current() for client_id, roles in accounts.items()}
     fx = Fixtures(admin)
+    ok = True
     try:
-        calls = adapter_calls(fx, admin)
-        if not args.minimize:
-            results = run_calls(calls, adapter_session(args.url, args.client_secret))
-            print(f"service account roles: {', '.join(imported)}")
-            for name, problem in results.items():
-                print(f"  {'ok  ' if problem is None else 'FAIL'} {name}{'' if problem is None else ': ' + problem}")
-            return 0 if all(problem is None for problem in results.values()) else 1
-
-        kept = [role for role in CANDIDATE_ROLES if role in roles.all_roles]
-        roles.set(kept)
-        baseline = run_calls(calls, adapter_session(args.url, args.client_secret))
-        broken = {name: problem for name, problem in baseline.items() if problem}
-        if broken:
-            print(f"even with every candidate role these calls fail: {broken}")
-            return 1
-        needed_by: dict[str, list[str]] = {}
-        for role in list(kept):
-            trial = [name for name in kept if name != role]
-            roles.set(trial)
-            results = run_calls(calls, adapter_session(args.url, args.client_secret))
-            failing = [name for name, problem in results.items() if problem]
-            if failing:
-                needed_by[role] = failing
-                print(f"keep   {role:22} without it: {', '.join(failing)}")
+        for client_id, secret, calls_of in clients:
+            calls = calls_of(fx, admin)
+            login = lambda client_id=client_id, secret=secret: adapter_session(args.url, secret, client_id)  # noqa: E731
+            if args.minimize:
+                ok = minimize(client_id, calls, accounts[client_id], login) and ok
             else:
-                kept = trial
-                print(f"remove {role:22} nothing breaks")
-        print(f"least-privilege set: {', '.join(kept)}")
-        for role in kept:
-            roles.set([name for name in kept if name != role])
-            results = run_calls(calls, adapter_session(args.url, args.client_secret))
-            print(f"  {role}: needed by {', '.join(name for name, problem in results.items() if problem) or '(nothing?)'}")
-        return 0
+                ok = check(client_id, calls, refused_calls(fx, admin, client_id), login(), imported[client_id]) and ok
+        return 0 if ok else 1
     finally:
         if args.minimize:
-            roles.set(imported)
+            for client_id, roles in accounts.items():
+                roles.set(imported[client_id])
         fx.cleanup(admin)
 
 

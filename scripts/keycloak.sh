@@ -21,9 +21,9 @@
 # (start-dev re-augments on its own), and restarts a running instance whose
 # jar or nudge settings (KEYBRIDGE_NUDGE_URL, KEYBRIDGE_NUDGE_SECRET) differ.
 #
-# start needs KEYBRIDGE_KEYCLOAK_CLIENT_SECRET, KC_SMTP_HOST and KC_SMTP_PORT:
-# realm-config/*-realm.json refers to them as ${VAR} placeholders, which
-# Keycloak resolves from the environment while importing the realm.
+# start needs KEYBRIDGE_KEYCLOAK_CLIENT_SECRET, KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET,
+# KC_SMTP_HOST and KC_SMTP_PORT: realm-config/*-realm.json refers to them as
+# ${VAR} placeholders, which Keycloak resolves while importing the realm.
 set -euo pipefail
 
 KC_VERSION=26.7.3
@@ -255,7 +255,7 @@ start() {
         wait_ready "$pid"
         return
     fi
-    require_env KEYBRIDGE_KEYCLOAK_CLIENT_SECRET KC_SMTP_HOST KC_SMTP_PORT
+    require_env KEYBRIDGE_KEYCLOAK_CLIENT_SECRET KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET KC_SMTP_HOST KC_SMTP_PORT
     local port
     for port in "$HTTP_PORT" "$MGMT_PORT"; do
         if port_in_use "$port"; then

@@ -4,6 +4,12 @@ Access is cut by disabling the user and ending every session (password logins an
 refresh-token grants fail at once); it is restored by enabling them again. Keybridge
 records why it disabled someone (`AccessRevocation`), so a renewal only gives access
 back to the people it took it from, never to someone an administrator disabled.
+
+An administrator's explicit enable or disable (read from Keycloak's admin event log,
+`AdminAccessDecision`) is part of the state: Keybridge never gives back access an
+administrator took (the audit says so: `access.kept_disabled`), and it does not take
+access from someone an administrator enabled after the CRM state that would cut them
+off was taken (`access.kept_enabled`); a newer CRM change applies to them again.
 Per-user Keycloak calls for a whole organization run in parallel.
 """
 from __future__ import annotations
@@ -18,7 +24,7 @@ from .. import outbox, tasks
 from ..db import utcnow
 from ..events import IDENTITY_ACCESS_CHANGED
 from ..errors import PermanentError, RetryableError
-from ..models import AccessRevocation, Account
+from ..models import AccessRevocation, Account, AdminAccessDecision, CrmRecord
 from . import audit
 
 log = logging.getLogger(__name__)
@@ -81,12 +87,31 @@ def _contact_id(user: dict) -> str | None:
     return values[0] if values else None
 
 
-def revoke_users(kb, users: list[dict], reason: str, account_id: str | None, cause: str) -> int:
+def admin_decisions(session, user_ids: list[str]) -> dict[str, AdminAccessDecision]:
+    """The administrators' latest enable/disable of these users, by user id."""
+    if not user_ids:
+        return {}
+    return {d.user_id: d for d in session.scalars(select(AdminAccessDecision).where(AdminAccessDecision.user_id.in_(user_ids)))}
+
+
+def revoke_users(kb, users: list[dict], reason: str, account_id: str | None, cause: str, since=None) -> int:
     """Disable these users and end their sessions; returns how many lost access now.
 
     Users already disabled are left alone (if an administrator did it, they stay theirs).
+    `since` (naive UTC): when the state that cuts them off was taken; a user an administrator
+    enabled after it keeps access (audited as access.kept_enabled).
     """
     targets = [u for u in users if u.get("enabled", True)]
+    if since is not None and targets:
+        with kb.db.session() as session:
+            decisions = admin_decisions(session, [u["id"] for u in targets])
+            kept = [u["id"] for u in targets if (d := decisions.get(u["id"])) is not None and d.enabled and d.decided_at > since]
+            if kept:
+                audit.record(session, "access.kept_enabled", f"account:{account_id}" if account_id else f"user:{kept[0]}", cause,
+                             {"reason": reason, "users": kept,
+                              "why": "enabled by an administrator after this state was taken",
+                              "by": {u: decisions[u].actor for u in kept}})
+        targets = [u for u in targets if u["id"] not in kept]
     disabled_ids = [u["id"] for u in users if not u.get("enabled", True)]
     with kb.db.session() as session:
         # Disabled by Keybridge for another reason: note this one too, so that ending
@@ -129,6 +154,17 @@ def restore_revoked(kb, reason: str, restored_reason: str, cause: str, account_i
         rows = [(r.user_id, r.contact_id) for r in session.scalars(query)]
         others = set(session.scalars(select(AccessRevocation.user_id).where(
             AccessRevocation.user_id.in_([u for u, _ in rows]), AccessRevocation.reason != reason)))
+        decisions = admin_decisions(session, [u for u, _ in rows])
+        admin_disabled = {u: d for u, d in decisions.items() if not d.enabled}
+        if admin_disabled:
+            # Not Keybridge's to give back: the reason ends, the administrator's disable stands.
+            session.execute(delete(AccessRevocation).where(AccessRevocation.reason == reason,
+                                                           AccessRevocation.user_id.in_(list(admin_disabled))))
+            audit.record(session, "access.kept_disabled", f"account:{account_id}" if account_id else f"user:{next(iter(admin_disabled))}",
+                         cause, {"reason": restored_reason, "users": sorted(admin_disabled),
+                                 "why": "disabled by an administrator",
+                                 "by": {u: {"actor": d.actor, "at": outbox.iso(d.decided_at)} for u, d in admin_disabled.items()}})
+            rows = [r for r in rows if r[0] not in admin_disabled]
 
     def give_back(row):
         user_id, _ = row
@@ -172,7 +208,8 @@ def enforce_contract(kb, account_id: str, cause: str) -> str:
     if active:
         count = restore_revoked(kb, CONTRACT_INACTIVE, CONTRACT_ACTIVE, cause, account_id=account_id)
     else:
-        count = revoke_users(kb, kb.keycloak.organization_members(org_id), CONTRACT_INACTIVE, account_id, cause)
+        count = revoke_users(kb, kb.keycloak.organization_members(org_id), CONTRACT_INACTIVE, account_id, cause,
+                             since=_state_taken_at(kb, account_id))
     state = "active" if active else "inactive"
     with kb.db.session() as session:
         account = session.get(Account, account_id)
@@ -189,9 +226,18 @@ def enforce_for_member(kb, account_id: str | None, user_id: str, cause: str) -> 
         account = session.get(Account, account_id)
         state = account.access if account else None
     if state == "inactive":
-        revoke_users(kb, [kb.keycloak.get_user(user_id)], CONTRACT_INACTIVE, account_id, cause)
+        user = kb.keycloak.get_user(user_id)
+        if user is not None:
+            revoke_users(kb, [user], CONTRACT_INACTIVE, account_id, cause, since=_state_taken_at(kb, account_id))
     elif state == "active":
         restore_revoked(kb, CONTRACT_INACTIVE, CONTRACT_ACTIVE, cause, user_ids=[user_id])
+
+
+def _state_taken_at(kb, account_id: str):
+    """When Keybridge took the account's current desired state (None: it keeps none)."""
+    with kb.db.session() as session:
+        row = session.get(CrmRecord, ("account", account_id))
+        return row.updated_at if row is not None else None
 
 
 def schedule_due_expiries(kb) -> int:

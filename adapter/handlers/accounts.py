@@ -1,4 +1,8 @@
-"""account.upserted: the CRM account's Organization exists and matches the CRM."""
+"""account.upserted: the CRM account's Organization exists and matches the CRM.
+
+The account's newest state is stored first (records.py: an older event changes nothing);
+`converge_account` then makes Keycloak match the stored state, and runs again from the sweep.
+"""
 from __future__ import annotations
 
 import re
@@ -9,7 +13,7 @@ from sqlalchemy import select
 from .. import delegation, tasks
 from ..events import AccountUpsertedSchema
 from ..models import Account, AccountDomain
-from . import access, audit, invitations
+from . import access, audit, invitations, records
 
 MANAGED_ATTRIBUTES = ("crm_account_id", "contract_status", "contract_ends_at")
 
@@ -89,18 +93,33 @@ def ensure_account_row(kb, data: dict, org: dict) -> None:
 
 
 @tasks.crm_event("account.upserted", schema=AccountUpsertedSchema, ordering_key=lambda d: f"account:{d['account_id']}")
-def handle_account_upserted(kb, data: dict, cause: str) -> str:
-    """The organization matches the account, members' access matches the contract, the admin is invited."""
-    org = ensure_organization(kb, data, cause)
-    ensure_account_row(kb, data, org)
-    delegation.ensure_organization_delegation(kb, org["id"], cause)
-    state = access.enforce_contract(kb, data["account_id"], cause)
+def handle_account_upserted(kb, data: dict, cause: str, crm_time=None) -> str:
+    """The account's newest state is stored; the organization matches it, members' access
+    matches the contract, the admin is invited. An older state than the stored one changes nothing."""
+    if not records.take(kb, "account", data["account_id"], AccountUpsertedSchema().dump(data), crm_time, cause):
+        return "stale"
+    state = converge_account(kb, data["account_id"], cause, data)
     admin = data.get("admin_contact")
     if admin and state == "active":
         invitations.invite_contact(kb, {
             "contact_id": admin["contact_id"], "email": admin["email"], "account_id": data["account_id"],
             "first_name": admin.get("first_name"), "last_name": admin.get("last_name"),
             "roles": [], "org_admin": True, "resend": False,
-        }, cause)
+        }, cause)  # the account's time is not the contact's: no contact state from it (a leaver is refused)
     return f"contract {state}"
+
+
+def converge_account(kb, account_id: str, cause: str, data: dict | None = None) -> str:
+    """Make Keycloak match the account's desired state (`data`, else the stored one): the organization,
+    its attributes, its admins' permissions, members' access. Idempotent; returns the access state
+    ('active', 'inactive', or 'unknown' when the CRM never sent this account)."""
+    if data is None:
+        record = records.desired(kb, "account", account_id)
+        if record is None:
+            return "unknown"
+        data = AccountUpsertedSchema().load(record.state)
+    org = ensure_organization(kb, data, cause)
+    ensure_account_row(kb, data, org)
+    delegation.ensure_organization_delegation(kb, org["id"], cause)
+    return access.enforce_contract(kb, account_id, cause)
 

@@ -6,18 +6,20 @@ the CRM receives `invitation.batch_completed` with the counts per outcome.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 
 from .. import outbox, tasks
 from ..db import utcnow
 from ..errors import PermanentError
 from ..events import INVITATION_BATCH_COMPLETED, BatchRequestedSchema, ContactInviteSchema, LeadInviteSchema
-from ..models import Batch, BatchItem
+from ..models import Batch, BatchItem, Invitation
 from . import audit, invitations
 
 
 @tasks.crm_event("invitations.batch_requested", schema=BatchRequestedSchema, ordering_key=lambda d: f"batch:{d['batch_id']}")
-def handle_batch_requested(kb, data: dict, cause: str) -> str:
+def handle_batch_requested(kb, data: dict, cause: str, crm_time=None) -> str:
     """Record the batch and queue its items; a batch_id seen before queues nothing."""
     batch_id = data["batch_id"]
     with kb.db.session() as session:
@@ -28,6 +30,8 @@ def handle_batch_requested(kb, data: dict, cause: str) -> str:
             crm_id = item.get("contact_id") or item.get("lead_id")
             session.add(BatchItem(batch_id=batch_id, idx=idx, kind=item["kind"], crm_id=crm_id, email=item["email"]))
             raw = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in item.items()}
+            if crm_time is not None:  # each item is its record's state as of the batch's time
+                raw["crm_time"] = crm_time.isoformat()
             tasks.enqueue(session, "batch_item", f"{batch_id}:{idx}", payload=raw)
         audit.record(session, "batch.queued", f"batch:{batch_id}", cause, {"items": len(data["items"])})
     return f"queued {len(data['items'])}"
@@ -50,27 +54,41 @@ def run_batch_item(kb, job) -> str:
     batch_id, idx = job.ref.rsplit(":", 1)
     item = dict(job.payload)
     kind = item.pop("kind")
+    crm_time = item.pop("crm_time", None)
+    crm_time = datetime.fromisoformat(crm_time) if crm_time else None
     schema = ContactInviteSchema() if kind == "contact" else LeadInviteSchema()
     data = schema.load(item)
     cause = f"batch {batch_id} item {idx}"
     try:
-        outcome = (invitations.invite_contact if kind == "contact" else invitations.invite_lead)(kb, data, cause)
+        outcome = (invitations.invite_contact if kind == "contact" else invitations.invite_lead)(kb, data, cause, crm_time=crm_time)
     except PermanentError as exc:
         settle_item(kb, batch_id, int(idx), "failed", str(exc))
         return "failed"
+    if outcome == "pending" and job.attempts > 1 and _sent_since(kb, kind, data.get(f"{kind}_id"), job.created_at):
+        # An earlier run of this very job sent it and died before settling the item (jobs of one
+        # record run one at a time, so no other request sent it since this item was queued).
+        outcome = "sent"
     settle_item(kb, batch_id, int(idx), outcome)
     return outcome
+
+
+def _sent_since(kb, kind: str, crm_id: str, since) -> bool:
+    with kb.db.session() as session:
+        sent_at = session.scalar(select(Invitation.sent_at).where(Invitation.kind == kind, Invitation.crm_id == crm_id))
+    return sent_at is not None and sent_at >= since
 
 
 def settle_item(kb, batch_id: str, idx: int, outcome: str, error: str | None = None) -> None:
     """Record an item's outcome; the last one completes the batch (once)."""
     with kb.db.session() as session:
+        # Items settle concurrently (several workers or worker threads): the batch row's lock makes
+        # each count see the others' outcomes, so exactly one of them completes the batch.
+        batch = session.get(Batch, batch_id, with_for_update=True)
         item = session.get(BatchItem, (batch_id, idx))
         item.outcome, item.error, item.finished_at = outcome, error, utcnow()
         session.flush()
         waiting = session.scalar(select(func.count()).select_from(BatchItem).where(
             BatchItem.batch_id == batch_id, BatchItem.outcome.is_(None)))
-        batch = session.get(Batch, batch_id)
         if waiting == 0 and batch.completed_at is None:
             batch.completed_at = utcnow()
             outbox.record(session, INVITATION_BATCH_COMPLETED, {"batch_id": batch_id, "counts": counts(session, batch_id)},

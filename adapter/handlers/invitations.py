@@ -15,18 +15,17 @@ from sqlalchemy import select
 
 from .. import outbox, tasks
 from ..db import utcnow
-from ..events import (IDENTITY_REGISTERED, INVITATION_ACCEPTED, INVITATION_SENT, INVITATION_SKIPPED, ContactInviteSchema,
-                      LeadInviteSchema)
+from ..events import (IDENTITY_REGISTERED, INVITATION_ACCEPTED, INVITATION_REVOKED, INVITATION_SENT, INVITATION_SKIPPED,
+                      ContactInviteSchema, LeadInviteSchema)
 from ..errors import PermanentError, RetryableError
 from ..models import Invitation
-from . import access, audit
+from . import access, audit, records
 
 log = logging.getLogger(__name__)
 
 CONTACT_ATTRIBUTE = "crm_contact_id"
 LEAD_ATTRIBUTE = "crm_lead_id"
 LEAD_ROLE = "lead"
-ORG_ADMIN_ROLE = "org_admin"
 
 
 # -- shared -------------------------------------------------------------------------
@@ -77,9 +76,23 @@ def _record_skipped(kb, inv_id: int, reason: str, cause: str, status: str = "ski
 # -- contacts -----------------------------------------------------------------------
 
 @tasks.crm_event("contact.invite_requested", schema=ContactInviteSchema, ordering_key=lambda d: f"contact:{d['contact_id']}")
-def invite_contact(kb, data: dict, cause: str) -> str:
-    """Handle contact.invite_requested; returns what happened (sent, pending, accepted, ...)."""
+def invite_contact(kb, data: dict, cause: str, crm_time=None) -> str:
+    """Handle contact.invite_requested; returns what happened (sent, pending, accepted, refused, ...).
+
+    The request is also the contact's state as of `crm_time` (active, this email and account);
+    a request older than a stored `left` is refused (invitation.skipped, reason contact_left).
+    """
     email = data["email"].strip().lower()
+    left_later = _left_after(kb, data["contact_id"], crm_time)
+    if not left_later:
+        records.take(kb, "contact", data["contact_id"], {
+            "contact_id": data["contact_id"], "email": email, "account_id": data["account_id"],
+            "first_name": data.get("first_name"), "last_name": data.get("last_name"), "status": "active"}, crm_time, cause)
+    else:
+        with kb.db.session() as session:
+            inv_id = ensure_invitation_row(session, "contact", data["contact_id"], email, account_id=data["account_id"]).id
+        _record_skipped(kb, inv_id, "contact_left", cause)
+        return "refused"
     org = kb.keycloak.find_organization(data["account_id"])
     if org is None:
         raise RetryableError(f"Account {data['account_id']} has no organization yet: the CRM must send account.upserted for it first (retrying).", retry_after=30)
@@ -105,6 +118,8 @@ def invite_contact(kb, data: dict, cause: str) -> str:
         if status != "sent":  # we crashed after Keycloak sent it: record, do not send again
             _set_status(kb, inv_id, keycloak_invitation_id=pending[0]["id"])
             _record_sent(kb, inv_id, cause)
+            if status == "sending":
+                return "sent"  # it was this request's own invitation: the worker died before recording it
         log.info("contact %s already has a pending invitation; nothing sent", data["contact_id"])
         return "pending"
 
@@ -122,6 +137,60 @@ def invite_contact(kb, data: dict, cause: str) -> str:
     return "sent"
 
 
+def _left_after(kb, contact_id: str, crm_time) -> bool:
+    """Whether the contact's stored state is `left` and newer than a request made at `crm_time`
+    (a request without a CRM time counts as older)."""
+    record = records.desired(kb, "contact", contact_id)
+    if record is None or record.state.get("status") != "left":
+        return False
+    return crm_time is None or records.naive_utc(crm_time) < record.crm_time
+
+
+def contact_of_invitation(kb, inv_id: int) -> str:
+    with kb.db.session() as session:
+        return session.get(Invitation, inv_id).crm_id
+
+
+def revoke_open_invitations(kb, contact_id: str, email: str | None, reason: str, cause: str) -> int:
+    """The contact's invitations not yet used stop working; returns how many were revoked.
+
+    - its pending organization invitations are deleted in Keycloak (the link answers that the
+      invitation is no longer valid);
+    - a lead invitation to the same address whose link was not used yet (no password chosen)
+      is ended by disabling that identity (Keycloak refuses action tokens of disabled users).
+    The CRM hears `invitation.revoked` once per invitation.
+    """
+    email = (email or "").lower()
+    with kb.db.session() as session:
+        rows = [(i.id, i.kind, i.organization_id, i.email, i.keycloak_user_id) for i in session.scalars(
+            select(Invitation).where(Invitation.status.in_(("new", "sending", "sent")),
+                                     ((Invitation.kind == "contact") & (Invitation.crm_id == contact_id))
+                                     | ((Invitation.kind == "lead") & (Invitation.email == email))))]
+    revoked = 0
+    for inv_id, kind, org_id, inv_email, user_id in rows:
+        if kind == "contact" and org_id:
+            for pending in kb.keycloak.organization_invitations(org_id, inv_email):
+                if pending.get("status", "PENDING") == "PENDING":
+                    kb.keycloak.delete_organization_invitation(org_id, pending["id"])
+        if kind == "lead" and user_id and not kb.keycloak.has_password(user_id):
+            user = kb.keycloak.get_user(user_id)
+            if user is not None:
+                access.revoke_users(kb, [user], access.LEFT_COMPANY, None, cause)
+        _record_revoked(kb, inv_id, reason, cause)
+        revoked += 1
+    return revoked
+
+
+def _record_revoked(kb, inv_id: int, reason: str, cause: str) -> None:
+    with kb.db.session() as session:
+        inv = session.get(Invitation, inv_id)
+        inv.status = "revoked"
+        key = "contact_id" if inv.kind == "contact" else "lead_id"
+        data = {key: inv.crm_id, "email": inv.email, "account_id": inv.account_id, "reason": reason}
+        outbox.record(session, INVITATION_REVOKED, data, f"{INVITATION_REVOKED}:{inv.kind}:{inv.crm_id}:{inv.email}:{inv.sent_count}")
+        audit.record(session, "invitation.revoked", f"{inv.kind}:{inv.crm_id}", cause, {"reason": reason, "email": inv.email})
+
+
 def ensure_contact_identity(kb, inv_id: int, user: dict) -> None:
     """The user carries crm_contact_id, is a member of the account's organization, holds the mapped roles."""
     with kb.db.session() as session:
@@ -130,14 +199,13 @@ def ensure_contact_identity(kb, inv_id: int, user: dict) -> None:
     kb.keycloak.set_user_attributes(user, {CONTACT_ATTRIBUTE: [contact_id]})
     if org_id and not kb.keycloak.is_member(org_id, user["id"]):
         kb.keycloak.add_member(org_id, user["id"])
-    wanted = kb.roles.business_roles_for(details.get("roles"))
-    if details.get("org_admin"):
-        wanted.add(ORG_ADMIN_ROLE)
-    kb.keycloak.ensure_realm_roles(user["id"], wanted)
+    kb.keycloak.ensure_realm_roles(user["id"], kb.roles.business_roles_for(details.get("roles")))
+    from .. import delegation, org_admins  # they import this package
+
+    if details.get("org_admin") and org_id:  # admin of this organization only (its admins group), not of all
+        org_admins.make_admin(kb, org_id, user["id"], f"contact {contact_id} invited as org admin of account {account_id}")
     access.enforce_for_member(kb, account_id, user["id"], f"joined account {account_id}")
     if org_id:  # a new member (or admin) of the organization: its admins' permissions follow at once
-        from .. import delegation
-
         delegation.ensure_organization_delegation(kb, org_id, f"contact {contact_id} joined account {account_id}")
 
 
@@ -153,9 +221,11 @@ def complete_contact_registration(kb, inv_id: int, user_id: str, cause: str, reg
 # -- leads --------------------------------------------------------------------------
 
 @tasks.crm_event("lead.invite_requested", schema=LeadInviteSchema, ordering_key=lambda d: f"lead:{d['lead_id']}")
-def invite_lead(kb, data: dict, cause: str) -> str:
-    """Handle lead.invite_requested; returns what happened."""
+def invite_lead(kb, data: dict, cause: str, crm_time=None) -> str:
+    """Handle lead.invite_requested; returns what happened. The request is also the lead's state as of `crm_time`."""
     email = data["email"].strip().lower()
+    records.take(kb, "lead", data["lead_id"], {"lead_id": data["lead_id"], "email": email, "first_name": data.get("first_name"),
+                                                "last_name": data.get("last_name"), "company": data.get("company")}, crm_time, cause)
     details = {k: data.get(k) for k in ("first_name", "last_name", "company", "redirect_uri")}
     with kb.db.session() as session:
         inv = ensure_invitation_row(session, "lead", data["lead_id"], email, details=details)
@@ -174,12 +244,15 @@ def invite_lead(kb, data: dict, cause: str) -> str:
                "attributes": {LEAD_ATTRIBUTE: [data["lead_id"]]}}
         kb.keycloak.create_user(rep)
         user = kb.keycloak.find_user_by_email(email)
-    else:
+    # An account someone made with this address, never verified, may not be the lead's: it is linked
+    # only once the link in the invitation (sent to the address) is used (registrations.py).
+    owned = bool(user.get("emailVerified")) or data["lead_id"] in (user.get("attributes") or {}).get(LEAD_ATTRIBUTE, [])
+    if owned:
         kb.keycloak.set_user_attributes(user, {LEAD_ATTRIBUTE: [data["lead_id"]]})
-    kb.keycloak.ensure_realm_roles(user["id"], {LEAD_ROLE})
+        kb.keycloak.ensure_realm_roles(user["id"], {LEAD_ROLE})
     _set_status(kb, inv_id, keycloak_user_id=user["id"])
 
-    if kb.keycloak.has_password(user["id"]):
+    if user.get("emailVerified") and kb.keycloak.has_password(user["id"]):
         if status in ("sent", "sending"):
             complete_lead_registration(kb, inv_id, user["id"], cause)
             return "accepted"

@@ -1,20 +1,33 @@
 """Keycloak user events turned into CRM facts: registrations, verifications, profile changes.
 
-- REGISTER / INVITE_ORG carrying an organization invitation (details.token_id) or the
-  email of a pending contact invitation: the contact registered or joined.
-- UPDATE_PASSWORD / UPDATE_CREDENTIAL by a user with a pending lead invitation: the
-  lead chose a password through the invitation link, i.e. registered.
+- REGISTER / INVITE_ORG carrying an organization invitation (details.token_id, the id of
+  Keycloak's invitation, present when the person came through the invitation link): the
+  contact registered or joined.
+- REGISTER at the address of a pending contact invitation but without its link: only a
+  VERIFIED address (emailVerified, asked of Keycloak now) completes the invitation. The
+  realm does not verify addresses at registration, so anyone could otherwise register
+  with the invited admin's address and take their place (and org_admin): an unverified
+  registration goes the self-registration path (self_service.py), like anyone else's.
+- UPDATE_PASSWORD / UPDATE_CREDENTIAL by a user with a pending lead invitation, whose
+  address is verified (the invitation link does that): the lead chose a password through
+  the link, i.e. registered. A password changed otherwise (an account someone else made
+  with the lead's address) completes nothing.
+
+A registration (or verified email) is a fact about the person: their access converges to
+the desired state (convergence.converge_person). A registration through the invitation
+of a contact whose newest CRM state is `left` is refused: it ends with no access.
 """
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from .. import tasks
-from ..models import Invitation
-from . import invitations, self_service
+from ..db import utcnow
+from ..models import Invitation, SelfRegistration
+from . import audit, contacts, convergence, invitations, records, self_service
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +51,17 @@ def handle_keycloak_event(kb, event: dict) -> str:
     if not user_id:
         return "ignored"
     if kind in CONTACT_REGISTRATION_TYPES:
-        inv_id = _contact_invitation_for(kb, details)
+        inv_id = _contact_invitation_for(kb, user_id, details)
         if inv_id is None:
             if kind == "REGISTER":
                 return self_service.self_registered(kb, user_id, details, when, cause)
             return "no_invitation"
+        contact_id = invitations.contact_of_invitation(kb, inv_id)
+        if records.contact_left(kb, contact_id):  # the CRM said they left before the registration was read
+            return contacts.refuse_registration(kb, inv_id, user_id, contact_id, cause)
+        _end_sessions_of_an_earlier_self_registration(kb, user_id, cause)
         invitations.complete_contact_registration(kb, inv_id, user_id, cause, when)
+        convergence.converge_person(kb, user_id, cause)
         return "registered"
     if kind in LEAD_REGISTRATION_TYPES:
         with kb.db.session() as session:
@@ -52,23 +70,59 @@ def handle_keycloak_event(kb, event: dict) -> str:
             inv_id = inv.id if inv else None
         if inv_id is None:
             return "ignored"
+        if not _verified(kb, user_id):
+            log.warning("user %s changed their password but their address is not verified: lead invitation %s "
+                        "stays open (only its link completes it)", user_id, inv_id)
+            return "unverified"
         invitations.complete_lead_registration(kb, inv_id, user_id, cause, when)
         return "registered"
     if kind == "VERIFY_EMAIL":
-        return self_service.email_verified(kb, user_id, cause)
+        outcome = self_service.email_verified(kb, user_id, cause)
+        if outcome != "user_gone":
+            convergence.converge_person(kb, user_id, cause)
+        return outcome
     if kind in ("UPDATE_PROFILE", "UPDATE_EMAIL"):
         return self_service.profile_updated(kb, event, cause)
     return "ignored"
 
 
-def _contact_invitation_for(kb, details: dict) -> int | None:
+def _contact_invitation_for(kb, user_id: str, details: dict) -> int | None:
+    """The contact invitation this registration completes: the one whose link was used (token_id), or
+    else an open one for the user's address when Keycloak says that address is verified; or None."""
     token_id = details.get("token_id")
-    email = (details.get("email") or "").lower()
     with kb.db.session() as session:
-        conditions = [Invitation.keycloak_invitation_id == token_id] if token_id else []
-        if email:
-            conditions.append((Invitation.email == email) & Invitation.status.in_(OPEN))
-        if not conditions:
-            return None
-        inv = session.scalar(select(Invitation).where(Invitation.kind == "contact", or_(*conditions)).order_by(Invitation.id.desc()))
+        if token_id:
+            inv = session.scalar(select(Invitation).where(Invitation.kind == "contact",
+                                                          Invitation.keycloak_invitation_id == token_id))
+            if inv is not None:
+                return inv.id
+    user = kb.keycloak.get_user(user_id)
+    email = ((user or {}).get("email") or "").lower()
+    if not email or not (user or {}).get("emailVerified"):
+        return None
+    with kb.db.session() as session:
+        inv = session.scalar(select(Invitation).where(Invitation.kind == "contact", Invitation.email == email,
+                                                      Invitation.status.in_(OPEN)).order_by(Invitation.id.desc()))
         return inv.id if inv else None
+
+
+def _end_sessions_of_an_earlier_self_registration(kb, user_id: str, cause: str) -> None:
+    """An identity made on the login page, never approved, now completes an invitation (its link, or the
+    address verified later): whoever made it may not be the address's owner and may still be signed in
+    (Keycloak 26.7.3 keeps other sessions through a password reset unless asked). End every session
+    before the identity gains anything; its self-registration is settled by the invitation."""
+    with kb.db.session() as session:
+        reg = session.get(SelfRegistration, user_id)
+        if reg is None or reg.status in ("approved", "invitation"):
+            return
+    kb.keycloak.logout(user_id)  # first: a retry after a failure here still ends them
+    with kb.db.session() as session:
+        reg = session.get(SelfRegistration, user_id)
+        audit.record(session, "registration.superseded", f"user:{user_id}", cause,
+                     {"previous_status": reg.status, "sessions_ended": True})
+        reg.status, reg.decided_at, reg.decided_by = "invitation", utcnow(), cause
+
+
+def _verified(kb, user_id: str) -> bool:
+    """Whether Keycloak says the user's address is verified (now, not as the event said)."""
+    return bool((kb.keycloak.get_user(user_id) or {}).get("emailVerified"))

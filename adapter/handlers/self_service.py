@@ -150,7 +150,7 @@ def _registration_key(data: dict) -> str:
 
 
 @tasks.crm_event("registration.decided", schema=RegistrationDecidedSchema, ordering_key=_registration_key)
-def handle_registration_decided(kb, data: dict, cause: str) -> str:
+def handle_registration_decided(kb, data: dict, cause: str, crm_time=None) -> str:
     """registration.decided (from the CRM, or stored the same way by the CLI/API)."""
     user_id = data.get("user_id")
     if not user_id:

@@ -253,6 +253,16 @@ class KeycloakGateway:
         r = self.admin.connection.raw_post(self._path("organizations/{org_id}/invitations/{invitation_id}/resend", org_id=org_id, invitation_id=invitation_id), data=None)
         _check(r, "resend an invitation")
 
+    @keycloak_call("delete an organization invitation")
+    def delete_organization_invitation(self, org_id: str, invitation_id: str) -> bool:
+        """Withdraw a pending invitation: its link stops working. False when it was gone already."""
+        r = self.admin.connection.raw_delete(self._path("organizations/{org_id}/invitations/{invitation_id}",
+                                                        org_id=org_id, invitation_id=invitation_id))
+        if r.status_code == 404:
+            return False
+        _check(r, "delete an invitation")
+        return True
+
     @keycloak_call("invite an existing user to an organization")
     def invite_existing_member(self, org_id: str, user_id: str) -> None:
         form = {"id": keycloak_id(user_id, "user_id")}
@@ -310,6 +320,71 @@ class KeycloakGateway:
             for member in members:
                 seen.setdefault(member["id"], member)
         return list(seen.values())
+
+    # -- organization groups: who administers which organization -------------------
+
+    @keycloak_call("find an organization group")
+    def organization_group(self, org_id: str, name: str) -> dict | None:
+        """The top-level group `name` of the organization, or None."""
+        r = self.admin.connection.raw_get(self._path("organizations/{org_id}/groups", org_id=org_id), search=name,
+                                          exact="true", briefRepresentation="true", first=0, max=10)
+        found = [g for g in _check(r, "list an organization's groups").json() if g.get("name") == name and g.get("path") == f"/{name}"]
+        return found[0] if found else None
+
+    @keycloak_call("create an organization group")
+    def create_organization_group(self, org_id: str, name: str, description: str = "") -> str:
+        """Create the top-level group `name` in the organization (or find it, if another worker just did); returns its id."""
+        r = self.admin.connection.raw_post(self._path("organizations/{org_id}/groups", org_id=org_id),
+                                           data=json.dumps({"name": name, "description": description}))
+        if r.status_code == 409:
+            found = self.organization_group(org_id, name)
+            if found is not None:
+                return found["id"]
+        return _check(r, "create an organization group").json()["id"]
+
+    @keycloak_call("list an organization group's members")
+    def organization_group_member_ids(self, org_id: str, group_id: str, page_size: int = 500) -> set[str]:
+        ids: set[str] = set()
+        first = 0
+        while True:
+            r = self.admin.connection.raw_get(
+                self._path("organizations/{org_id}/groups/{group_id}/members", org_id=org_id, group_id=group_id),
+                first=first, max=page_size, briefRepresentation="true")
+            page = _check(r, "list a group's members").json()
+            ids.update(u["id"] for u in page)
+            if len(page) < page_size:
+                return ids
+            first += page_size
+
+    @keycloak_call("add a member to an organization group")
+    def add_organization_group_member(self, org_id: str, group_id: str, user_id: str) -> bool:
+        """Put an organization member into one of its groups; returns False when they were in it already."""
+        r = self.admin.connection.raw_put(
+            self._path("organizations/{org_id}/groups/{group_id}/members/{user_id}", org_id=org_id, group_id=group_id,
+                       user_id=user_id), data=None)
+        if r.status_code == 409:
+            return False
+        _check(r, "add a member to an organization group")
+        return True
+
+    @keycloak_call("remove a member from an organization group")
+    def remove_organization_group_member(self, org_id: str, group_id: str, user_id: str) -> None:
+        r = self.admin.connection.raw_delete(
+            self._path("organizations/{org_id}/groups/{group_id}/members/{user_id}", org_id=org_id, group_id=group_id,
+                       user_id=user_id))
+        if r.status_code == 404:
+            return
+        _check(r, "remove a member from an organization group")
+
+    @keycloak_call("list a member's organization groups")
+    def member_organization_groups(self, org_id: str, user_id: str) -> list[dict]:
+        """The organization's groups the user is in; [] when they are no member."""
+        r = self.admin.connection.raw_get(
+            self._path("organizations/{org_id}/members/{user_id}/groups", org_id=org_id, user_id=user_id),
+            briefRepresentation="true", first=0, max=100)
+        if r.status_code == 404:
+            return []
+        return _check(r, "list a member's organization groups").json()
 
     @keycloak_call("list a user's organizations")
     def user_organizations(self, user_id: str) -> list[dict]:
@@ -400,6 +475,11 @@ class KeycloakGateway:
     def user_realm_roles(self, user_id: str) -> set[str]:
         return {r["name"] for r in self.admin.get_realm_roles_of_user(keycloak_id(user_id, "user_id"))}
 
+    @keycloak_call("read a user's effective realm roles")
+    def user_effective_realm_roles(self, user_id: str) -> set[str]:
+        """The realm roles the user holds directly, through groups or through composite roles."""
+        return {r["name"] for r in self.admin.get_composite_realm_roles_of_user(keycloak_id(user_id, "user_id"))}
+
     @keycloak_call("assign realm roles")
     def ensure_realm_roles(self, user_id: str, wanted: set[str], managed: set[str] | None = None) -> tuple[set[str], set[str]]:
         """Give the user every role in `wanted`; take away roles in `managed` that are not wanted.
@@ -428,6 +508,39 @@ class KeycloakGateway:
     @keycloak_call("check that Keycloak is reachable")
     def ping(self) -> None:
         self.admin.get_realm_roles(brief_representation=True, search_text="lead")
+
+    # -- the realm read in pages (reconciliation) -------------------------------------
+
+    @keycloak_call("list organizations")
+    def organizations_page(self, first: int, max_results: int) -> list[dict]:
+        """Organizations with their attributes and domains, `max_results` from `first`."""
+        r = self.admin.connection.raw_get(self._path("organizations"), first=first, max=max_results, briefRepresentation="false")
+        return _check(r, "list organizations").json()
+
+    @keycloak_call("list an organization's members")
+    def organization_members_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+        """Members in brief (id, username, email, enabled, membershipType), `max_results` from `first`."""
+        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/members"), first=first, max=max_results,
+                                          briefRepresentation="true")
+        return _check(r, "list members").json()
+
+    @keycloak_call("list an organization's pending invitations")
+    def organization_invitations_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+        """Pending invitations (id, email, status), `max_results` from `first`."""
+        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/invitations"), first=first, max=max_results,
+                                          status="PENDING")
+        return _check(r, "list invitations").json()
+
+    @keycloak_call("count users")
+    def users_count(self) -> int:
+        r = self.admin.connection.raw_get(self._path("users/count"))
+        return int(_check(r, "count users").json())
+
+    @keycloak_call("list users")
+    def users_page(self, first: int, max_results: int) -> list[dict]:
+        """Users with their attributes (ordered by username), `max_results` from `first`."""
+        r = self.admin.connection.raw_get(self._path("users"), first=first, max=max_results, briefRepresentation="false")
+        return _check(r, "list users").json()
 
     # -- delegated administration: fine-grained admin permissions (v2) ----------------
 

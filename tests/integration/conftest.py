@@ -117,6 +117,8 @@ def adapter_settings(keycloak, crm, database_url) -> Settings:
         keycloak_realm=keycloak.realm,
         keycloak_client_id=keycloak.client_id,
         keycloak_client_secret=keycloak.client_secret,
+        keycloak_delegation_client_id=keycloak.delegation_client_id,
+        keycloak_delegation_client_secret=keycloak.delegation_client_secret,
         crm_events_url=crm.url,
         crm_events_secret=CRM_SECRET,
         events_start="now",

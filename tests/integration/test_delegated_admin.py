@@ -414,3 +414,84 @@ def test_an_org_admins_token_is_refused_everything_outside_their_organization(ad
     assert {what: code for what, code in refused.items() if code != 403} == {}
     assert realm_admin.realm_roles(ben) & BUSINESS_ROLES == {"buyer"}
     assert realm_admin.call("GET", f"/organizations/{org_b['id']}").json()["name"] == f"B {unique}"
+
+
+# -- admin rights belong to one organization ------------------------------------------------------
+
+def _admin_events_done(kb, path_prefix: str) -> bool:
+    from sqlalchemy import select
+
+    from adapter.models import Job
+
+    with kb.db.session() as session:
+        jobs = [j for j in session.scalars(select(Job).where(Job.kind == "keycloak_admin_event"))
+                if (j.payload.get("resourcePath") or "").startswith(path_prefix)]
+    return bool(jobs) and all(j.status == "done" for j in jobs)
+
+
+def test_an_admin_of_one_organization_who_is_a_plain_member_of_another_cannot_administer_it(
+        adapter, adapter_url, worker, keycloak, realm_admin, chromium, unique):
+    """Attack: Ada holds org_admin, administers A, and is also a plain member of B. Neither the page nor
+    Keycloak (her own token: the console's API) may let her act on B or its people."""
+    client = adapter.test_client()
+    kb = adapter.extensions["keybridge"]
+    worker.run_once()
+    for account in ("A", "B"):
+        post(client, "account.upserted", {"account_id": f"{account}-{unique}", "name": f"{account} {unique}",
+                                          "contract": {"status": "active"}})
+    run_until(worker, lambda: kb.keycloak.find_organization(f"B-{unique}"), what="both organizations")
+    org_a, org_b = kb.keycloak.find_organization(f"A-{unique}"), kb.keycloak.find_organization(f"B-{unique}")
+    ada_email = f"ada.{unique}@a-{unique}.example"
+    ada = realm_admin.create_user(ada_email, PASSWORD)
+    amy = realm_admin.create_user(f"amy.{unique}@a-{unique}.example", PASSWORD)
+    ben = realm_admin.create_user(f"ben.{unique}@b-{unique}.example", PASSWORD)
+    for org, user in ((org_a, ada), (org_a, amy), (org_b, ben)):
+        realm_admin.add_member(org["id"], user)
+    realm_admin.give_realm_roles(ada, "org_admin")  # an operator: she belongs to A only, so she administers A
+    realm_admin.give_realm_roles(ben, "buyer")
+    run_until(worker, lambda: realm_admin.admin_policy(delegation.DelegationNames.of(org_a["alias"]).members),
+              what="A's delegated permissions")
+    realm_admin.add_member(org_b["id"], ada)  # ...and later she joins B as a plain member
+    run_until(worker, lambda: _admin_events_done(kb, f"organizations/{org_b['id']}/members"), what="B's membership change")
+
+    # Keycloak, with her own token (what the admin console calls).
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {token(keycloak, ada_email, client_id='admin-cli')['access_token']}"
+    buyer = realm_admin.call("GET", "/roles/buyer").json()
+
+    def call(method, path, **kwargs):
+        return api.request(method, keycloak.admin_url + path, timeout=30, **kwargs).status_code
+
+    assert call("GET", f"/users/{amy}") == 200  # A: hers
+    refused = {
+        "read B's person": call("GET", f"/users/{ben}"),
+        "take B's person's role": call("DELETE", f"/users/{ben}/role-mappings/realm", json=[buyer]),
+        "give B's person a role": call("POST", f"/users/{ben}/role-mappings/realm", json=[buyer]),
+        "read organization B": call("GET", f"/organizations/{org_b['id']}"),
+        "list B's members": call("GET", f"/organizations/{org_b['id']}/members"),
+    }
+    assert {what: code for what, code in refused.items() if code != 403} == {}
+    assert {u["id"] for u in api.get(keycloak.admin_url + "/users", params={"max": 100}, timeout=30).json()} == {ada, amy}
+    assert realm_admin.admin_policy(delegation.DelegationNames.of(org_b["alias"]).members) is None
+
+    # The page, after her Keycloak login: A is hers, B is not (not shown, not reachable, no action on it).
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{adapter_url}/portal/")
+    page.fill("#username", ada_email)
+    page.click("[type=submit]")
+    page.wait_for_selector("#password")
+    page.fill("#password", PASSWORD)
+    page.click("[type=submit]")
+    page.locator("#members").wait_for()
+    assert f"amy.{unique}" in page.content() and f"ben.{unique}" not in page.content() and f"B {unique}" not in page.content()
+    csrf = page.locator("#invite input[name=csrf]").input_value()
+    assert page.request.get(f"{adapter_url}/portal/?org={org_b['id']}").status == 403
+    for action, form in ((f"/portal/members/{ben}/remove", {}), (f"/portal/members/{ben}/roles/buyer/take", {}),
+                         ("/portal/invite", {"email": f"eve.{unique}@b-{unique}.example"})):
+        answer = page.request.post(f"{adapter_url}{action}", form={"csrf": csrf, "org": org_b["id"], **form})
+        assert answer.status == 403, (action, answer.status)
+    shot(page, "10-page-other-organization-refused")
+    context.close()
+    assert ben in {m["id"] for m in realm_admin.call("GET", f"/organizations/{org_b['id']}/members").json()}
+    assert "buyer" in realm_admin.realm_roles(ben)

@@ -17,6 +17,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
+from adapter import org_admins
 from tests.conftest import envelope, signed_post
 
 from .conftest import run_until
@@ -60,6 +61,8 @@ def acme(adapter, worker, realm_admin, unique) -> dict:
         realm_admin.add_member(org["id"], user)
     realm_admin.give_realm_roles(admin, "org_admin")
     realm_admin.give_realm_roles(member, "buyer")
+    # She belongs to this organization only, so the worker makes her its admin (its admins group).
+    run_until(worker, lambda: org_admins.is_admin_of(kb, org["id"], admin), what="Ada administers the organization")
     return {"org": org["id"], "admin": admin, "admin_email": admin_email, "member": member, "member_email": member_email}
 
 

@@ -14,13 +14,15 @@ from tests.support import stack
 @pytest.fixture
 def apply_env(keycloak, monkeypatch):
     """What the operator sets: the placeholders Keycloak was started with, and an administrator."""
-    for name, value in {"KEYBRIDGE_KEYCLOAK_CLIENT_SECRET": keycloak.client_secret, "KC_SMTP_HOST": "127.0.0.1",
+    for name in [n for n in os.environ if n.startswith("KEYBRIDGE_KEYCLOAK_DELEGATION") or n.startswith("KEYBRIDGE_NUDGE")]:
+        monkeypatch.delenv(name)
+    for name, value in {"KEYBRIDGE_KEYCLOAK_CLIENT_SECRET": keycloak.client_secret,
+                        "KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET": keycloak.delegation_client_secret,
+                        "KC_SMTP_HOST": "127.0.0.1",
                         "KC_SMTP_PORT": str(keycloak.smtp_port), "KEYBRIDGE_KEYCLOAK_URL": keycloak.url,
                         "KEYBRIDGE_REALM_ADMIN_USER": keycloak.admin_user,
                         "KEYBRIDGE_REALM_ADMIN_PASSWORD": keycloak.admin_password}.items():
         monkeypatch.setenv(name, value)
-    for name in [n for n in os.environ if n.startswith("KEYBRIDGE_KEYCLOAK_DELEGATION") or n.startswith("KEYBRIDGE_NUDGE")]:
-        monkeypatch.delenv(name)
     return keycloak
 
 
@@ -48,21 +50,22 @@ def test_drift_is_shown_by_the_dry_run_and_removed_by_apply(apply_env):
     adapter = admin.get(f"{base}/clients", params={"clientId": "keybridge-adapter"}).json()[0]
     account = admin.get(f"{base}/clients/{adapter['id']}/service-account-user").json()
     management = admin.get(f"{base}/clients", params={"clientId": "realm-management"}).json()[0]
-    view_realm = admin.get(f"{base}/clients/{management['id']}/roles/view-realm").json()
+    # an older Keybridge's adapter held manage-realm (now the keybridge-delegation client's alone)
+    manage_realm = admin.get(f"{base}/clients/{management['id']}/roles/manage-realm").json()
     portal_roles = {r["name"]: r for r in admin.get(f"{base}/clients/{portal['id']}/roles").json()}
     try:
         # Drift an operator or an older Keybridge would leave behind.
         admin.put(base, json={"displayName": "Someone changed this"}).raise_for_status()
         admin.put(f"{base}/clients/{portal['id']}", json={**portal, "description": "edited by hand"}).raise_for_status()
         admin.request("DELETE", f"{base}/roles/buyer/composites", json=[portal_roles["orders:write"]]).raise_for_status()
-        admin.post(f"{base}/users/{account['id']}/role-mappings/clients/{management['id']}", json=[view_realm]).raise_for_status()
+        admin.post(f"{base}/users/{account['id']}/role-mappings/clients/{management['id']}", json=[manage_realm]).raise_for_status()
 
         dry = _run("--dry-run")
         assert dry.exit_code == 3, dry.output
         assert "update  realm customers" in dry.output and "displayName" in dry.output
         assert "update  client customer-portal" in dry.output and "description" in dry.output
         assert "update  realm role buyer" in dry.output and "+customer-portal:orders:write" in dry.output
-        assert "update  service account keybridge-adapter" in dry.output and "-realm-management:view-realm" in dry.output
+        assert "update  service account keybridge-adapter" in dry.output and "-realm-management:manage-realm" in dry.output
         assert keycloak.client_secret not in dry.output
         # A dry run changes nothing.
         assert admin.get(base).json()["displayName"] == "Someone changed this"
@@ -76,7 +79,7 @@ def test_drift_is_shown_by_the_dry_run_and_removed_by_apply(apply_env):
         composites = {r["name"] for r in admin.get(f"{base}/roles/buyer/composites").json()}
         assert "orders:write" in composites
         mapped = {r["name"] for r in admin.get(f"{base}/users/{account['id']}/role-mappings/clients/{management['id']}").json()}
-        assert "view-realm" not in mapped
+        assert "manage-realm" not in mapped and "view-realm" in mapped
         # The adapter's secret was left as it was: its own login still works.
         token = requests.post(f"{keycloak.realm_url}/protocol/openid-connect/token", timeout=30, data={
             "grant_type": "client_credentials", "client_id": keycloak.client_id, "client_secret": keycloak.client_secret})

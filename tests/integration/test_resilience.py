@@ -89,9 +89,7 @@ def test_adapter_client_holds_only_the_roles_it_needs(keycloak):
     h = {"Authorization": f"Bearer {token.json()['access_token']}"}
     base = f"{keycloak.url}/admin/realms/{keycloak.realm}"
     assert requests.get(f"{base}/users", headers=h, params={"max": 1}, timeout=30).status_code == 200
-    # No client administration, no other realm. (It holds manage-realm for the org admins'
-    # fine-grained permissions, see realm-config/README.md: a realm settings write is not
-    # probed here, since a successful probe would change the realm for every other test.)
+    # No client administration, no other realm (realm settings: test_least_privilege.py).
     assert requests.post(f"{base}/clients", headers=h, json={"clientId": "intruder"}, timeout=30).status_code == 403
     clients = requests.get(f"{base}/clients", headers=h, params={"clientId": "customer-portal"}, timeout=30)
     if clients.status_code == 200 and clients.json():

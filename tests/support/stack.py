@@ -45,11 +45,13 @@ MAILSINK_SCRIPT = REPO_DIR / "scripts" / "mailsink.py"
 
 TEST_MAIL_DIR = TEST_DIR / "mail"
 TEST_CLIENT_SECRET = "keybridge-test-adapter-secret"
+TEST_DELEGATION_SECRET = "keybridge-test-delegation-secret"
 TEST_ADMIN_USER = "admin"
 TEST_ADMIN_PASSWORD = "admin"
 POSTGRES_PORT = 15432
 REALM = "customers"
 ADAPTER_CLIENT_ID = "keybridge-adapter"
+DELEGATION_CLIENT_ID = "keybridge-delegation"
 # Keycloak's nudge listener posts here after each relevant event; only the tests that
 # serve the adapter on this port (tests/integration/test_extension.py) receive them.
 NUDGE_PORT = 18700
@@ -72,6 +74,8 @@ class KeycloakInstance:
     client_id: str
     client_secret: str
     smtp_port: int
+    delegation_client_id: str = DELEGATION_CLIENT_ID
+    delegation_client_secret: str = TEST_DELEGATION_SECRET
 
     @property
     def realm_url(self) -> str:
@@ -257,17 +261,19 @@ def ensure_keycloak(
     smtp_port: int = 18025,
     client_secret: str = TEST_CLIENT_SECRET,
     mgmt_port: int | None = None,
+    delegation_secret: str = TEST_DELEGATION_SECRET,
 ) -> KeycloakInstance:
     """Starts the named Keycloak instance through scripts/keycloak.sh, or reuses it.
 
     The instance is reset first when realm-config changed since it imported
     the realm. A reused instance gets the requested SMTP port and client
-    secret if it had others. Raises StackError with the Keycloak log tail when
+    secrets (adapter and delegation) if it had others. Raises StackError with the Keycloak log tail when
     it does not start.
     """
     env = {
         **os.environ,
         "KEYBRIDGE_KEYCLOAK_CLIENT_SECRET": client_secret,
+        "KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET": delegation_secret,
         "KC_SMTP_HOST": "127.0.0.1",
         "KC_SMTP_PORT": str(smtp_port),
         "KC_BOOTSTRAP_ADMIN_USERNAME": TEST_ADMIN_USER,
@@ -288,14 +294,14 @@ def ensure_keycloak(
         instance = KeycloakInstance(
             url=f"http://localhost:{http_port}", realm=REALM, admin_user=TEST_ADMIN_USER,
             admin_password=TEST_ADMIN_PASSWORD, client_id=ADAPTER_CLIENT_ID, client_secret=client_secret,
-            smtp_port=smtp_port,
+            smtp_port=smtp_port, delegation_client_secret=delegation_secret,
         )
         _align_keycloak(instance)
         return instance
 
 
 def _align_keycloak(instance: KeycloakInstance) -> None:
-    """Points a reused realm at this run's SMTP port and adapter secret."""
+    """Points a reused realm at this run's SMTP port and client secrets."""
     with requests.Session() as session:
         _align_realm(session, instance)
 
@@ -307,15 +313,17 @@ def _align_realm(session: requests.Session, instance: KeycloakInstance) -> None:
     if str(smtp.get("port")) != str(instance.smtp_port) or smtp.get("host") != "127.0.0.1":
         smtp.update({"host": "127.0.0.1", "port": str(instance.smtp_port)})
         session.put(instance.admin_url, json={"smtpServer": smtp}, timeout=30).raise_for_status()
-    token = requests.post(
-        f"{instance.realm_url}/protocol/openid-connect/token",
-        data={"grant_type": "client_credentials", "client_id": instance.client_id, "client_secret": instance.client_secret},
-        timeout=30,
-    )
-    if token.status_code != 200:
-        client = session.get(f"{instance.admin_url}/clients", params={"clientId": instance.client_id}, timeout=30).json()[0]
-        client["secret"] = instance.client_secret
-        session.put(f"{instance.admin_url}/clients/{client['id']}", json=client, timeout=30).raise_for_status()
+    for client_id, secret in ((instance.client_id, instance.client_secret),
+                              (instance.delegation_client_id, instance.delegation_client_secret)):
+        token = requests.post(
+            f"{instance.realm_url}/protocol/openid-connect/token",
+            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+            timeout=30,
+        )
+        if token.status_code != 200:
+            client = session.get(f"{instance.admin_url}/clients", params={"clientId": client_id}, timeout=30).json()[0]
+            client["secret"] = secret
+            session.put(f"{instance.admin_url}/clients/{client['id']}", json=client, timeout=30).raise_for_status()
 
 
 def stop_keycloak(name: str = STACK_NAME) -> None:

@@ -17,6 +17,7 @@ def kb(app, keycloak):
     """The web app's own Keybridge, talking to the fake Keycloak (the worker shares it)."""
     kb = app.extensions["keybridge"]
     kb.keycloak = keycloak
+    kb.delegation_keycloak = keycloak  # the delegation client's calls land in the same fake realm
     return kb
 
 

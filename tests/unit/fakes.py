@@ -24,6 +24,7 @@ import copy
 import functools
 import itertools
 import json
+import threading
 import time
 import uuid
 
@@ -44,20 +45,21 @@ def _kc(fn):
 
     @functools.wraps(fn)
     def inner(self, *args, **kwargs):
-        name = fn.__name__
-        self.calls.append((name, args, kwargs))
-        if self.down:
-            raise RetryableError(f"Keycloak unreachable while trying to {name} (fake is down)")
-        if args and args[0] in self._fail_for.get(name, ()):
-            raise RetryableError(f"Keycloak answered 503 while trying to {name} for {args[0]} (injected)")
-        if self._fail_next.get(name):
-            self._fail_next[name] -= 1
-            raise self._fail_with.pop(name, None) or RetryableError(f"Keycloak answered 503 while trying to {name} (injected)")
-        result = fn(self, *args, **kwargs)
-        if name in self._down_after:
-            self._down_after.discard(name)
-            self.down = True
-        return copy.deepcopy(result)
+        with self._lock:  # one call at a time, like one consistent server (workers may run jobs in threads)
+            name = fn.__name__
+            self.calls.append((name, args, kwargs))
+            if self.down:
+                raise RetryableError(f"Keycloak unreachable while trying to {name} (fake is down)")
+            if args and args[0] in self._fail_for.get(name, ()):
+                raise RetryableError(f"Keycloak answered 503 while trying to {name} for {args[0]} (injected)")
+            if self._fail_next.get(name):
+                self._fail_next[name] -= 1
+                raise self._fail_with.pop(name, None) or RetryableError(f"Keycloak answered 503 while trying to {name} (injected)")
+            result = fn(self, *args, **kwargs)
+            if name in self._down_after:
+                self._down_after.discard(name)
+                self.down = True
+            return copy.deepcopy(result)
 
     return inner
 
@@ -66,6 +68,7 @@ class FakeKeycloak:
     """One realm of Keycloak, in memory. See the module docstring."""
 
     def __init__(self, realm: str = "customers", realm_roles=None):
+        self._lock = threading.RLock()
         self.realm = realm
         self.down = False
         self.calls: list[tuple[str, tuple, dict]] = []
@@ -176,6 +179,14 @@ class FakeKeycloak:
         self.emails.append({"kind": "org_invite_resend", "to": invitation["email"], "organization_id": org_id, "invitation_id": invitation_id})
 
     @_kc
+    def delete_organization_invitation(self, org_id: str, invitation_id: str) -> bool:
+        invitation = self.invitations.get(invitation_id)
+        if invitation is None or invitation["organizationId"] != org_id:
+            return False
+        del self.invitations[invitation_id]
+        return True
+
+    @_kc
     def invite_existing_member(self, org_id: str, user_id: str) -> None:
         self._require_org(org_id)
         user = self.users.get(user_id)
@@ -199,6 +210,61 @@ class FakeKeycloak:
     @_kc
     def remove_member(self, org_id: str, user_id: str) -> None:
         self.members.get(org_id, set()).discard(user_id)
+        self._leave_groups(org_id, user_id)
+
+    # -- organization groups (Keycloak 26.6+) ------------------------------------------
+
+    @property
+    def org_groups(self) -> dict[str, dict]:
+        """group id -> {id, name, path, organizationId, members: set of user ids}."""
+        return self.__dict__.setdefault("_org_groups", {})
+
+    def _leave_groups(self, org_id: str, user_id: str) -> None:
+        """Leaving an organization leaves its groups too, as in Keycloak."""
+        for group in self.org_groups.values():
+            if group["organizationId"] == org_id:
+                group["members"].discard(user_id)
+
+    @_kc
+    def organization_group(self, org_id: str, name: str) -> dict | None:
+        self._require_org(org_id)
+        found = [g for g in self.org_groups.values() if g["organizationId"] == org_id and g["name"] == name]
+        return {k: v for k, v in found[0].items() if k != "members"} if found else None
+
+    @_kc
+    def create_organization_group(self, org_id: str, name: str, description: str = "") -> str:
+        self._require_org(org_id)
+        existing = self.organization_group(org_id, name)
+        if existing:
+            return existing["id"]
+        group_id = self._new_id("grp")
+        self.org_groups[group_id] = {"id": group_id, "name": name, "path": f"/{name}", "organizationId": org_id, "members": set()}
+        return group_id
+
+    @_kc
+    def organization_group_member_ids(self, org_id: str, group_id: str, page_size: int = 500) -> set[str]:
+        return set(self.org_groups[group_id]["members"])
+
+    @_kc
+    def add_organization_group_member(self, org_id: str, group_id: str, user_id: str) -> bool:
+        if user_id not in self.members.get(org_id, set()):
+            raise PermanentError("Keycloak refused to add a member to an organization group (400): User is not member of the organization")
+        group = self.org_groups[group_id]
+        if user_id in group["members"]:
+            return False
+        group["members"].add(user_id)
+        return True
+
+    @_kc
+    def remove_organization_group_member(self, org_id: str, group_id: str, user_id: str) -> None:
+        self.org_groups[group_id]["members"].discard(user_id)
+
+    @_kc
+    def member_organization_groups(self, org_id: str, user_id: str) -> list[dict]:
+        if user_id not in self.members.get(org_id, set()):
+            return []
+        return [{k: v for k, v in g.items() if k != "members"} for g in self.org_groups.values()
+                if g["organizationId"] == org_id and user_id in g["members"]]
 
     @_kc
     def organization_members(self, org_id: str, page_size: int = 500) -> list[dict]:
@@ -320,6 +386,13 @@ class FakeKeycloak:
         return set(self.user_roles.get(user_id, set()))
 
     @_kc
+    def user_effective_realm_roles(self, user_id: str) -> set[str]:
+        """Direct roles plus the groups' roles of the user (`group_roles`: group -> roles, `user_groups`: user -> groups)."""
+        groups = self.__dict__.setdefault("user_groups", {}).get(user_id, set())
+        inherited = {r for g in groups for r in self.__dict__.setdefault("group_roles", {}).get(g, set())}
+        return set(self.user_roles.get(user_id, set())) | inherited
+
+    @_kc
     def ensure_realm_roles(self, user_id: str, wanted: set[str], managed: set[str] | None = None) -> tuple[set[str], set[str]]:
         if user_id not in self.users:
             raise PermanentError(f"Keycloak refused to assign realm roles (404): {user_id}")
@@ -345,6 +418,34 @@ class FakeKeycloak:
     def ping(self) -> None:
         return None
 
+    # -- the realm read in pages (reconciliation) ---------------------------------------
+
+    @_kc
+    def organizations_page(self, first: int, max_results: int) -> list[dict]:
+        orgs = sorted(self.organizations.values(), key=lambda o: o["name"])
+        return orgs[first:first + max_results]
+
+    @_kc
+    def organization_members_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+        self._require_org(org_id)
+        page = sorted(self.members[org_id], key=lambda u: self.users[u]["username"])[first:first + max_results]
+        return [{k: self.users[u].get(k) for k in ("id", "username", "email", "enabled")}
+                | {"membershipType": "MANAGED" if (org_id, u) in self.managed_members else "UNMANAGED"} for u in page]
+
+    @_kc
+    def organization_invitations_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+        self._require_org(org_id)
+        found = [i for i in self.invitations.values() if i["organizationId"] == org_id and i["status"] == "PENDING"]
+        return found[first:first + max_results]
+
+    @_kc
+    def users_count(self) -> int:
+        return len(self.users)
+
+    @_kc
+    def users_page(self, first: int, max_results: int) -> list[dict]:
+        return sorted(self.users.values(), key=lambda u: u["username"])[first:first + max_results]
+
     # -- what happens in Keycloak without the adapter (test controls) ------------------
 
     def add_event(self, type: str, user_id: str | None, details: dict | None = None, time_ms: int | None = None,
@@ -356,10 +457,12 @@ class FakeKeycloak:
         self.events.append(event)
         return event
 
-    def add_user(self, email: str, first_name: str = "", last_name: str = "", password: bool = False, **attributes) -> str:
-        """A user that exists in Keycloak already (registered earlier, or by an admin)."""
+    def add_user(self, email: str, first_name: str = "", last_name: str = "", password: bool = False, verified: bool = False,
+                 **attributes) -> str:
+        """A user that exists in Keycloak already (registered earlier, or by an admin); `verified`: emailVerified."""
         user_id = self._create_user({"username": email, "email": email, "firstName": first_name, "lastName": last_name,
-                                     "enabled": True, "attributes": {k: list(v) for k, v in attributes.items()}})
+                                     "enabled": True, "emailVerified": verified,
+                                     "attributes": {k: list(v) for k, v in attributes.items()}})
         if password:
             self.passwords.add(user_id)
         return user_id
@@ -378,9 +481,21 @@ class FakeKeycloak:
         return user_id, event
 
     def choose_password(self, user_id: str) -> dict:
-        """The lead follows the execute-actions link and sets a password: UPDATE_PASSWORD in the log."""
+        """The lead follows the execute-actions link and sets a password: UPDATE_PASSWORD in the log.
+        Following that link verifies the address, as in Keycloak 26.7.3."""
         self.passwords.add(user_id)
+        self.users[user_id]["emailVerified"] = True
         return self.add_event("UPDATE_PASSWORD", user_id, {"custom_required_action": "UPDATE_PASSWORD"})
+
+    def change_password(self, user_id: str) -> dict:
+        """The account's holder changes its password in the account console (no link: nothing verified)."""
+        self.passwords.add(user_id)
+        return self.add_event("UPDATE_PASSWORD", user_id, {"credential_type": "password"})
+
+    def self_register(self, email: str, verified: bool = False) -> tuple[str, dict]:
+        """Someone registers on the login page (no invitation link): the realm does not verify the address."""
+        user_id = self.add_user(email, "Some", "One", password=True, verified=verified)
+        return user_id, self.add_event("REGISTER", user_id, {"email": email, "username": email, "register_method": "form"})
 
     def pending_invitations(self, email: str | None = None) -> list[dict]:
         return [i for i in self.invitations.values() if i["status"] == "PENDING" and (email is None or i["email"] == email.lower())]
@@ -517,9 +632,20 @@ class FakeKeycloak:
             path = f"organizations/{org_id}/members"
         else:
             self.members[org_id].discard(user_id)
+            self._leave_groups(org_id, user_id)
             path = f"organizations/{org_id}/members/{user_id}"
         return self.add_admin_event("CREATE" if add else "DELETE", "ORGANIZATION_MEMBERSHIP", path, actor_id,
                                     {"id": org_id, "name": self.organizations[org_id]["name"]},
+                                    {"username": user["username"], "email": user["email"]})
+
+    def admin_changes_group_membership(self, actor_id: str, org_id: str, group_id: str, user_id: str, add: bool = True) -> dict:
+        """An admin puts a member into (or takes them out of) one of the organization's groups in the console."""
+        group = self.org_groups[group_id]
+        (group["members"].add if add else group["members"].discard)(user_id)
+        user = self.users[user_id]
+        return self.add_admin_event("CREATE" if add else "DELETE", "ORGANIZATION_GROUP_MEMBERSHIP",
+                                    f"organizations/{org_id}/groups/{group_id}/members/{user_id}", actor_id,
+                                    {"id": group_id, "name": group["name"], "path": group["path"]},
                                     {"username": user["username"], "email": user["email"]})
 
     def join_through_link(self, invitation_id: str) -> str:

@@ -344,3 +344,112 @@ def test_without_admin_permissions_in_the_realm_accounts_and_registrations_still
     assert {j.status for j in all_jobs(kb)} == {"done"}
     assert "org_admin" in keycloak.user_roles[keycloak.find_user_by_email("ada@acme.example")["id"]]
     assert len(outbox_events(kb, "identity.registered")) == 1
+
+
+# -- admin rights belong to one organization ---------------------------------------------------
+
+def admins_group(keycloak, org_id: str) -> dict:
+    (group,) = [g for g in keycloak.org_groups.values() if g["organizationId"] == org_id and g["name"] == "admins"]
+    return group
+
+
+def test_the_invited_admin_is_in_their_organizations_admins_group_only(keycloak, acme, globex):
+    assert admins_group(keycloak, acme["org"]["id"])["members"] == {acme["admin"]}
+    assert admins_group(keycloak, globex["org"]["id"])["members"] == {globex["admin"]}
+
+
+def test_an_admin_of_one_organization_who_is_a_plain_member_of_another_administers_only_the_first(
+        client, kb, keycloak, worker, acme, globex):
+    """Attack: Ada administers Acme and is also a plain member of Globex (an operator added her). Holding
+    org_admin must not make her an admin of Globex: neither in the permissions nor on the page."""
+    ada, globex_id = acme["admin"], globex["org"]["id"]
+    keycloak.admin_changes_membership("operator", globex_id, ada)
+    drain(worker)
+    assert ada in keycloak.members[globex_id] and "org_admin" in keycloak.user_roles[ada]
+
+    for person in (globex["admin"], globex["gina"]):
+        assert not keycloak.grants(ada, "Users", person, "view")
+        assert not keycloak.grants(ada, "Users", person, "map-roles")
+    assert not keycloak.grants(ada, "Organizations", globex_id, "view")
+    assert keycloak.grants(ada, "Users", acme["bob"], "map-roles")
+
+    csrf = sign_in(client, keycloak, ada)
+    assert client.get(f"/portal/?org={globex_id}").status_code == 403
+    assert client.post(f"/portal/members/{globex['gina']}/roles/technical_contact/take",
+                       data={"csrf": csrf, "org": globex_id}).status_code == 403
+    assert client.post(f"/portal/members/{globex['gina']}/remove", data={"csrf": csrf, "org": globex_id}).status_code == 403
+    assert client.post("/portal/invite", data={"csrf": csrf, "org": globex_id, "email": "x@globex.example"}).status_code == 403
+    page = client.get("/portal/").get_data(as_text=True)
+    assert "bob@acme.example" in page and "gina@globex.example" not in page and "Globex" not in page
+    assert globex["gina"] in keycloak.members[globex_id] and "technical_contact" in keycloak.user_roles[globex["gina"]]
+
+
+def test_an_operator_putting_a_member_into_the_admins_group_makes_them_admin_of_that_organization(kb, keycloak, worker, acme):
+    org_id, bob = acme["org"]["id"], acme["bob"]
+    keycloak.admin_changes_group_membership("operator", org_id, admins_group(keycloak, org_id)["id"], bob)
+    drain(worker)
+    assert "org_admin" in keycloak.user_roles[bob] and keycloak.grants(bob, "Users", acme["admin"], "view")
+
+    keycloak.admin_changes_group_membership("operator", org_id, admins_group(keycloak, org_id)["id"], bob, add=False)
+    drain(worker)
+    assert "org_admin" not in keycloak.user_roles[bob] and not keycloak.grants(bob, "Users", acme["admin"], "view")
+
+
+def test_org_admin_given_by_an_operator_to_a_member_of_one_organization_means_admin_of_that_one(kb, keycloak, worker, acme, globex):
+    bob = acme["bob"]
+    keycloak.admin_maps_roles("operator", bob, {"org_admin"})
+    drain(worker)
+    assert bob in admins_group(keycloak, acme["org"]["id"])["members"]
+    assert keycloak.grants(bob, "Users", acme["admin"], "view") and not keycloak.grants(bob, "Users", globex["gina"], "view")
+
+    keycloak.admin_maps_roles("operator", bob, {"org_admin"}, add=False)  # taken: admin of nothing
+    drain(worker)
+    assert bob not in admins_group(keycloak, acme["org"]["id"])["members"]
+    assert not keycloak.grants(bob, "Users", acme["admin"], "view")
+
+
+def test_org_admin_given_to_a_member_of_several_organizations_administers_none_until_an_operator_says_which(
+        kb, keycloak, worker, acme, globex):
+    from adapter.models import AuditEntry
+
+    bob = acme["bob"]
+    keycloak.admin_changes_membership("operator", globex["org"]["id"], bob)
+    keycloak.admin_maps_roles("operator", bob, {"org_admin"})
+    drain(worker)
+    assert not keycloak.grants(bob, "Users", acme["admin"], "view") and not keycloak.grants(bob, "Users", globex["gina"], "view")
+    with kb.db.session() as session:
+        (entry,) = session.query(AuditEntry).filter_by(action="org_admin.unassigned").all()
+        assert entry.subject == f"user:{bob}" and "admins" in entry.details["fix"]
+
+
+def test_the_migration_gives_each_org_admin_from_before_the_organization_they_administer(client, kb, keycloak, worker):
+    """Before: org_admin alone made anyone an admin of every organization they belonged to."""
+    from adapter import org_admins
+
+    deliver(client, worker, "account.upserted", {**ACME, "admin_contact": None})
+    deliver(client, worker, "account.upserted", {**GLOBEX, "admin_contact": None})
+    acme_id, globex_id = org_of(keycloak, "A-1")["id"], org_of(keycloak, "A-2")["id"]
+    one = keycloak.add_user("one@acme.example")
+    two = keycloak.add_user("two@acme.example")
+    for org_id, user in ((acme_id, one), (acme_id, two), (globex_id, two)):
+        keycloak.members[org_id].add(user)
+    keycloak.user_roles[one] |= {"org_admin"}
+    keycloak.user_roles[two] |= {"org_admin"}
+
+    assert org_admins.migrate(kb) == {"holders": 2, "adopted": 1}
+    assert org_admins.migrate(kb) == {"holders": 2, "adopted": 0}
+    assert [o["id"] for o in org_admins.administered_organizations(kb, one)] == [acme_id]
+    assert org_admins.administered_organizations(kb, two) == []  # several: an operator decides
+
+
+def test_without_the_delegation_clients_secret_delegation_is_skipped_and_audited(client, kb, keycloak, worker):
+    from adapter.models import AuditEntry
+
+    kb.delegation_keycloak = None
+    deliver(client, worker, "account.upserted", ACME)
+    ada = register(keycloak, worker, "ada@acme.example")
+    assert keycloak.admin_policies == {}
+    assert "org_admin" in keycloak.user_roles[ada] and len(outbox_events(kb, "identity.registered")) == 1
+    with kb.db.session() as session:
+        reasons = {e.details["reason"] for e in session.query(AuditEntry).filter_by(action="delegation.unavailable")}
+    assert reasons and all("KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET" in r for r in reasons)

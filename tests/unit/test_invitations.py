@@ -203,7 +203,7 @@ def test_a_lead_invite_with_resend_sends_the_email_again(client, kb, keycloak, w
 
 
 def test_a_lead_who_already_has_a_password_is_linked_but_not_emailed(client, kb, keycloak, worker):
-    user_id = keycloak.add_user("lee@corp.example", password=True)
+    user_id = keycloak.add_user("lee@corp.example", password=True, verified=True)
     deliver(client, worker, "lead.invite_requested", LEAD)
 
     assert keycloak.emails == []
@@ -224,3 +224,25 @@ def test_a_contact_who_registered_is_not_invited_again(client, kb, keycloak, wor
 
     assert sent_to(keycloak, "jane.doe@acme.example") == ["org_invite"]
     assert len(outbox_events(kb, "identity.registered")) == 1
+
+
+def test_an_account_someone_made_with_a_leads_unverified_address_is_not_linked_to_the_lead(client, kb, keycloak, worker):
+    """Attack: a stranger registered lee@corp.example (the realm does not verify addresses) before the lead was
+    invited. The stranger's account must not become the lead (crm_lead_id, role lead, 'registered'), even
+    when the stranger changes its password; the invitation link, sent to the address, still works."""
+    stranger = keycloak.add_user("lee@corp.example", password=True)
+    deliver(client, worker, "lead.invite_requested", LEAD)
+
+    assert sent_to(keycloak, "lee@corp.example") == ["actions"]  # the link goes to the address's owner
+    assert "crm_lead_id" not in keycloak.users[stranger]["attributes"] and keycloak.user_roles[stranger] == set()
+    assert outbox_events(kb, "invitation.skipped") == []
+
+    keycloak.change_password(stranger)  # the stranger, in the account console
+    drain(worker)
+    assert "crm_lead_id" not in keycloak.users[stranger]["attributes"] and keycloak.user_roles[stranger] == set()
+    assert outbox_events(kb, "identity.registered") == [] and invitation_row(kb, "lead", "L-1").status == "sent"
+
+    keycloak.choose_password(stranger)  # the address's owner follows the link: the address is verified now
+    drain(worker)
+    assert keycloak.users[stranger]["attributes"]["crm_lead_id"] == ["L-1"] and keycloak.user_roles[stranger] == {"lead"}
+    assert [e.data["lead_id"] for e in outbox_events(kb, "identity.registered")] == ["L-1"]

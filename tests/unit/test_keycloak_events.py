@@ -83,6 +83,70 @@ def test_an_invited_org_admin_registers_as_organization_admin(client, kb, keyclo
     assert keycloak.user_roles[user_id] == {"technical_contact", "org_admin"}
 
 
+def test_registering_with_an_invited_admins_address_without_the_link_gives_no_membership(client, kb, keycloak, worker):
+    """Attack: the account's admin contact is invited; a stranger registers with that address on the login
+    page (no link, address not verified). They must not become the member holding org_admin: they go the
+    self-registration path, and the invitation stays open for its link."""
+    deliver(client, worker, "account.upserted", ACCOUNT)
+    deliver(client, worker, "contact.invite_requested", {**INVITE, "org_admin": True})
+    org_id = invitation_row(kb, "contact", "C-1").organization_id
+    stranger, _ = keycloak.self_register("jane@acme.example")
+
+    drain(worker)
+
+    assert stranger not in keycloak.members[org_id]
+    assert keycloak.user_roles[stranger] == set() and "crm_contact_id" not in keycloak.users[stranger]["attributes"]
+    assert not any(stranger in g["members"] for g in keycloak.org_groups.values())
+    assert invitation_row(kb, "contact", "C-1").status == "sent"
+    assert outbox_events(kb, "identity.registered") == [] and outbox_events(kb, "invitation.accepted") == []
+    assert [e.data["user_id"] for e in outbox_events(kb, "registration.pending_approval")] == [stranger]
+
+
+def test_an_identity_made_on_the_login_page_loses_its_sessions_before_it_completes_an_invitation(client, kb, keycloak, worker):
+    """After the takeover attempt above, the address's owner resets the password and joins through a new
+    join link; the stranger may still hold a session (Keycloak keeps them through a reset): it ends first."""
+    from adapter.models import SelfRegistration
+
+    deliver(client, worker, "account.upserted", {**ACCOUNT, "contract": {"status": "active"}})
+    deliver(client, worker, "contact.invite_requested", {**INVITE, "org_admin": True})
+    stranger, _ = keycloak.self_register("jane@acme.example")
+    drain(worker)
+    (unusable,) = keycloak.pending_invitations("jane@acme.example")
+    keycloak.invitations.pop(unusable["id"])  # an operator deletes it; the CRM asks again
+    deliver(client, worker, "contact.invite_requested", {**INVITE, "org_admin": True})
+    (join,) = keycloak.pending_invitations("jane@acme.example")
+    assert keycloak.sessions_ended == []
+
+    keycloak.join_through_link(join["id"])
+    drain(worker)
+
+    assert keycloak.sessions_ended == [stranger]
+    assert "org_admin" in keycloak.user_roles[stranger] and invitation_row(kb, "contact", "C-1").status == "accepted"
+    with kb.db.session() as session:
+        assert session.get(SelfRegistration, stranger).status == "invitation"
+
+
+def test_registering_with_an_invited_address_that_keycloak_verified_completes_the_invitation(client, kb, keycloak, worker):
+    deliver(client, worker, "account.upserted", ACCOUNT)
+    deliver(client, worker, "contact.invite_requested", INVITE)
+    user_id, _ = keycloak.self_register("jane@acme.example", verified=True)
+
+    drain(worker)
+
+    assert invitation_row(kb, "contact", "C-1").status == "accepted"
+    assert keycloak.users[user_id]["attributes"]["crm_contact_id"] == ["C-1"] and keycloak.user_roles[user_id] == {"buyer"}
+
+
+def test_an_invitation_link_completes_the_invitation_even_when_the_address_was_changed_on_the_form(kb, keycloak, worker, invited_jane):
+    """The link (token_id, Keycloak's invitation id) is what proves the invitation; the address only counts verified."""
+    invitation = keycloak.invitations[invited_jane["id"]]
+    invitation["email"] = "jane.private@else.example"
+    user_id, _ = keycloak.register_invited_user(invited_jane["id"])
+    drain(worker)
+    assert invitation_row(kb, "contact", "C-1").status == "accepted"
+    assert keycloak.users[user_id]["attributes"]["crm_contact_id"] == ["C-1"]
+
+
 def test_rereading_the_same_event_in_the_overlap_creates_nothing_new(kb, keycloak, worker, invited_jane):
     keycloak.register_invited_user(invited_jane["id"])
     drain(worker)

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from adapter import create_app
+from adapter import org_admins
 from adapter.config import ConfigError, Settings
 from adapter.db import utcnow
 from adapter.models import PortalSession
@@ -25,7 +26,7 @@ def acme(kb, keycloak) -> dict:
     ada, bob = keycloak.add_user("ada@acme.example", password=True), keycloak.add_user("bob@acme.example", password=True)
     for user in (ada, bob):
         keycloak.add_member(org, user)
-    keycloak.ensure_realm_roles(ada, {"org_admin"})
+    org_admins.make_admin(kb, org, ada, "test setup")  # the organization's admins group, and org_admin
     keycloak.ensure_realm_roles(bob, {"buyer"})
     return {"org": org, "ada": ada, "bob": bob}
 
@@ -103,9 +104,10 @@ def test_without_a_session_secret_the_page_does_not_start_and_the_error_says_how
         app_with(settings, session_secret="")
 
 
-def test_with_the_page_switched_off_no_session_secret_is_needed(settings):
-    app = app_with(settings, session_secret="", portal_enabled=False)
+def test_with_the_pages_switched_off_no_session_secret_is_needed(settings):
+    app = app_with(settings, session_secret="", portal_enabled=False, dashboard_enabled=False)
     assert app.test_client().get("/portal/").status_code == 404
+    assert app.test_client().get("/dashboard/").status_code == 404
     app.extensions["keybridge"].db.dispose()
 
 

@@ -70,3 +70,32 @@ def test_a_dead_batch_item_is_settled_by_its_declared_hook(client, kb, keycloak,
 
     status = batches.batch_status(kb, "B-1")
     assert status["status"] == "completed" and status["items"][0]["outcome"] == "failed"
+
+
+def test_the_worker_retries_and_gives_up_as_the_task_declares(kb, worker, monkeypatch):
+    from adapter import jobs
+    from adapter.errors import RetryableError
+
+    dead = []
+
+    def flaky(kb, job):
+        raise RetryableError("the CRM is down")
+
+    monkeypatch.setitem(TASKS.jobs, "flaky", tasks.Task("flaky", flaky, retry=tasks.RetryPolicy(window_seconds=0),
+                                                       on_dead=lambda kb, job, error: dead.append((job.ref, str(error)))))
+    with kb.db.session() as s:
+        jobs.enqueue(s, "flaky", "f-1")
+    worker.run_jobs()
+    (job,) = all_jobs(kb, "flaky")
+    assert job.status == "dead", "a zero retry window: dead at the first failure, not after 24 h"
+    assert dead == [("f-1", "the CRM is down")]
+
+
+def test_a_job_of_an_unknown_kind_is_a_dead_letter_that_says_what_to_do(kb, worker):
+    from adapter import jobs
+
+    with kb.db.session() as s:
+        jobs.enqueue(s, "from_the_future", "x")
+    worker.run_jobs()
+    (job,) = all_jobs(kb, "from_the_future")
+    assert job.status == "dead" and "Upgrade, then replay it" in job.last_error

@@ -1,0 +1,50 @@
+"""When Keycloak is made to match the desired state again, besides a change of that state.
+
+- every Keycloak fact about a person (registration, joining an organization, a verified
+  email, an administrator's enable or disable): `converge_person`;
+- the periodic sweep (records.run_sweep): one `converge_record` job per account and
+  contact, run in the record's order (after its pending events).
+
+Both run the same idempotent steps as the webhooks: accounts.converge_account and
+contacts.converge_contact.
+"""
+from __future__ import annotations
+
+from .. import tasks
+from . import access, accounts, contacts, records
+from .invitations import CONTACT_ATTRIBUTE
+
+
+@tasks.job("converge_record", ordering_key=lambda p: f"{p['kind']}:{p['crm_id']}")
+def run_converge_record(kb, job) -> str:
+    """The sweep's convergence of one account or contact to its stored desired state."""
+    kind, crm_id = job.payload["kind"], job.payload["crm_id"]
+    cause = f"sweep {job.ref.rsplit('@', 1)[-1]}"
+    if kind == "account":
+        return accounts.converge_account(kb, crm_id, cause)
+    if kind == "contact":
+        return contacts.converge_contact(kb, crm_id, cause)
+    return "ignored"
+
+
+def converge_person(kb, user_id: str, cause: str) -> str:
+    """A Keycloak fact about this person: their access matches the desired state again.
+
+    A person linked to a CRM contact Keybridge keeps state for follows that contact (and
+    the contracts of their organizations); anyone else in CRM organizations follows those
+    contracts. People in no CRM organization and linked to no contact are not Keybridge's:
+    nothing is changed.
+    """
+    user = kb.keycloak.get_user(user_id)
+    if user is None:
+        return "user_gone"
+    contact_id = ((user.get("attributes") or {}).get(CONTACT_ATTRIBUTE) or [None])[0]
+    if contact_id and records.desired(kb, "contact", contact_id) is not None:
+        return contacts.converge_contact(kb, contact_id, cause, user=user)
+    followed = 0
+    for org in kb.keycloak.user_organizations(user_id):
+        account_ids = (org.get("attributes") or {}).get("crm_account_id") or []
+        if account_ids:
+            access.enforce_for_member(kb, account_ids[0], user_id, cause)
+            followed += 1
+    return "contract_followed" if followed else "not_managed"
