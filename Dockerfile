@@ -20,6 +20,9 @@ RUN pip install --no-deps . && rm -rf build *.egg-info
 
 COPY realm-config/role-mapping.json ./realm-config/role-mapping.json
 ENV KEYBRIDGE_ROLE_MAPPING=/app/realm-config/role-mapping.json
+# Which CRM field means what, per vendor (README "CRM vendors"); mount your own directory over it to change them.
+COPY realm-config/vendors ./realm-config/vendors
+ENV KEYBRIDGE_VENDOR_MAPPING_DIR=/app/realm-config/vendors
 
 RUN useradd --system --uid 10001 --home-dir /app keybridge
 USER keybridge

@@ -13,7 +13,7 @@ def create_app(config: dict | None = None) -> Flask:
     Outside tests (or with KEYBRIDGE_STARTUP_CHECKS true) the readiness checks run once at
     start and each failure is logged as an ERROR, e.g. a Keycloak client secret that is refused.
     """
-    from . import api, docs, errors, health, logs, metrics, portal, webhooks
+    from . import api, dashboard, docs, errors, health, logs, metrics, portal, webhooks
     from .runtime import Keybridge
 
     app = Flask(__name__)
@@ -35,6 +35,7 @@ def create_app(config: dict | None = None) -> Flask:
     webhooks.init_app(app)
     api.init_app(app)
     portal.init_app(app)
+    dashboard.init_app(app)
     metrics.init_app(app)
     if app.config.get("KEYBRIDGE_STARTUP_CHECKS", not app.config.get("TESTING")):
         health.log_startup_problems(app.extensions["keybridge"], "web")

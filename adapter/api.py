@@ -134,3 +134,46 @@ def get_audit():
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+
+
+@bp.post("/api/reconcile")
+def post_reconcile():
+    """Queue a reconciliation of the export in the body (JSON, or CSV as text/csv); `?dry_run=true` only reports."""
+    from . import reconcile
+    from .reconcile.export import parse_time
+
+    dry_run = request.args.get("dry_run", "false").lower()
+    if dry_run not in ("true", "false", "1", "0"):
+        raise ApiError(400, "dry_run must be true or false", {"dry_run": ["Use true or false."]})
+    exported_at = None
+    if request.args.get("exported_at"):
+        try:
+            exported_at = parse_time(request.args["exported_at"])
+        except ValueError as exc:
+            raise ApiError(400, f"exported_at: {exc}", {"exported_at": [str(exc)]}) from None
+    try:
+        text = request.get_data(as_text=False).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApiError(400, "Send the export as UTF-8 JSON or CSV.", {"body": ["Not UTF-8."]}) from None
+    label = "csv" if request.mimetype == "text/csv" else "json"
+    try:
+        run_id = reconcile.queue_run(current_app.extensions["keybridge"], text, label, dry_run in ("true", "1"), exported_at)
+    except reconcile.ExportError as exc:
+        raise ApiError(422, "The export has errors; see errors (where.field: message with the fix).", exc.as_fields()) from None
+    return jsonify({"status": "queued", "run_id": run_id, "url": f"/api/reconcile/{run_id}"}), 202
+
+
+@bp.get("/api/reconcile/<run_id>")
+def get_reconcile(run_id: str):
+    from . import reconcile
+
+    try:
+        limit = int(request.args.get("limit", 100))
+    except ValueError:
+        raise ApiError(400, "limit must be a number", {"limit": ["Not an integer."]}) from None
+    if not 0 <= limit <= 1000:
+        raise ApiError(400, "limit must be between 0 and 1000", {"limit": ["Between 0 and 1000."]})
+    status = reconcile.run_status(current_app.extensions["keybridge"], run_id, limit)
+    if status is None:
+        raise ApiError(404, f"No reconcile run {run_id}: POST /api/reconcile answers with the run_id to use.")
+    return jsonify(status)

@@ -4,7 +4,10 @@
     keybridge send TYPE DATA.json         sign and POST one event to the adapter
     keybridge demo                        the dev stack's demo: an account and an invited contact
     keybridge dead-letters list|replay    what kept failing, and sending it again
+    keybridge reconcile --from FILE       compare a CRM export with Keycloak (--dry-run), or converge
     keybridge realm apply [--dry-run]     make an existing realm match realm-config/
+    keybridge db upgrade                  apply the schema migrations (run before starting a new version)
+    keybridge connectors test             check the configured CRM connector's credentials and fields
 """
 from __future__ import annotations
 
@@ -161,6 +164,45 @@ def invite(csv_path: str, batch_id: str | None, wait: bool) -> None:
 
 
 @main.group()
+def connectors() -> None:
+    """The outbound CRM connector (KEYBRIDGE_CONNECTOR: generic, hubspot or salesforce)."""
+
+
+@connectors.command("test")
+def connectors_test() -> None:
+    """Check the configured connector's credentials and CRM fields; says what is wrong, exit 1 if anything is."""
+    from .connectors import ConnectorError, from_settings
+
+    try:
+        connector = from_settings(_settings())
+    except (ConnectorError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if connector is None:
+        raise click.ClickException("No connector is configured: set KEYBRIDGE_CONNECTOR=hubspot or salesforce (with its credentials), "
+                                   "or KEYBRIDGE_CRM_EVENTS_URL and KEYBRIDGE_CRM_EVENTS_SECRET for the generic signed webhook.")
+    check = getattr(connector, "check", None)
+    problems = check() if check else _reachable(getattr(connector, "url", ""))
+    for problem in problems:
+        click.echo(f"{connector.key}: {problem}")
+    if problems:
+        sys.exit(1)
+    click.echo(f"{connector.key}: OK ({connector.name})")
+
+
+def _reachable(url: str) -> list[str]:
+    """For a connector that cannot check more: does its URL answer, without redirecting?"""
+    if not url:
+        return []
+    try:
+        response = requests.head(url, timeout=10, allow_redirects=False)
+    except requests.RequestException as exc:
+        return [f"{url} does not answer ({type(exc).__name__}): check KEYBRIDGE_CRM_EVENTS_URL and that the CRM endpoint is up"]
+    if 300 <= response.status_code < 400:
+        return [f"{url} redirects to {response.headers.get('Location')}: set KEYBRIDGE_CRM_EVENTS_URL to the final URL (events are not re-posted to redirects)"]
+    return []
+
+
+@main.group()
 def accounts() -> None:
     """CRM accounts as Keybridge enforces them."""
 
@@ -268,6 +310,43 @@ def dead_letters_replay(kind: str, item_id: str | None, replay_all: bool) -> Non
         click.echo(f"requeued {kind} {one}")
 
 
+@main.command()
+@click.option("--from", "paths", required=True, multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="a CSV or JSON export of accounts and contacts (repeat for one file per record type)")
+@click.option("--dry-run", is_flag=True, help="report the drift only; change nothing")
+@click.option("--exported-at", default=None, help="when the CRM took the export (ISO 8601); default: the file's own "
+              "exported_at, else its modification time")
+@click.option("--limit", default=20, show_default=True, help="items shown per kind of drift")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="after storing, show the worker applying the events")
+def reconcile(paths: tuple[str, ...], dry_run: bool, exported_at: str | None, limit: int, as_json: bool, wait: bool) -> None:
+    """Compare a CRM export with Keycloak; without --dry-run, converge what drifted."""
+    from . import reconcile as reconciliation
+    from .jobs import PermanentError, RetryableError
+    from .reconcile.export import parse_time
+    from .reconcile.progress import ProgressBars, print_report, wait_until_applied
+
+    try:
+        when = parse_time(exported_at) if exported_at else None
+    except ValueError as exc:
+        raise click.ClickException(f"--exported-at: {exc}") from None
+    try:
+        export = reconciliation.read_files(paths, exported_at=when)
+    except reconciliation.ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    kb = _kb()
+    with ProgressBars(enabled=not as_json) as bars:
+        try:
+            result = reconciliation.reconcile(kb, export, dry_run=dry_run, source="cli", progress=bars.update,
+                                              label=", ".join(paths))
+        except (RetryableError, PermanentError) as exc:
+            raise click.ClickException(f"Keycloak: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        print_report(result, limit)
+    if not dry_run and wait and result["events"]["stored"] and not as_json:
+        wait_until_applied(kb, result["run_id"])
 @main.group()
 def realm() -> None:
     """The Keycloak realm as realm-config/ describes it."""
@@ -309,3 +388,20 @@ def realm_apply(realm_file: str, dry_run: bool, url: str, admin_user: str, admin
         click.echo(f"{done} change(s) applied" + (f"; {manual} need a hand (see above)" if manual else ""))
     except realm_config.RealmConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def db() -> None:
+    """The adapter's database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="the migration to bring the database to")
+def db_upgrade(revision: str) -> None:
+    """Apply the schema migrations (Alembic) to KEYBRIDGE_DATABASE_URL; safe to run again.
+
+    A database from before migrations existed is recognised and upgraded in place.
+    """
+    from . import migrations
+
+    click.echo(migrations.upgrade(_settings().database_url, revision))

@@ -33,8 +33,9 @@ class ConfigError(ValueError):
 
 
 # KEYBRIDGE_* names read by something other than Settings (the CLI's realm apply, the
-# test stack, the fuzz suite): not reported as unknown.
-OTHER_NAMES = {"KEYBRIDGE_SETTINGS", "KEYBRIDGE_REALM_ADMIN_USER", "KEYBRIDGE_REALM_ADMIN_PASSWORD"}
+# test stack, the fuzz suite, Keycloak's nudge listener, scripts/test): not reported as unknown.
+OTHER_NAMES = {"KEYBRIDGE_SETTINGS", "KEYBRIDGE_REALM_ADMIN_USER", "KEYBRIDGE_REALM_ADMIN_PASSWORD",
+               "KEYBRIDGE_NUDGE_URL", "KEYBRIDGE_SKIP_JAVA_TESTS"}
 OTHER_PREFIXES = ("KEYBRIDGE_TEST_", "KEYBRIDGE_FUZZ_", "KEYBRIDGE_BENCH_")
 SECRET_WORDS = ("secret", "token", "password")
 
@@ -99,13 +100,50 @@ class Settings:
     invite_redirect_uri: str = ""
     invite_expires_in_days: int = 7
     events_poll_seconds: float = 2.0
+    nudge_secret: str = ""
     events_start: str = "beginning"
     activity_report_seconds: int = 3600
     converge_sweep_seconds: int = 3600
     job_retry_window_seconds: int = 24 * 3600
     outbox_retry_window_seconds: int = 24 * 3600
     retry_max_delay_seconds: int = 300
+    job_lease_seconds: float = 30.0
+    job_max_crashes: int = 3
+    worker_threads: int = 0  # 0: 4 on PostgreSQL, 1 on SQLite
+    # CRM vendors (README "CRM vendors"): inbound dialects and outbound connectors
+    vendor_mapping_dir: str = ""
+    vendor_max_age_seconds: int = 24 * 3600
+    hubspot_client_secret: str = ""
+    hubspot_webhook_url: str = ""
+    hubspot_access_token: str = ""
+    hubspot_api_url: str = "https://api.hubapi.com"
+    salesforce_organization_ids: list[str] = field(default_factory=list)
+    salesforce_endpoint_tokens: list[str] = field(default_factory=list)
+    salesforce_instance_url: str = ""
+    salesforce_access_token: str = ""
+    salesforce_username: str = ""
+    salesforce_password: str = ""
+    salesforce_security_token: str = ""
+    salesforce_consumer_key: str = ""
+    salesforce_consumer_secret: str = ""
+    salesforce_domain: str = "login"
+    salesforce_api_version: str = "59.0"
+    dynamics_secrets: list[str] = field(default_factory=list)
+    dynamics_url: str = ""
+    dynamics_tenant_id: str = ""
+    dynamics_client_id: str = ""
+    dynamics_client_secret: str = ""
+    dynamics_authority_url: str = "https://login.microsoftonline.com"
+    pipedrive_username: str = ""
+    pipedrive_password: str = ""
+    pipedrive_api_url: str = ""
+    pipedrive_api_token: str = ""
+    espocrm_webhook_secrets: list[str] = field(default_factory=list)
+    espocrm_url: str = ""
+    espocrm_api_token: str = ""
+    connector: str = ""
     portal_enabled: bool = True
+    dashboard_enabled: bool = True
     session_secret: str = ""
     session_cookie_secure: bool = True
     portal_session_seconds: int = 8 * 3600
@@ -168,10 +206,36 @@ class Settings:
             _check_whsec("KEYBRIDGE_WEBHOOK_SECRETS", secret, position if len(self.webhook_secrets) > 1 else None)
         if self.crm_events_secret:
             _check_whsec("KEYBRIDGE_CRM_EVENTS_SECRET", self.crm_events_secret)
+        if self.job_lease_seconds < 1:
+            raise ConfigError("KEYBRIDGE_JOB_LEASE_SECONDS must be at least 1 (the running worker renews it every third of it; "
+                              "it is how long a job waits after its worker died)")
+        if self.job_max_crashes < 1:
+            raise ConfigError("KEYBRIDGE_JOB_MAX_CRASHES must be at least 1 (how many worker crashes a job may cause before it is a dead letter)")
+        if self.nudge_secret:
+            _check_whsec("KEYBRIDGE_NUDGE_SECRET", self.nudge_secret)
         if self.log_format not in ("text", "json"):
             raise ConfigError("KEYBRIDGE_LOG_FORMAT must be 'text' or 'json'")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError("KEYBRIDGE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
+        if self.connector not in ("", "generic", "hubspot", "salesforce", "dynamics", "pipedrive", "espocrm"):
+            raise ConfigError("KEYBRIDGE_CONNECTOR must be generic, hubspot, salesforce, dynamics, pipedrive or espocrm (or unset: generic when KEYBRIDGE_CRM_EVENTS_URL is set)")
+        if self.connector == "dynamics" and not (self.dynamics_url and self.dynamics_tenant_id and self.dynamics_client_id and self.dynamics_client_secret):
+            raise ConfigError("KEYBRIDGE_CONNECTOR=dynamics needs KEYBRIDGE_DYNAMICS_URL (https://<org>.crm.dynamics.com), KEYBRIDGE_DYNAMICS_TENANT_ID, "
+                              "KEYBRIDGE_DYNAMICS_CLIENT_ID and KEYBRIDGE_DYNAMICS_CLIENT_SECRET (an app registration that is an application user)")
+        if self.connector == "pipedrive" and not (self.pipedrive_api_url and self.pipedrive_api_token):
+            raise ConfigError("KEYBRIDGE_CONNECTOR=pipedrive needs KEYBRIDGE_PIPEDRIVE_API_URL (https://<company>.pipedrive.com) and KEYBRIDGE_PIPEDRIVE_API_TOKEN")
+        if self.connector == "espocrm" and not (self.espocrm_url and self.espocrm_api_token):
+            raise ConfigError("KEYBRIDGE_CONNECTOR=espocrm needs KEYBRIDGE_ESPOCRM_URL and KEYBRIDGE_ESPOCRM_API_TOKEN (an API user's key)")
+        if self.connector == "hubspot" and not self.hubspot_access_token:
+            raise ConfigError("KEYBRIDGE_CONNECTOR=hubspot needs KEYBRIDGE_HUBSPOT_ACCESS_TOKEN (a private app's token with crm.objects.contacts.write)")
+        if self.connector == "salesforce" and not ((self.salesforce_instance_url and self.salesforce_access_token)
+                                                   or (self.salesforce_username and self.salesforce_password)
+                                                   or (self.salesforce_consumer_key and self.salesforce_consumer_secret)):
+            raise ConfigError("KEYBRIDGE_CONNECTOR=salesforce needs KEYBRIDGE_SALESFORCE_INSTANCE_URL + _ACCESS_TOKEN, or _USERNAME + "
+                              "_PASSWORD (+ _SECURITY_TOKEN), or _CONSUMER_KEY + _CONSUMER_SECRET with _DOMAIN")
+        for entry in self.espocrm_webhook_secrets:
+            if entry.count(":") < 2:
+                raise ConfigError("KEYBRIDGE_ESPOCRM_WEBHOOK_SECRETS: each entry is WEBHOOK_ID:EVENT:SECRET_KEY (e.g. 6571a0c1d2:Contact.update:1f0e...), as shown at Administration > Webhooks")
         if self.events_start not in ("beginning", "now"):
             raise ConfigError("KEYBRIDGE_EVENTS_START must be 'beginning' or 'now'")
         if self.session_secret and len(self.session_secret) < 32:

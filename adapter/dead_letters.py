@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from . import jobs, outbox
+from .handlers import audit
 from .errors import ApiError
 from .models import Job, OutboxEvent
 
@@ -23,8 +24,11 @@ def list_all(db) -> list[dict]:
         ]
 
 
-def replay(db, kind: str, item_id: str) -> None:
-    """Requeue one dead letter; raises ApiError(404/409/400) saying what is wrong."""
+def replay(db, kind: str, item_id: str, actor: dict | None = None) -> None:
+    """Requeue one dead letter; raises ApiError(404/409/400) saying what is wrong.
+
+    `actor` ({"actor": email, "actor_user_id": id, "via": "dashboard"}) is audited with the
+    replay, in the same transaction."""
     if kind == "job" and not str(item_id).isdigit():
         raise ApiError(404, f"No job {item_id}; job ids are numbers, see `keybridge dead-letters list`.")
     try:
@@ -35,6 +39,9 @@ def replay(db, kind: str, item_id: str) -> None:
                 outbox.replay(session, item_id)
             else:
                 raise ApiError(400, "kind must be 'job' or 'outbound'", {"kind": ["Unknown kind."]})
+            if actor:
+                audit.record(session, "dead_letter.replayed", f"{kind}:{item_id}",
+                             f"operator {actor['actor']} ({actor.get('via', 'dashboard')})", actor)
     except LookupError as exc:
         raise ApiError(404, str(exc)) from None
     except ValueError as exc:

@@ -2,9 +2,9 @@
 the outbox of identity events, the Keycloak event cursor, the audit trail and the desired state of CRM records."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import Base, utcnow
@@ -38,6 +38,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Runs that never finished (the worker died: SIGKILL, out of memory); at the limit the job is dead.
+    crashes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the request that queued it (logs)
     __table_args__ = (
         UniqueConstraint("kind", "ref", name="uq_jobs_kind_ref"),
@@ -82,7 +84,12 @@ class OutboxEvent(Base):
     window_started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)  # reset by a replay
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    # The CRM record the event is about (contact:C-1, lead:L-1, user:<id>, ...): its events go out in order.
+    subject: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    # A worker sending the event holds a short lease (no lock or transaction across the HTTP call).
+    leased_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"), Index("ix_outbox_subject", "subject", "seq"))
 
 
 class Cursor(Base):
@@ -198,6 +205,16 @@ class LoginActivity(Base):
     last_reported_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class DailyLogin(Base):
+    """Logins per user and day (UTC), counted from Keycloak's event log with LoginActivity:
+    who was active on a day, for the operator dashboard's funnel."""
+
+    __tablename__ = "daily_logins"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    logins: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class OrgAdminInvitation(Base):
     """An existing identity an organization's admin invited from the adapter's page (Keycloak's join link).
 
@@ -218,6 +235,26 @@ class OrgAdminInvitation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     checked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     settled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ReconcileRun(Base):
+    """One reconciliation of a CRM export against Keycloak (adapter/reconcile): its result,
+    and for runs asked through the operator API the export itself (the worker runs those)."""
+
+    __tablename__ = "reconcile_runs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))  # cli | api
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)  # queued running completed failed
+    export_label: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    export_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    exported_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    event_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)  # webhook ids of the events it stored
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class CrmRecord(Base):

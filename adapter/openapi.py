@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document served at /openapi.json, generated with apispec from the marshmallow
 schemas the endpoints load: the CRM webhook (one envelope per inbound type), the operator API
-(bearer token, query parameters from api.py's *Query schemas), health, the portal's pages,
+(bearer token, query parameters from api.py's *Query schemas), health, the portal's and the dashboard's pages,
 the error body, and the outbound identity events as `webhooks`.
 
 tests/unit/test_openapi.py checks that every route of the app is here and that the document
@@ -19,6 +19,7 @@ from .api import AuditQuery, BatchQuery, RegistrationsQuery
 from .events import OUTBOUND_SCHEMAS, BatchItemField, ContactInviteSchema, LeadInviteSchema, RegistrationDecidedSchema
 from .handlers import TASKS
 from .json_body import MAX_DEPTH
+from .webhooks.dialects import keys as vendor_keys
 
 DESCRIPTION = f"""\
 Keybridge ties customer identity in Keycloak to a CRM. A CRM posts signed events to
@@ -142,6 +143,33 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
                           "401": _error("missing, wrong or stale signature (nothing stored)"),
                           "413": _error("body over KEYBRIDGE_MAX_BODY_BYTES"),
                           "422": _error("the envelope or data does not match the schema of its type")}}},
+        "/internal/keycloak-nudge": {"post": {
+            "tags": ["webhooks"], "summary": "Keycloak's extension: an event was logged, read the event logs now",
+            "description": "Signed with KEYBRIDGE_NUDGE_SECRET (Standard Webhooks). Stores only that a nudge arrived; "
+                           "the worker reads Keycloak's event logs at its next pass (README, The Keycloak extension).",
+            "operationId": "receiveKeycloakNudge", "parameters": SIGNED,
+            "requestBody": {"required": True, **_json({"type": "object", "properties": {
+                "type": {"const": "keycloak.nudge"}, "time_ms": {"type": "integer"}, "count": {"type": "integer"},
+                "event_types": {"type": "array", "items": {"type": "string"}}}})},
+            "responses": {"202": _status("the worker reads the event logs at its next pass"),
+                          "401": _error("missing, wrong or stale signature, or no KEYBRIDGE_NUDGE_SECRET (nothing stored)"),
+                          "413": _error("body over 4096 bytes")}}},
+        "/webhooks/{vendor}": {"post": {
+            "tags": ["webhooks"], "summary": "Receive a CRM's own webhooks (README: CRM vendors)", "operationId": "receiveVendorDelivery",
+            "description": "Each vendor authenticates its way (HubSpot X-HubSpot-Signature-v3, Salesforce OrganizationId allow-list "
+                           "and ?token=, Dataverse X-Keybridge-Key or ?code=, Pipedrive HTTP basic auth, EspoCRM Signature); the "
+                           "delivery is translated into the native events and stored like /webhooks/crm.",
+            "parameters": [_path_param("vendor", "the CRM's dialect", enum=vendor_keys())],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {}},
+                                                          "text/xml": {"schema": {"type": "string"}}}},
+            "responses": {"200": {"description": "stored (accepted, duplicate and ignored events listed); Salesforce gets its SOAP Ack",
+                                  "content": {"application/json": {"schema": {"type": "object"}},
+                                              "text/xml": {"schema": {"type": "string"}}}},
+                          "400": _error("not the vendor's format"),
+                          "401": _error("not authentic, or about a change older than KEYBRIDGE_VENDOR_MAX_AGE_SECONDS (nothing stored)"),
+                          "404": _error("no such vendor dialect"),
+                          "413": _error("body over KEYBRIDGE_MAX_BODY_BYTES"),
+                          "422": _error("a record that cannot make a valid native event (the field is named; nothing stored)")}}},
         "/healthz": {"get": {"tags": ["health"], "summary": "Liveness: the process answers", "operationId": "healthz",
                              "responses": {"200": _status("alive")}}},
         "/readyz": {"get": {"tags": ["health"], "summary": "Readiness: the database answers, Keycloak accepts the adapter's credential, a worker ran within a minute",
@@ -191,6 +219,27 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
             "parameters": [{"in": "query", "schema": AuditQuery}],
             "responses": {"200": {"description": "audit entries", **_json({"type": "object", "required": ["entries"], "properties": {
                 "entries": {"type": "array", "items": {"type": "object"}}}})}, **OPERATOR_ERRORS}}},
+        "/api/reconcile": {"post": {
+            **OPERATOR, "summary": "Reconcile a CRM export with Keycloak (see README, Reconciliation); the worker runs it",
+            "operationId": "postReconcile",
+            "parameters": [{"name": "dry_run", "in": "query", "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+                            "description": "true: report the drift only"},
+                           {"name": "exported_at", "in": "query", "schema": {"type": "string"},
+                            "description": "the CRM time of records without their own modification time (ISO 8601 with a zone)"}],
+            "requestBody": {"required": True, "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": ["object", "array"]}}}},
+            "responses": {"202": {"description": "queued", **_json({"type": "object", "required": ["run_id", "url"], "properties": {
+                "status": {"type": "string"}, "run_id": {"type": "string"}, "url": {"type": "string"}}})},
+                "413": _error("body over KEYBRIDGE_MAX_BODY_BYTES"),
+                "422": _error("the export has errors; errors names <file row>.<field> with the fix"), **OPERATOR_ERRORS}}},
+        "/api/reconcile/{run_id}": {"get": {
+            **OPERATOR, "summary": "A reconciliation's status, drift and how far the worker applied it", "operationId": "getReconcile",
+            "parameters": [_path_param("run_id", "the run_id POST /api/reconcile answered"),
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000},
+                            "description": "items shown per kind of drift (default 100)"}],
+            "responses": {"200": {"description": "the run", **_json({"type": "object"})},
+                          "404": _error("no such run"), **OPERATOR_ERRORS}}},
         "/portal/login": {"get": {"tags": ["portal"], "summary": "Start the org admin's Keycloak login", "operationId": "portalLogin",
                                   "responses": {"302": {"description": "to Keycloak"}}}},
         "/portal/callback": {"get": {"tags": ["portal"], "summary": "Keycloak's redirect back (authorization code, PKCE)",
@@ -215,6 +264,44 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
             **portal_session, "summary": "Remove someone from the organization", "operationId": "portalRemove",
             "parameters": [_path_param("user_id", "a member's Keycloak id")],
             "requestBody": csrf_form, "responses": {"302": {"description": "back to the page"}, "403": {"description": "refused", **html}}}},
+        **_dashboard_paths(html, csrf_form),
+    }
+
+
+def _dashboard_paths(html: dict, csrf_form: dict) -> dict[str, dict]:
+    """The operator dashboard (adapter/dashboard/): HTML behind the Keycloak login, realm role keybridge-operator."""
+    session = {"tags": ["dashboard"], "security": [{"portalSession": []}]}
+    refused = {"description": "refused (the page says why and what to do)", **html}
+    return {
+        "/dashboard/login": {"get": {"tags": ["dashboard"], "summary": "Start the operator's Keycloak login", "operationId": "dashboardLogin",
+                                     "responses": {"302": {"description": "to Keycloak"}}}},
+        "/dashboard/callback": {"get": {"tags": ["dashboard"], "summary": "Keycloak's redirect back (authorization code, PKCE)",
+                                        "operationId": "dashboardCallback", "responses": {"302": {"description": "to the dashboard"},
+                                                                                          "400": {"description": "bad state or code", **html}}}},
+        "/dashboard/logout": {"post": {**session, "summary": "End the sign-in (every copy of the cookie), then Keycloak's",
+                                       "operationId": "dashboardLogout", "requestBody": csrf_form,
+                                       "responses": {"302": {"description": "to Keycloak's end-session endpoint"},
+                                                     "200": {"description": "signed out here", **html}}}},
+        "/dashboard/signed-out": {"get": {"tags": ["dashboard"], "summary": "Where Keycloak's logout comes back to",
+                                          "operationId": "dashboardSignedOut", "responses": {"200": {"description": "signed out", **html}}}},
+        "/dashboard/": {"get": {**session, "summary": "Funnel, pending registrations, dead letters, batches, audit (operators only)",
+                                "operationId": "dashboardHome",
+                                "parameters": [{"name": "days", "in": "query", "schema": {"type": "integer", "enum": [7, 30, 90]},
+                                                "description": "the funnel's period (default 30)"},
+                                               {"name": "account", "in": "query", "schema": {"type": "string"},
+                                                "description": "one CRM account's funnel instead of all"}],
+                                "responses": {"200": {"description": "the page", **html}, "302": {"description": "to the login"},
+                                              "400": refused, "403": refused}}},
+        "/dashboard/registrations/{user_id}/decision": {"post": {
+            **session, "summary": "Approve or reject a pending registration (stored as registration.decided, audited)",
+            "operationId": "dashboardDecide", "parameters": [_path_param("user_id", "the Keycloak user id")],
+            "requestBody": csrf_form, "responses": {"302": {"description": "back to the dashboard"}, "400": refused, "403": refused,
+                                                    "404": refused, "409": refused}}},
+        "/dashboard/dead-letters/{kind}/{id}/replay": {"post": {
+            **session, "summary": "Queue one dead letter again (audited)", "operationId": "dashboardReplay",
+            "parameters": [_path_param("kind", "job or outbound", enum=["job", "outbound"]), _path_param("id", "the id on the page")],
+            "requestBody": csrf_form, "responses": {"302": {"description": "back to the dashboard"}, "400": refused, "403": refused,
+                                                    "404": refused, "409": refused}}},
     }
 
 
@@ -258,7 +345,8 @@ def openapi_document() -> dict:
     document["tags"] = [{"name": "webhooks", "description": "inbound CRM events"},
                         {"name": "operator", "description": "the operator API (bearer token)"},
                         {"name": "health"}, {"name": "documentation"},
-                        {"name": "portal", "description": "the org admins' page (HTML, Keycloak login)"}]
+                        {"name": "portal", "description": "the org admins' page (HTML, Keycloak login)"},
+                        {"name": "dashboard", "description": "the operators' dashboard (HTML, Keycloak login, realm role keybridge-operator)"}]
     return document
 
 

@@ -377,13 +377,17 @@ def _client_policies(admin: RealmAdmin, desired: dict) -> list[Change]:
     return changes
 
 
+# Flows every realm has that GET /authentication/flows leaves out (26.7.3 hides "saml ecp").
+HIDDEN_FLOWS = {"saml ecp"}
+
+
 def _flows(admin: RealmAdmin, desired: dict) -> list[Change]:
     changes = []
     live = {f["alias"]: f for f in admin.get("authentication", "flows")}
     wanted = {f["alias"]: f for f in desired.get("authenticationFlows") or []}
     configs = {c["alias"]: c for c in desired.get("authenticatorConfig") or []}
     for alias, flow in wanted.items():
-        if not flow.get("topLevel", True):
+        if not flow.get("topLevel", True) or alias in HIDDEN_FLOWS:
             continue
         if alias not in live:
             changes.append(Change("flow", alias, "create", [flow.get("description") or ""],
@@ -391,7 +395,9 @@ def _flows(admin: RealmAdmin, desired: dict) -> list[Change]:
             continue
         have = admin.get("authentication", "flows", alias, "executions")
         want_shape = _flow_shape(flow, wanted)
-        have_shape = [(e.get("level"), e.get("providerId") or e.get("displayName"), e.get("requirement")) for e in have]
+        # a subflow is named by its alias (displayName); a form flow's providerId is its form
+        have_shape = [(e.get("level"), e.get("displayName") if e.get("authenticationFlow") else
+                       e.get("providerId") or e.get("displayName"), e.get("requirement")) for e in have]
         if want_shape != have_shape:
             changes.append(Change("flow", alias, "manual", [
                 "exists and differs; flows are not rebuilt in place (their executions are referenced by id): "

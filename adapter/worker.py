@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
-from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, org_admins, outbox, tasks
+from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, nudges, org_admins, outbox, reconcile, tasks  # noqa: F401  (reconcile: registers its job)
 from .errors import PermanentError, RetryableError
 from .handlers import TASKS, access, activity, records
 from .keycloak import CredentialError
+from . import webhooks  # noqa: F401  (the vendor dialects and their vendor_read job)
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +36,48 @@ class Worker:
         # "now" means when the worker started, not its first poll
         keycloak_events.ensure_cursor(kb, keycloak_events.CURSOR)
         keycloak_events.ensure_cursor(kb, admin_events.CURSOR)
+        self._nudge_seen = nudges.latest(kb.db)
 
     def run_jobs(self) -> int:
-        """Run up to `batch` due jobs; returns how many ran."""
+        """Make dead letters of jobs that kept crashing the worker, then run up to `batch` due jobs,
+        `threads` at a time; returns how many were handled."""
+        ran = self.bury_crashed()
+        first = self._claim()
+        if first is None:
+            return ran
+        threads = min(self.threads, self.batch)
+        if threads <= 1:
+            return ran + self._run_many(first, self.batch)
+        share = -(-self.batch // threads)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="job") as pool:
+            running = [pool.submit(self._run_many, first, share)]
+            running += [pool.submit(self._run_many, None, share) for _ in range(threads - 1)]
+            return ran + sum(done.result() for done in running)
+
+    @property
+    def threads(self) -> int:
+        """Jobs run at once: KEYBRIDGE_WORKER_THREADS, or 4 on PostgreSQL and 1 on SQLite (one writer)."""
+        configured = self.kb.settings.worker_threads
+        return configured if configured > 0 else (4 if self.kb.db.is_postgres else 1)
+
+    def _claim(self):
+        settings = self.kb.settings
+        with self.kb.db.session() as session:
+            return jobs.claim(session, timedelta(seconds=settings.job_lease_seconds), settings.job_max_crashes)
+
+    def _run_many(self, job, limit: int) -> int:
+        """Run `job` (if given) and then further due jobs, up to `limit`; the lease of each is
+        renewed while it runs. Returns how many ran."""
+        lease = timedelta(seconds=self.kb.settings.job_lease_seconds)
         ran = 0
-        for _ in range(self.batch):
-            with self.kb.db.session() as session:
-                job = jobs.claim(session)
+        while ran < limit and not self._stop:
+            job = job or self._claim()
             if job is None:
                 break
             ran += 1
-            self._run_one(job)
+            with jobs.keep_leased(self.kb.db, job, lease):
+                self._run_one(job)
+            job = None
         return ran
 
     def _run_one(self, job) -> None:
@@ -71,8 +105,8 @@ class Worker:
                 status = jobs.fail(session, current, exc,
                                    retry.window(settings) if retry else settings.job_retry_window_seconds,
                                    retry.max_delay(settings) if retry else settings.retry_max_delay_seconds)
-            if status == "dead" and task is not None and task.on_dead is not None:
-                task.on_dead(self.kb, job, exc)
+            if status == "dead":
+                self._on_dead(job, exc)
             metrics.JOBS_RUN.labels(job.kind, "dead" if status == "dead" else "retry").inc()
             # a refused credential is retried (nothing is lost once it is fixed) but never quietly
             level = logging.ERROR if isinstance(exc, CredentialError) else logging.WARNING if status == "dead" else logging.INFO
@@ -82,6 +116,23 @@ class Worker:
             jobs.finish(session, session.get(type(job), job.id))
         metrics.JOBS_RUN.labels(job.kind, "done").inc()
         log.info("job %s %s/%s -> %s", job.id, job.kind, job.ref, outcome)
+
+    def bury_crashed(self) -> int:
+        """Jobs whose worker died while running them too often are dead letters; their task's
+        `on_dead` runs (e.g. a batch item is settled as failed)."""
+        with self.kb.db.session() as session:
+            buried = jobs.bury_crashed(session, self.kb.settings.job_max_crashes)
+        for job in buried:
+            self._on_dead(job, jobs.CrashedWorker(job.last_error))
+        return len(buried)
+
+    def _on_dead(self, job, error: Exception) -> None:
+        try:
+            task = TASKS.for_job(job)
+        except PermanentError:
+            return
+        if task.on_dead is not None:
+            task.on_dead(self.kb, job, error)
 
     def poll_keycloak(self, force: bool = False) -> int:
         now = time.monotonic()
@@ -119,8 +170,17 @@ class Worker:
         return (access.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
                 + records.schedule_sweep(self.kb))
 
+    def nudged(self) -> bool:
+        """True once per nudge from Keycloak's extension since the last pass (adapter/nudges.py)."""
+        latest = nudges.latest(self.kb.db)
+        if latest != self._nudge_seen:
+            self._nudge_seen = latest
+            return True
+        return False
+
     def run_once(self, force_poll: bool = True) -> int:
         """One pass of everything; returns how much work was done (0 = idle)."""
+        force_poll = self.nudged() or force_poll
         done = (self.schedule() + self.poll_keycloak(force_poll) + self.poll_admin_events(force_poll) + self.run_jobs()
                 + self.deliver())
         self.heartbeat()

@@ -1,6 +1,6 @@
 """Cutting off and restoring a large organization: the adapter against a plain script.
 
-    python bench/contract_cutoff.py [--members 1000] [--concurrency 8] [--rounds 1]
+    python bench/contract_cutoff.py [--members 1000] [--concurrency 8] [--rounds 1] [--paths adapter,plain,extension]
 
 Runs against the real test Keycloak (tests/support/stack.py starts it or reuses it).
 Setup, not timed: an organization with crm_account_id BENCH-<members> and that many
@@ -16,8 +16,15 @@ Timed, in the same run and on the same Keycloak:
   PUT users/{id} {"enabled": false} and POST users/{id}/logout; then per member
   PUT users/{id} {"enabled": true}.
 
+- extension: Keybridge's Keycloak extension decides at login and refresh from the
+  organization's contract_status, so the cut-off is one organization write
+  (contract_status=suspended) and the restore one write back; timed until one member's
+  password login and refresh-token grant are refused (cut off) or accepted again
+  (restore). Nobody's `enabled` flag changes.
+
 After each phase every member is read back as the master admin: a run where the
-users did not really change fails instead of printing a figure. Prints the times
+users did not really change fails instead of printing a figure (for the extension:
+every member still enabled, and the sample member really refused, then accepted). Prints the times
 side by side and the ratio plain/adapter, then where the time went (CPU of Keycloak,
 of this process and of everything else); it is a measurement, not a test. A second run
 on the same test stack waits for the first (they would change each other's users).
@@ -215,6 +222,8 @@ class Phase:
     """One timed phase: wall time and the CPU seconds spent meanwhile, by whom."""
 
     wall: float = 0.0
+    writes: int = 0  # Keycloak calls that change something
+    refused_after: float | None = None  # extension: seconds until the sample member's login and refresh flipped
     keycloak_cpu: float | None = None
     bench_cpu: float = 0.0
     other_cpu: float = 0.0
@@ -276,6 +285,7 @@ class CountingGateway(KeycloakGateway):
 
     def start_phase(self, progress: Progress) -> None:
         self.progress, self.listing, self.first_call, self.last_call = progress, 0.0, None, 0.0
+        self.writes = 0
 
     def organization_members(self, org_id: str, page_size: int = 500) -> list[dict]:
         started = time.perf_counter()
@@ -288,12 +298,14 @@ class CountingGateway(KeycloakGateway):
         if self.first_call is None:
             self.first_call = time.perf_counter()
         super().set_enabled(user_id, enabled)
+        self.writes += 1
         self.last_call = time.perf_counter()
         if self.progress:
             self.progress.tick()
 
     def logout(self, user_id: str) -> None:
         super().logout(user_id)
+        self.writes += 1
         self.last_call = time.perf_counter()
 
     def parts(self, wall: float) -> dict[str, float]:
@@ -314,7 +326,7 @@ def run_adapter(settings: Settings, account_id: str, org_id: str, members: int, 
         gateway.start_phase(Progress("adapter cut off", members))
         with meter.phase() as cut:
             state = access.enforce_contract(kb, account_id, cause="bench: contract suspended")
-        cut.parts = gateway.parts(cut.wall)
+        cut.parts, cut.writes = gateway.parts(cut.wall), gateway.writes
         if state != "inactive":
             raise SystemExit(f"adapter cut off: enforce_contract answered {state!r}, expected 'inactive'")
         with kb.db.session() as session:
@@ -329,7 +341,7 @@ def run_adapter(settings: Settings, account_id: str, org_id: str, members: int, 
         gateway.start_phase(Progress("adapter restore", members))
         with meter.phase() as restore:
             state = access.enforce_contract(kb, account_id, cause="bench: contract renewed")
-        restore.parts = gateway.parts(restore.wall)
+        restore.parts, restore.writes = gateway.parts(restore.wall), gateway.writes
         if state != "active":
             raise SystemExit(f"adapter restore: enforce_contract answered {state!r}, expected 'active'")
         check_members(admin, org_id, True, members, "adapter", "restore")
@@ -399,11 +411,88 @@ def run_plain(kc: stack.KeycloakInstance, org_id: str, members: int, admin: Admi
     script = PlainScript(kc)
     with meter.phase() as cut:
         ids = script.cut_off(org_id)
+    cut.writes = 2 * len(ids)
     check_members(admin, org_id, False, members, "plain", "cut off")
     with meter.phase() as restore:
         script.restore(ids)
+    restore.writes = len(ids)
     check_members(admin, org_id, True, members, "plain", "restore")
     return cut, restore, script.calls
+
+
+# --- the extension ----------------------------------------------------------------------
+
+
+class ExtensionPath:
+    """The cut-off as one organization write, checked by one member's login and refresh.
+
+    Keybridge's Keycloak extension (keycloak-extension/) refuses the password grant and
+    the refresh-token grant while the organization's contract_status is not active. The
+    write goes through the adapter's own service account, as the adapter would make it.
+    """
+
+    PASSWORD = "Bench-Extension-Pw-1!"
+    WAIT_LIMIT = 30.0
+
+    def __init__(self, kc: stack.KeycloakInstance, admin: AdminApi, org_id: str):
+        self.kc, self.admin, self.org_id = kc, admin, org_id
+        self.script = PlainScript(kc)  # the adapter's service-account token, one session
+        self.token_url = f"{kc.realm_url}/protocol/openid-connect/token"
+        self.http = requests.Session()
+        member = admin.request("GET", f"/organizations/{org_id}/members", params={"first": 0, "max": 1}).json()[0]
+        self.sample_id, self.sample_name = member["id"], member["username"]
+        admin.request("PUT", f"/users/{self.sample_id}/reset-password",
+                      json={"type": "password", "value": self.PASSWORD, "temporary": False})
+
+    def _login(self) -> requests.Response:
+        return self.http.post(self.token_url, timeout=30, data={
+            "grant_type": "password", "client_id": "customer-portal", "username": self.sample_name,
+            "password": self.PASSWORD})
+
+    def _refresh(self, refresh_token: str) -> requests.Response:
+        return self.http.post(self.token_url, timeout=30, data={
+            "grant_type": "refresh_token", "client_id": "customer-portal", "refresh_token": refresh_token})
+
+    def _set_contract(self, status: str) -> None:
+        org = self.script.call("GET", f"/organizations/{self.org_id}").json()
+        org.setdefault("attributes", {})["contract_status"] = [status]
+        self.script.call("PUT", f"/organizations/{self.org_id}", json=org)
+
+    def _until(self, refused: bool, refresh_token: str, started: float) -> float:
+        """Seconds from `started` until both the login and the refresh are refused (or both accepted)."""
+        want = (lambda r: r.status_code == 400 and r.json().get("error") == "invalid_grant") if refused else (
+            lambda r: r.status_code == 200)
+        login_done = refresh_done = False
+        while not (login_done and refresh_done):
+            if time.perf_counter() - started > self.WAIT_LIMIT:
+                raise SystemExit(f"extension: the sample member's login/refresh did not flip within {self.WAIT_LIMIT:.0f} s "
+                                 "(is keycloak-extension installed and wired in realm-config?)")
+            login_done = login_done or want(self._login())
+            refresh_done = refresh_done or want(self._refresh(refresh_token))
+        return time.perf_counter() - started
+
+    def run(self, members: int, meter: Meter) -> tuple[Phase, Phase]:
+        before = self._login()
+        if before.status_code != 200:
+            raise SystemExit(f"extension: the sample member cannot log in before the cut-off: {before.text[:200]}")
+        refresh_token = before.json()["refresh_token"]
+        with meter.phase() as cut:
+            started = time.perf_counter()
+            self._set_contract("suspended")
+            written = time.perf_counter() - started
+            cut.refused_after = self._until(True, refresh_token, started)
+        cut.writes, cut.parts = 1, {"the write (GET + PUT organization)": written,
+                                    "checking login and refresh": cut.wall - written}
+        check_members(self.admin, self.org_id, True, members, "extension", "cut off (nobody's enabled flag changes)")
+        with meter.phase() as restore:
+            started = time.perf_counter()
+            self._set_contract("active")
+            written = time.perf_counter() - started
+            restore.refused_after = self._until(False, refresh_token, started)
+        restore.writes, restore.parts = 1, {"the write (GET + PUT organization)": written,
+                                            "checking login and refresh": restore.wall - written}
+        check_members(self.admin, self.org_id, True, members, "extension", "restore")
+        return cut, restore
 
 
 # --- report -----------------------------------------------------------------------------
@@ -421,7 +510,8 @@ class PoolDiscards(logging.Handler):
             self.count += 1
 
 
-PHASES = ("adapter cut off", "adapter restore", "plain cut off", "plain restore")
+PHASES = ("adapter cut off", "adapter restore", "plain cut off", "plain restore", "extension cut off",
+          "extension restore")
 
 
 def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, version: str, calls: int,
@@ -437,21 +527,37 @@ def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, versi
     say(f"Cutting off and restoring an organization of {members} members")
     say(f"Keycloak {version} (test stack: dev mode, H2), {os.cpu_count()} CPUs shared by Keycloak and this process; "
         f"adapter keycloak_concurrency={concurrency}; {len(rounds)} round(s), median shown")
-    say(f"plain script: {calls} Keycloak calls one by one (member list; PUT enabled=false + POST logout; PUT enabled=true)")
+    if calls:
+        say(f"plain script: {calls} Keycloak calls one by one (member list; PUT enabled=false + POST logout; PUT enabled=true)")
+    say("extension: one organization write (contract_status), timed until a member's password login and refresh "
+        "are refused (cut off) or accepted (restore)")
     say("")
-    say(f"{'':12}{'adapter':>12}{'plain':>12}{'plain/adapter':>16}")
-    rows = [("cut off", median(lambda r: r["adapter cut off"].wall), median(lambda r: r["plain cut off"].wall)),
-            ("restore", median(lambda r: r["adapter restore"].wall), median(lambda r: r["plain restore"].wall)),
-            ("total", median(lambda r: r["adapter cut off"].wall + r["adapter restore"].wall),
-             median(lambda r: r["plain cut off"].wall + r["plain restore"].wall))]
-    for label, adapter_s, plain_s in rows:
-        say(f"{label:12}{adapter_s:>10.2f} s{plain_s:>10.2f} s{plain_s / adapter_s:>15.1f}x")
+    paths = [w for w in ("adapter", "plain", "extension") if f"{w} cut off" in rounds[0]]
+    ratios = [w for w in ("plain", "adapter") if w in paths] if "extension" in paths else []
+    say(f"{'':12}" + "".join(f"{w:>12}" for w in paths) + "".join(f"{f'{w}/ext':>13}" for w in ratios))
+
+    def both(r, who):
+        return r[f"{who} cut off"].wall + r[f"{who} restore"].wall
+
+    rows = [("cut off", {w: median(lambda r, w=w: r[f"{w} cut off"].wall) for w in paths}),
+            ("restore", {w: median(lambda r, w=w: r[f"{w} restore"].wall) for w in paths}),
+            ("total", {w: median(lambda r, w=w: both(r, w)) for w in paths})]
+    for label, seconds in rows:
+        say(f"{label:12}" + "".join(f"{seconds[w]:>10.2f} s" for w in paths)
+            + "".join(f"{seconds[w] / seconds['extension']:>12.0f}x" for w in ratios))
+    writes = {w: (rounds[0][f"{w} cut off"].writes, rounds[0][f"{w} restore"].writes) for w in paths}
+    say(f"{'writes':12}" + "".join(f"{f'{c} + {r}':>12}" for c, r in writes.values()))
+    if "extension" in paths:
+        say("(adapter and plain: a member is refused once their own disable ran, the last one at the end of the phase; "
+            "extension: every member at once)")
+        say(f"extension: login and refresh refused {median(lambda r: r['extension cut off'].refused_after):.3f} s after the "
+            f"write started, accepted again {median(lambda r: r['extension restore'].refused_after):.3f} s after the renewal")
 
     say("")
     say(f"where the time went (CPU-seconds, mean of the rounds; {os.cpu_count()} CPUs give "
         f"{os.cpu_count()} CPU-s per second of wall time)")
     say(f"{'':18}{'wall':>8}{'Keycloak':>10}{'bench':>8}{'others':>8}{'CPUs busy':>11}")
-    for name in PHASES:
+    for name in [n for n in PHASES if n in rounds[0]]:
         phases = [r[name] for r in rounds]
         wall = mean(p.wall for p in phases)
         kc = mean(p.keycloak_cpu for p in phases) if all(p.keycloak_cpu is not None for p in phases) else None
@@ -459,7 +565,7 @@ def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, versi
         busy = ((kc or 0.0) + own + other) / wall / (os.cpu_count() or 1)
         kc_text = f"{kc:>10.2f}" if kc is not None else f"{'?':>10}"
         say(f"{name:18}{wall:>8.2f}{kc_text}{own:>8.2f}{other:>8.2f}{busy:>10.0%}")
-    for name in PHASES[:2]:
+    for name in [n for n in PHASES[:2] + PHASES[4:] if n in rounds[0]]:
         parts = {k: mean(r[name].parts[k] for r in rounds) for k in rounds[0][name].parts}
         say(f"{name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
     if discards:
@@ -484,7 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=1000, help="members of the organization (default 1000)")
     parser.add_argument("--concurrency", type=int, default=8, help="the adapter's keycloak_concurrency (default 8)")
-    parser.add_argument("--rounds", type=int, default=1, help="adapter+plain rounds; the median is shown (default 1)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every path; the median is shown (default 1)")
+    parser.add_argument("--paths", default="adapter,plain,extension",
+                        help="which ways to cut off, comma-separated (default adapter,plain,extension)")
     args = parser.parse_args(argv)
 
     discards = PoolDiscards()
@@ -507,6 +615,11 @@ def run(args: argparse.Namespace, discards: PoolDiscards) -> int:
     account_id, org_id = ensure_bench_organization(admin, args.members)
 
     rounds: list[dict[str, Phase]] = []
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    unknown = set(paths) - {"adapter", "plain", "extension"}
+    if unknown or not paths:
+        raise SystemExit(f"--paths: {', '.join(sorted(unknown)) or 'nothing'} is not one of adapter, plain, extension")
+    calls = 0
     with tempfile.TemporaryDirectory(prefix="keybridge-bench-") as tmp:
         for round_no in range(1, args.rounds + 1):
             settings = Settings.from_env(
@@ -514,13 +627,24 @@ def run(args: argparse.Namespace, discards: PoolDiscards) -> int:
                 keycloak_url=kc.url, keycloak_realm=kc.realm, keycloak_client_id=kc.client_id,
                 keycloak_client_secret=kc.client_secret, keycloak_concurrency=args.concurrency,
                 keycloak_delegation_client_secret=kc.delegation_client_secret)
-            say(f"round {round_no}/{args.rounds}: adapter (concurrency {args.concurrency})")
-            a_cut, a_restore = run_adapter(settings, account_id, org_id, args.members, admin, meter)
-            say(f"  adapter: cut off {a_cut.wall:.2f} s, restore {a_restore.wall:.2f} s")
-            say(f"round {round_no}/{args.rounds}: plain script")
-            p_cut, p_restore, calls = run_plain(kc, org_id, args.members, admin, meter)
-            say(f"  plain:   cut off {p_cut.wall:.2f} s, restore {p_restore.wall:.2f} s")
-            rounds.append(dict(zip(PHASES, (a_cut, a_restore, p_cut, p_restore))))
+            phases: dict[str, Phase] = {}
+            if "adapter" in paths:
+                say(f"round {round_no}/{args.rounds}: adapter (concurrency {args.concurrency})")
+                phases["adapter cut off"], phases["adapter restore"] = run_adapter(settings, account_id, org_id,
+                                                                                 args.members, admin, meter)
+                say(f"  adapter: cut off {phases['adapter cut off'].wall:.2f} s, "
+                    f"restore {phases['adapter restore'].wall:.2f} s")
+            if "plain" in paths:
+                say(f"round {round_no}/{args.rounds}: plain script")
+                phases["plain cut off"], phases["plain restore"], calls = run_plain(kc, org_id, args.members, admin, meter)
+                say(f"  plain:   cut off {phases['plain cut off'].wall:.2f} s, restore {phases['plain restore'].wall:.2f} s")
+            if "extension" in paths:
+                say(f"round {round_no}/{args.rounds}: extension (one organization write)")
+                phases["extension cut off"], phases["extension restore"] = ExtensionPath(kc, admin, org_id).run(
+                    args.members, meter)
+                say(f"  extension: cut off {phases['extension cut off'].wall:.3f} s, "
+                    f"restore {phases['extension restore'].wall:.3f} s")
+            rounds.append(phases)
 
     report(rounds, args.members, args.concurrency, version, calls, discards.count)
     return 0

@@ -3,6 +3,7 @@
 # any number of named instances, each with its own home, H2 database and ports.
 #
 #   scripts/keycloak.sh fetch
+#   scripts/keycloak.sh build                   (the extension jar, see below)
 #   scripts/keycloak.sh start  --name NAME --http-port PORT [--mgmt-port PORT] [--reimport-if-changed]
 #   scripts/keycloak.sh stop   --name NAME
 #   scripts/keycloak.sh status --name NAME
@@ -13,6 +14,12 @@
 # data/), keycloak.pid and keycloak.log sit beside it. The realm is imported
 # on the instance's first start only; start warns when realm-config changed
 # since, and --reimport-if-changed resets the instance instead (for tests).
+#
+# Every instance runs Keybridge's extension (keycloak-extension/, Maven): start
+# builds the jar when its sources changed (mvn -o first, cached under
+# .cache/extension/ by source hash), puts it into the instance's providers/
+# (start-dev re-augments on its own), and restarts a running instance whose
+# jar or nudge settings (KEYBRIDGE_NUDGE_URL, KEYBRIDGE_NUDGE_SECRET) differ.
 #
 # start needs KEYBRIDGE_KEYCLOAK_CLIENT_SECRET, KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET,
 # KC_SMTP_HOST and KC_SMTP_PORT: realm-config/*-realm.json refers to them as
@@ -29,7 +36,7 @@ die() { echo "keycloak.sh: $*" >&2; exit 1; }
 say() { echo "keycloak.sh: $*"; }
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -71,6 +78,46 @@ fetch() {
     say "Keycloak $KC_VERSION unpacked in ${DIST_DIR#"$REPO_DIR"/}"
 }
 
+# --- the extension --------------------------------------------------------------
+
+EXT_DIR="$REPO_DIR/keycloak-extension"
+EXT_CACHE="$REPO_DIR/.cache/extension"
+
+extension_hash() {
+    # Hash of everything that goes into the jar (pom and sources), in a stable order.
+    (cd "$EXT_DIR" && find pom.xml src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
+}
+
+build_extension() {
+    # Prints the path of the extension jar for the current sources, building it if needed.
+    [[ -f "$EXT_DIR/pom.xml" ]] || die "keycloak-extension/pom.xml is missing"
+    local hash jar
+    hash="$(extension_hash)"
+    jar="$EXT_CACHE/keybridge-keycloak-extension-$hash.jar"
+    if [[ ! -f "$jar" ]]; then
+        command -v mvn >/dev/null || die "mvn is missing: apt-get install maven (it builds keycloak-extension/)"
+        pick_java_home
+        say "building keycloak-extension (mvn package)" >&2
+        # Offline first (the local repository usually has everything); online when something is missing.
+        if ! (cd "$EXT_DIR" && mvn -q -B -o package -DskipTests >/dev/null 2>&1); then
+            (cd "$EXT_DIR" && mvn -q -B package -DskipTests >&2) \
+                || die "could not build keycloak-extension with mvn (see above); run (cd keycloak-extension && mvn package) to see why"
+        fi
+        mkdir -p "$EXT_CACHE"
+        cp "$EXT_DIR/target/keybridge-keycloak-extension.jar" "$jar.partial"
+        mv "$jar.partial" "$jar"
+        # keep the newest few builds only
+        ls -t "$EXT_CACHE"/keybridge-keycloak-extension-*.jar 2>/dev/null | tail -n +6 | xargs -r rm -f
+    fi
+    echo "$jar"
+}
+
+launch_fingerprint() {
+    # What a running instance must have been started with: the extension build and nudge settings.
+    printf '%s\n%s\n%s\n' "$(extension_hash)" "${KEYBRIDGE_NUDGE_URL:-}" "$(printf '%s' "${KEYBRIDGE_NUDGE_SECRET:-}" | sha256sum | cut -d' ' -f1)" \
+        | sha256sum | cut -d' ' -f1
+}
+
 # --- instance helpers --------------------------------------------------------
 
 NAME="" HTTP_PORT="" MGMT_PORT="" REIMPORT_IF_CHANGED=0
@@ -93,6 +140,7 @@ parse_instance_args() {
     LOG_FILE="$INSTANCE_DIR/keycloak.log"
     PORT_FILE="$INSTANCE_DIR/keycloak.port"
     HASH_FILE="$INSTANCE_DIR/keycloak.realm-config.sha256"
+    LAUNCH_FILE="$INSTANCE_DIR/keycloak.launch.sha256"
 }
 
 realm_config_hash() {
@@ -158,6 +206,13 @@ prepare_home() {
     if [[ ! -d "$KC_HOME/data/h2" ]]; then
         realm_config_hash >"$HASH_FILE"
     fi
+    # The extension: one jar in providers/, replaced when its sources changed.
+    local jar
+    jar="$(build_extension)"
+    mkdir -p "$KC_HOME/providers"
+    if ! cmp -s "$jar" "$KC_HOME/providers/keybridge-keycloak-extension.jar"; then
+        cp "$jar" "$KC_HOME/providers/keybridge-keycloak-extension.jar"
+    fi
     mkdir -p "$KC_HOME/data/import"
     rm -f "$KC_HOME/data/import/"*.json
     local realm_file found=0
@@ -184,6 +239,10 @@ start() {
             say "warning: realm-config changed since instance '$NAME' imported it; run scripts/keycloak.sh reset --name $NAME to import it again"
         fi
     fi
+    if pid="$(running_pid)" && [[ "$(cat "$LAUNCH_FILE" 2>/dev/null)" != "$(launch_fingerprint)" ]]; then
+        say "instance '$NAME' runs another build of keycloak-extension or other nudge settings: restarting it"
+        stop --name "$NAME"
+    fi
     if pid="$(running_pid)"; then
         if realm_answers "$HTTP_PORT"; then
             say "instance '$NAME' already running (pid $pid) at http://localhost:$HTTP_PORT"
@@ -208,6 +267,7 @@ start() {
     prepare_home
     : >"$LOG_FILE"
     echo "$HTTP_PORT" >"$PORT_FILE"
+    launch_fingerprint >"$LAUNCH_FILE"
 
     export KC_BOOTSTRAP_ADMIN_USERNAME="${KC_BOOTSTRAP_ADMIN_USERNAME:-admin}"
     export KC_BOOTSTRAP_ADMIN_PASSWORD="${KC_BOOTSTRAP_ADMIN_PASSWORD:-admin}"
@@ -289,7 +349,7 @@ status() {
 reset() {
     parse_instance_args "$@"
     stop --name "$NAME"
-    rm -rf "$KC_HOME" "$KC_HOME.partial" "$LOG_FILE" "$PORT_FILE" "$HASH_FILE"
+    rm -rf "$KC_HOME" "$KC_HOME.partial" "$LOG_FILE" "$PORT_FILE" "$HASH_FILE" "$LAUNCH_FILE"
     say "instance '$NAME' data deleted: the next start imports realm-config again"
 }
 
@@ -297,10 +357,11 @@ command="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$command" in
     fetch) fetch; say "Keycloak $KC_VERSION is in ${DIST_DIR#"$REPO_DIR"/}" ;;
+    build) jar="$(build_extension)"; say "extension jar: ${jar#"$REPO_DIR"/}" ;;
     start) start "$@" ;;
     stop) stop "$@" ;;
     status) status "$@" ;;
     reset) reset "$@" ;;
     -h|--help|help|"") usage ;;
-    *) die "unknown command '$command' (fetch, start, stop, status, reset)" ;;
+    *) die "unknown command '$command' (fetch, build, start, stop, status, reset)" ;;
 esac

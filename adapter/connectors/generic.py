@@ -5,7 +5,7 @@ import json
 
 import requests
 
-from ..jobs import RetryableError
+from ..errors import RetryableError
 from ..webhooks.signatures import sign
 from . import Connector, ConnectorError, register
 
@@ -30,7 +30,8 @@ class GenericWebhookConnector(Connector):
     def deliver(self, event_id: str, body: dict) -> None:
         raw = json.dumps(body, separators=(",", ":")).encode()
         try:
-            response = self.session.post(self.url, data=raw, headers=sign(self.secret, event_id, raw), timeout=self.timeout)
+            response = self.session.post(self.url, data=raw, headers=sign(self.secret, event_id, raw), timeout=self.timeout,
+                                         allow_redirects=False)
         except requests.RequestException as exc:
             raise RetryableError(f"CRM endpoint unreachable: {type(exc).__name__}") from exc
         if not 200 <= response.status_code < 300:

@@ -1,7 +1,8 @@
 """Login activity summarised to the CRM (`identity.activity`): the raw material for lead scoring.
 
 LOGIN events are counted as they are read from Keycloak's log (no Keycloak call, same
-transaction as the cursor); every `KEYBRIDGE_ACTIVITY_REPORT_SECONDS` a report job tells
+transaction as the cursor), per user and per user and day (`daily_logins`, the dashboard's
+"active"); every `KEYBRIDGE_ACTIVITY_REPORT_SECONDS` a report job tells
 the CRM, per user who logged in since the last report, when they last did and how often.
 """
 from __future__ import annotations
@@ -14,13 +15,18 @@ from sqlalchemy import select
 from .. import outbox, tasks
 from ..db import utcnow
 from ..events import IDENTITY_ACTIVITY
-from ..models import LoginActivity
+from ..models import DailyLogin, LoginActivity
 from .self_service import crm_link
 
 
 def count_login(session, event: dict) -> None:
     """Called while taking events from the log: one more login for the user."""
     when = datetime.fromtimestamp(event["time"] / 1000, tz=timezone.utc).replace(tzinfo=None)
+    day = session.get(DailyLogin, (when.date(), event["userId"]))
+    if day is None:
+        session.add(DailyLogin(day=when.date(), user_id=event["userId"], logins=1))
+    else:
+        day.logins += 1
     row = session.get(LoginActivity, event["userId"])
     if row is None:
         session.add(LoginActivity(user_id=event["userId"], last_login_at=when, logins_since_report=1))

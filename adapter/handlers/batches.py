@@ -14,7 +14,7 @@ from .. import outbox, tasks
 from ..db import utcnow
 from ..errors import PermanentError
 from ..events import INVITATION_BATCH_COMPLETED, BatchRequestedSchema, ContactInviteSchema, LeadInviteSchema
-from ..models import Batch, BatchItem
+from ..models import Batch, BatchItem, Invitation
 from . import audit, invitations
 
 
@@ -64,19 +64,31 @@ def run_batch_item(kb, job) -> str:
     except PermanentError as exc:
         settle_item(kb, batch_id, int(idx), "failed", str(exc))
         return "failed"
+    if outcome == "pending" and job.attempts > 1 and _sent_since(kb, kind, data.get(f"{kind}_id"), job.created_at):
+        # An earlier run of this very job sent it and died before settling the item (jobs of one
+        # record run one at a time, so no other request sent it since this item was queued).
+        outcome = "sent"
     settle_item(kb, batch_id, int(idx), outcome)
     return outcome
+
+
+def _sent_since(kb, kind: str, crm_id: str, since) -> bool:
+    with kb.db.session() as session:
+        sent_at = session.scalar(select(Invitation.sent_at).where(Invitation.kind == kind, Invitation.crm_id == crm_id))
+    return sent_at is not None and sent_at >= since
 
 
 def settle_item(kb, batch_id: str, idx: int, outcome: str, error: str | None = None) -> None:
     """Record an item's outcome; the last one completes the batch (once)."""
     with kb.db.session() as session:
+        # Items settle concurrently (several workers or worker threads): the batch row's lock makes
+        # each count see the others' outcomes, so exactly one of them completes the batch.
+        batch = session.get(Batch, batch_id, with_for_update=True)
         item = session.get(BatchItem, (batch_id, idx))
         item.outcome, item.error, item.finished_at = outcome, error, utcnow()
         session.flush()
         waiting = session.scalar(select(func.count()).select_from(BatchItem).where(
             BatchItem.batch_id == batch_id, BatchItem.outcome.is_(None)))
-        batch = session.get(Batch, batch_id)
         if waiting == 0 and batch.completed_at is None:
             batch.completed_at = utcnow()
             outbox.record(session, INVITATION_BATCH_COMPLETED, {"batch_id": batch_id, "counts": counts(session, batch_id)},

@@ -118,6 +118,8 @@ def invite_contact(kb, data: dict, cause: str, crm_time=None) -> str:
         if status != "sent":  # we crashed after Keycloak sent it: record, do not send again
             _set_status(kb, inv_id, keycloak_invitation_id=pending[0]["id"])
             _record_sent(kb, inv_id, cause)
+            if status == "sending":
+                return "sent"  # it was this request's own invitation: the worker died before recording it
         log.info("contact %s already has a pending invitation; nothing sent", data["contact_id"])
         return "pending"
 

@@ -475,6 +475,11 @@ class KeycloakGateway:
     def user_realm_roles(self, user_id: str) -> set[str]:
         return {r["name"] for r in self.admin.get_realm_roles_of_user(keycloak_id(user_id, "user_id"))}
 
+    @keycloak_call("read a user's effective realm roles")
+    def user_effective_realm_roles(self, user_id: str) -> set[str]:
+        """The realm roles the user holds directly, through groups or through composite roles."""
+        return {r["name"] for r in self.admin.get_composite_realm_roles_of_user(keycloak_id(user_id, "user_id"))}
+
     @keycloak_call("assign realm roles")
     def ensure_realm_roles(self, user_id: str, wanted: set[str], managed: set[str] | None = None) -> tuple[set[str], set[str]]:
         """Give the user every role in `wanted`; take away roles in `managed` that are not wanted.
@@ -503,6 +508,39 @@ class KeycloakGateway:
     @keycloak_call("check that Keycloak is reachable")
     def ping(self) -> None:
         self.admin.get_realm_roles(brief_representation=True, search_text="lead")
+
+    # -- the realm read in pages (reconciliation) -------------------------------------
+
+    @keycloak_call("list organizations")
+    def organizations_page(self, first: int, max_results: int) -> list[dict]:
+        """Organizations with their attributes and domains, `max_results` from `first`."""
+        r = self.admin.connection.raw_get(self._path("organizations"), first=first, max=max_results, briefRepresentation="false")
+        return _check(r, "list organizations").json()
+
+    @keycloak_call("list an organization's members")
+    def organization_members_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+        """Members in brief (id, username, email, enabled, membershipType), `max_results` from `first`."""
+        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/members"), first=first, max=max_results,
+                                          briefRepresentation="true")
+        return _check(r, "list members").json()
+
+    @keycloak_call("list an organization's pending invitations")
+    def organization_invitations_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+        """Pending invitations (id, email, status), `max_results` from `first`."""
+        r = self.admin.connection.raw_get(self._path(f"organizations/{org_id}/invitations"), first=first, max=max_results,
+                                          status="PENDING")
+        return _check(r, "list invitations").json()
+
+    @keycloak_call("count users")
+    def users_count(self) -> int:
+        r = self.admin.connection.raw_get(self._path("users/count"))
+        return int(_check(r, "count users").json())
+
+    @keycloak_call("list users")
+    def users_page(self, first: int, max_results: int) -> list[dict]:
+        """Users with their attributes (ordered by username), `max_results` from `first`."""
+        r = self.admin.connection.raw_get(self._path("users"), first=first, max=max_results, briefRepresentation="false")
+        return _check(r, "list users").json()
 
     # -- delegated administration: fine-grained admin permissions (v2) ----------------
 

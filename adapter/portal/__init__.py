@@ -1,7 +1,7 @@
 """The org admin page: what Keycloak's admin console cannot do for an admin of one organization.
 
 `/portal/`, behind a Keycloak login (the public client `keybridge-portal`, authorization
-code with PKCE; the sign-in is kept server-side, see sessions.py): an admin of a CRM
+code with PKCE; the sign-in is kept server-side, see web_login.py): an admin of a CRM
 organization (a member of it in its own `admins` group, org_admins.py; checked with Keycloak
 on every request, for that organization only) sees its members with their business roles,
 invites someone, removes someone, or takes a business role away (delegation.py says why the
@@ -10,21 +10,13 @@ admin console, under the permissions delegation.py keeps.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
-from urllib.parse import urlencode
-
 from flask import Blueprint, Flask, current_app, flash, redirect, render_template_string, request, session, url_for
 
-from .. import delegation, org_admins
-from ..jobs import PermanentError, RetryableError
+from .. import delegation, org_admins, web_login
 from ..keycloak import is_keycloak_id
-from . import sessions
+from ..web_login import Refused as _Refused
+from ..web_login import require_csrf as _require_csrf
 from .pages import MEMBERS_PAGE, MESSAGE_PAGE
-
-CLIENT_ID = "keybridge-portal"
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 
@@ -34,7 +26,7 @@ def init_app(app: Flask) -> None:
     settings = current_settings(app)
     if not settings.portal_enabled:
         return
-    sessions.configure_cookie(app, settings)
+    web_login.configure_cookie(app, settings)
     app.register_blueprint(bp)
 
 
@@ -54,75 +46,9 @@ def _message(title: str, text: str, status: int):
     return _page(MESSAGE_PAGE, status, title=title, text=text)
 
 
-# -- logging in -------------------------------------------------------------------------
+# -- logging in (web_login.py: Keycloak login, server-side sign-ins, CSRF) ----------------
 
-@bp.get("/login")
-def login():
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    session["login"] = {"state": secrets.token_urlsafe(24), "verifier": verifier, "next": _safe_next(request.args.get("next"))}
-    query = {"client_id": CLIENT_ID, "response_type": "code", "scope": "openid", "redirect_uri": _callback_url(),
-             "state": session["login"]["state"], "code_challenge": challenge, "code_challenge_method": "S256"}
-    return redirect(f"{_kb().keycloak.openid_configuration()['authorization_endpoint']}?{urlencode(query)}")
-
-
-@bp.get("/callback")
-def callback():
-    pending = session.pop("login", None)
-    if pending is None or not hmac.compare_digest(request.args.get("state", ""), pending["state"]):
-        return _message("Sign-in expired", "Please sign in again.", 400)
-    if "code" not in request.args:
-        return _message("Not signed in", request.args.get("error_description") or "Keycloak did not sign you in.", 401)
-    try:
-        tokens = _kb().keycloak.exchange_login_code(CLIENT_ID, request.args["code"], _callback_url(), pending["verifier"])
-        claims = _kb().keycloak.userinfo(tokens["access_token"])
-    except (PermanentError, RetryableError) as exc:
-        current_app.logger.warning("portal login failed: %s", exc)
-        return _message("Not signed in", "Keycloak could not confirm your sign-in; please try again.", 401)
-    sessions.end(_kb(), session.get("sid"))  # a sign-in this browser had before ends here
-    token = sessions.start(_kb(), claims["sub"], tokens.get("id_token"))
-    session.clear()  # nothing from before the login survives it (no session fixation)
-    session["sid"] = token
-    session["csrf"] = secrets.token_urlsafe(24)
-    return redirect(pending["next"] or url_for("portal.members"))
-
-
-@bp.post("/logout")
-def logout():
-    """End the sign-in here (every copy of the cookie stops working), then Keycloak's session
-    (RP-initiated logout: Keycloak comes back to /portal/signed-out)."""
-    _require_csrf()
-    record = sessions.end(_kb(), session.get("sid"))
-    session.clear()
-    if record is None or not record.id_token:
-        return signed_out()
-    try:
-        end_session = _kb().keycloak.openid_configuration()["end_session_endpoint"]
-    except (PermanentError, RetryableError, KeyError) as exc:
-        current_app.logger.warning("portal logout: Keycloak's end-session endpoint is unknown: %s", exc)
-        return _message("Signed out", "You are signed out of this page. Keycloak could not be reached: close the browser "
-                                      "to end your Keycloak sign-in too.", 200)
-    query = {"client_id": CLIENT_ID, "id_token_hint": record.id_token,
-             "post_logout_redirect_uri": url_for("portal.signed_out", _external=True)}
-    return redirect(f"{end_session}?{urlencode(query)}")
-
-
-@bp.get("/signed-out")
-def signed_out():
-    return _message("Signed out", "You are signed out of the organization admin page.", 200)
-
-
-def _callback_url() -> str:
-    return url_for("portal.callback", _external=True)
-
-
-def _safe_next(target: str | None) -> str | None:
-    return target if target and target.startswith("/portal/") and not target.startswith("//") else None
-
-
-def _require_csrf() -> None:
-    if not hmac.compare_digest(request.form.get("csrf", ""), session.get("csrf", "") or "-"):
-        raise _Refused("This form is out of date; reload the page and try again.", 400)
+web_login.add_login_routes(bp, "portal.members", _message, "You are signed out of the organization admin page.")
 
 
 def _require_member_id(user_id: str) -> None:
@@ -131,34 +57,16 @@ def _require_member_id(user_id: str) -> None:
         raise _Refused("There is no such member in your organization.", 404)
 
 
-class _Refused(Exception):
-    def __init__(self, text: str, status: int):
-        super().__init__(text)
-        self.text, self.status = text, status
-
-
-@bp.errorhandler(_Refused)
-def _refused(exc: _Refused):
-    return _message("Not done", exc.text, exc.status)
-
-
-@bp.errorhandler(RetryableError)
-def _keycloak_down(exc: RetryableError):
-    current_app.logger.warning("portal: %s", exc)
-    return _message("Try again shortly", "Keycloak is not reachable at the moment; nothing was changed.", 503)
-
-
 # -- who is asking, for which organization ---------------------------------------------
 
 def _admin_and_org():
     """(the signed-in admin as Keycloak knows them, the organization they act on); raises _Refused."""
-    signed_in = sessions.find(_kb(), session.get("sid"))
-    if signed_in is None:
-        session.pop("sid", None)
+    user_id = web_login.signed_in_user_id()
+    if user_id is None:
         return None, None
     kb = _kb()
-    admin = kb.keycloak.get_user(signed_in.user_id)
-    orgs = org_admins.administered_organizations(kb, signed_in.user_id) if admin and admin.get("enabled", True) else []
+    admin = kb.keycloak.get_user(user_id)
+    orgs = org_admins.administered_organizations(kb, user_id) if admin and admin.get("enabled", True) else []
     if not orgs:
         raise _Refused("This page is for the admins of a customer organization. Your account manager can make you one.", 403)
     wanted = request.values.get("org")

@@ -52,6 +52,11 @@ POSTGRES_PORT = 15432
 REALM = "customers"
 ADAPTER_CLIENT_ID = "keybridge-adapter"
 DELEGATION_CLIENT_ID = "keybridge-delegation"
+# Keycloak's nudge listener posts here after each relevant event; only the tests that
+# serve the adapter on this port (tests/integration/test_extension.py) receive them.
+NUDGE_PORT = 18700
+NUDGE_URL = f"http://127.0.0.1:{NUDGE_PORT}/internal/keycloak-nudge"
+NUDGE_SECRET = "whsec_" + "dGVzdC1ub2RnZS1zZWNyZXQtZm9yLWtleWJyaWRnZQ=="
 
 
 class StackError(RuntimeError):
@@ -273,6 +278,8 @@ def ensure_keycloak(
         "KC_SMTP_PORT": str(smtp_port),
         "KC_BOOTSTRAP_ADMIN_USERNAME": TEST_ADMIN_USER,
         "KC_BOOTSTRAP_ADMIN_PASSWORD": TEST_ADMIN_PASSWORD,
+        "KEYBRIDGE_NUDGE_URL": NUDGE_URL,
+        "KEYBRIDGE_NUDGE_SECRET": NUDGE_SECRET,
     }
     command = [str(KEYCLOAK_SCRIPT), "start", "--name", name, "--http-port", str(http_port),
                "--mgmt-port", str(mgmt_port or http_port + 1000), "--reimport-if-changed"]

@@ -24,6 +24,7 @@ import copy
 import functools
 import itertools
 import json
+import threading
 import time
 import uuid
 
@@ -44,20 +45,21 @@ def _kc(fn):
 
     @functools.wraps(fn)
     def inner(self, *args, **kwargs):
-        name = fn.__name__
-        self.calls.append((name, args, kwargs))
-        if self.down:
-            raise RetryableError(f"Keycloak unreachable while trying to {name} (fake is down)")
-        if args and args[0] in self._fail_for.get(name, ()):
-            raise RetryableError(f"Keycloak answered 503 while trying to {name} for {args[0]} (injected)")
-        if self._fail_next.get(name):
-            self._fail_next[name] -= 1
-            raise self._fail_with.pop(name, None) or RetryableError(f"Keycloak answered 503 while trying to {name} (injected)")
-        result = fn(self, *args, **kwargs)
-        if name in self._down_after:
-            self._down_after.discard(name)
-            self.down = True
-        return copy.deepcopy(result)
+        with self._lock:  # one call at a time, like one consistent server (workers may run jobs in threads)
+            name = fn.__name__
+            self.calls.append((name, args, kwargs))
+            if self.down:
+                raise RetryableError(f"Keycloak unreachable while trying to {name} (fake is down)")
+            if args and args[0] in self._fail_for.get(name, ()):
+                raise RetryableError(f"Keycloak answered 503 while trying to {name} for {args[0]} (injected)")
+            if self._fail_next.get(name):
+                self._fail_next[name] -= 1
+                raise self._fail_with.pop(name, None) or RetryableError(f"Keycloak answered 503 while trying to {name} (injected)")
+            result = fn(self, *args, **kwargs)
+            if name in self._down_after:
+                self._down_after.discard(name)
+                self.down = True
+            return copy.deepcopy(result)
 
     return inner
 
@@ -66,6 +68,7 @@ class FakeKeycloak:
     """One realm of Keycloak, in memory. See the module docstring."""
 
     def __init__(self, realm: str = "customers", realm_roles=None):
+        self._lock = threading.RLock()
         self.realm = realm
         self.down = False
         self.calls: list[tuple[str, tuple, dict]] = []
@@ -383,6 +386,13 @@ class FakeKeycloak:
         return set(self.user_roles.get(user_id, set()))
 
     @_kc
+    def user_effective_realm_roles(self, user_id: str) -> set[str]:
+        """Direct roles plus the groups' roles of the user (`group_roles`: group -> roles, `user_groups`: user -> groups)."""
+        groups = self.__dict__.setdefault("user_groups", {}).get(user_id, set())
+        inherited = {r for g in groups for r in self.__dict__.setdefault("group_roles", {}).get(g, set())}
+        return set(self.user_roles.get(user_id, set())) | inherited
+
+    @_kc
     def ensure_realm_roles(self, user_id: str, wanted: set[str], managed: set[str] | None = None) -> tuple[set[str], set[str]]:
         if user_id not in self.users:
             raise PermanentError(f"Keycloak refused to assign realm roles (404): {user_id}")
@@ -407,6 +417,34 @@ class FakeKeycloak:
     @_kc
     def ping(self) -> None:
         return None
+
+    # -- the realm read in pages (reconciliation) ---------------------------------------
+
+    @_kc
+    def organizations_page(self, first: int, max_results: int) -> list[dict]:
+        orgs = sorted(self.organizations.values(), key=lambda o: o["name"])
+        return orgs[first:first + max_results]
+
+    @_kc
+    def organization_members_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+        self._require_org(org_id)
+        page = sorted(self.members[org_id], key=lambda u: self.users[u]["username"])[first:first + max_results]
+        return [{k: self.users[u].get(k) for k in ("id", "username", "email", "enabled")}
+                | {"membershipType": "MANAGED" if (org_id, u) in self.managed_members else "UNMANAGED"} for u in page]
+
+    @_kc
+    def organization_invitations_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+        self._require_org(org_id)
+        found = [i for i in self.invitations.values() if i["organizationId"] == org_id and i["status"] == "PENDING"]
+        return found[first:first + max_results]
+
+    @_kc
+    def users_count(self) -> int:
+        return len(self.users)
+
+    @_kc
+    def users_page(self, first: int, max_results: int) -> list[dict]:
+        return sorted(self.users.values(), key=lambda u: u["username"])[first:first + max_results]
 
     # -- what happens in Keycloak without the adapter (test controls) ------------------
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import pytest
 import requests
@@ -159,8 +160,8 @@ def test_backoff_grows_with_each_failed_attempt(kb, worker, crm):
 def test_while_an_event_fails_the_events_after_it_wait(kb, worker, crm):
     crm.post(CRM_URL, status=503)
     crm.post(CRM_URL, status=200)
-    first = owe(kb, contact_id="C-1")
-    second = owe(kb, contact_id="C-2")
+    first = owe(kb, "invitation.sent", contact_id="C-1")
+    second = owe(kb, "invitation.accepted", contact_id="C-1")
 
     worker.run_once()
     assert [wid for wid, _ in posted(crm)] == [first]
@@ -246,6 +247,159 @@ def test_only_dead_letters_can_be_replayed(kb):
         outbox.replay(s, event_id)
     with kb.db.session() as s, pytest.raises(LookupError):
         outbox.replay(s, "evt_unknown")
+
+
+# -- redirects, Retry-After -------------------------------------------------------------
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirecting_crm_url_is_a_failure_and_the_redirect_is_not_followed(kb, worker, crm, status):
+    moved = "https://crm.example/v2/keybridge/events"
+    crm.post(CRM_URL, status=status, headers={"Location": moved})
+    crm.get(moved, status=200)
+    crm.post(moved, status=200)
+    event_id = owe(kb)
+
+    worker.run_once()
+
+    assert [(c.request.method, c.request.url) for c in crm.calls] == [("POST", CRM_URL)]
+    event = the_event(kb, event_id)
+    assert (event.status, event.attempts) == ("pending", 1) and seconds_until(event.next_attempt_at) > 0
+    assert "redirects" in event.last_error and moved in event.last_error
+    assert "KEYBRIDGE_CRM_EVENTS_URL" in event.last_error  # says what to fix
+
+
+def test_a_crm_url_that_keeps_redirecting_ends_as_a_dead_letter_saying_why(kb, worker, crm):
+    crm.post(CRM_URL, status=301, headers={"Location": "https://crm.example/elsewhere"})
+    event_id = owe(kb)
+    with kb.db.session() as s:
+        s.execute(update(OutboxEvent).values(window_started_at=utcnow() - timedelta(seconds=3601)))
+
+    worker.run_once()
+
+    event = the_event(kb, event_id)
+    assert event.status == "dead" and "redirects" in event.last_error and "final URL" in event.last_error
+
+
+def http_date(seconds_from_now: float) -> str:
+    return format_datetime(datetime.now(timezone.utc) + timedelta(seconds=seconds_from_now), usegmt=True)
+
+
+@pytest.mark.parametrize("retry_after, low, high", [
+    ("31536000", 299, 300.5),          # a year: capped at the retry maximum (300 s)
+    ("1e12", 299, 300.5),              # too large for a timedelta: capped, not an error
+    ("inf", 299, 300.5),
+    (lambda: http_date(120), 115, 121),        # the HTTP-date form
+    (lambda: http_date(10 ** 9), 299, 300.5),  # a date far ahead: capped too
+    (lambda: http_date(-60), 0.5, 1.5),        # a date already past: soon, but not in a tight loop
+    ("0", 0.5, 1.5),
+    ("soon", 1, 2.5),                  # garbage: ignored, the backoff applies
+    ("nan", 1, 2.5),
+    ("-30", 1, 2.5),
+])
+def test_retry_after_is_capped_at_the_retry_maximum_and_accepts_an_http_date(kb, worker, crm, retry_after, low, high):
+    retry_after = retry_after() if callable(retry_after) else retry_after
+    crm.post(CRM_URL, status=503, headers={"Retry-After": retry_after})
+    event_id = owe(kb)
+
+    worker.run_once()
+
+    event = the_event(kb, event_id)
+    assert (event.status, event.attempts) == ("pending", 1)
+    assert low <= seconds_until(event.next_attempt_at) <= high
+
+
+def test_a_huge_retry_after_does_not_make_every_pass_send_the_event_again(kb, worker, crm):
+    crm.post(CRM_URL, status=429, headers={"Retry-After": "1e12"})
+    owe(kb)
+    for _ in range(3):
+        worker.run_once()
+    assert len(crm.calls) == 1
+
+
+# -- order per CRM record, several workers --------------------------------------------------
+
+def test_a_failing_event_holds_back_only_the_later_events_of_the_same_record(kb, worker, crm):
+    crm.post(CRM_URL, status=503)
+    crm.post(CRM_URL, status=200)
+    c1_sent = owe(kb, "invitation.sent", contact_id="C-1")
+    c1_accepted = owe(kb, "invitation.accepted", contact_id="C-1")
+    c2_sent = owe(kb, "invitation.sent", contact_id="C-2")
+
+    worker.run_once()
+
+    assert [wid for wid, _ in posted(crm)] == [c1_sent, c2_sent]
+    assert the_event(kb, c1_accepted).attempts == 0 and the_event(kb, c1_accepted).status == "pending"
+    make_everything_due(kb)
+    worker.run_once()
+    assert [wid for wid, _ in posted(crm)] == [c1_sent, c2_sent, c1_sent, c1_accepted]
+
+
+def test_events_recorded_before_records_were_tracked_keep_their_overall_order(kb, worker, crm):
+    crm.post(CRM_URL, status=503)
+    crm.post(CRM_URL, status=200)
+    first = owe(kb, contact_id="C-1")
+    second = owe(kb, contact_id="C-2")
+    with kb.db.session() as s:
+        s.execute(update(OutboxEvent).values(subject=None))  # rows written by an older Keybridge
+
+    worker.run_once()
+
+    assert [wid for wid, _ in posted(crm)] == [first]
+    make_everything_due(kb)
+    worker.run_once()
+    assert [wid for wid, _ in posted(crm)] == [first, first, second]
+
+
+class SlowCrm:
+    """The connector boundary: while it sends the first event, `meanwhile()` runs (another worker's pass)."""
+
+    def __init__(self, meanwhile=None):
+        self.sent: list[tuple[str, str]] = []
+        self.meanwhile = meanwhile
+
+    def deliver(self, event_id, body):
+        self.sent.append((event_id, body["data"].get("contact_id")))
+        if self.meanwhile:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+
+
+def test_a_second_worker_does_not_overtake_an_event_of_the_same_record_being_sent(kb, settings):
+    c1_sent = owe(kb, "invitation.sent", contact_id="C-1")
+    c1_accepted = owe(kb, "invitation.accepted", contact_id="C-1")
+    c2_sent = owe(kb, "invitation.sent", contact_id="C-2")
+    other_worker = SlowCrm()
+    first_worker = SlowCrm(meanwhile=lambda: outbox.deliver_due(kb.db, other_worker, settings))
+
+    # Each worker takes a bounded set: the first takes C-1's first event, then the second worker polls.
+    counts = outbox.deliver_due(kb.db, first_worker, settings, limit=1)
+
+    assert counts["delivered"] == 1
+    assert other_worker.sent == [(c2_sent, "C-2")]  # C-1's next event waits for the one in flight
+    outbox.deliver_due(kb.db, first_worker, settings)
+    assert first_worker.sent == [(c1_sent, "C-1"), (c1_accepted, "C-1")]
+    assert {e.status for e in outbox_events(kb)} == {"delivered"}
+    assert [e.attempts for e in outbox_events(kb)] == [1, 1, 1]
+
+
+def test_a_worker_that_died_while_sending_leaves_its_events_to_the_next_one_after_a_short_lease(kb, settings):
+    owe(kb, contact_id="C-1")
+
+    def killed():
+        raise KeyboardInterrupt  # stands in for the process dying mid-call: nothing after this runs
+
+    with pytest.raises(KeyboardInterrupt):
+        outbox.deliver_due(kb.db, SlowCrm(meanwhile=killed), settings)
+    survivor = SlowCrm()
+    outbox.deliver_due(kb.db, survivor, settings)
+    assert survivor.sent == []  # still leased by the dead worker
+    (event,) = outbox_events(kb)
+    assert 0 < seconds_until(event.leased_until) <= outbox.LEASE.total_seconds() + 1
+
+    with kb.db.session() as s:
+        s.execute(update(OutboxEvent).values(leased_until=utcnow() - timedelta(seconds=1)))
+    outbox.deliver_due(kb.db, survivor, settings)
+    assert len(survivor.sent) == 1 and outbox_events(kb)[0].status == "delivered"
 
 
 # -- the operator's command line ----------------------------------------------------------

@@ -104,9 +104,10 @@ def test_without_a_session_secret_the_page_does_not_start_and_the_error_says_how
         app_with(settings, session_secret="")
 
 
-def test_with_the_page_switched_off_no_session_secret_is_needed(settings):
-    app = app_with(settings, session_secret="", portal_enabled=False)
+def test_with_the_pages_switched_off_no_session_secret_is_needed(settings):
+    app = app_with(settings, session_secret="", portal_enabled=False, dashboard_enabled=False)
     assert app.test_client().get("/portal/").status_code == 404
+    assert app.test_client().get("/dashboard/").status_code == 404
     app.extensions["keybridge"].db.dispose()
 
 
