@@ -144,7 +144,8 @@ def ensure_bench_keycloak(name: str) -> stack.KeycloakInstance:
            "KC_SMTP_PORT": "28025", "KC_BOOTSTRAP_ADMIN_USERNAME": stack.TEST_ADMIN_USER,
            "KC_BOOTSTRAP_ADMIN_PASSWORD": stack.TEST_ADMIN_PASSWORD,
            "JAVA_OPTS_KC_HEAP": os.environ.get("JAVA_OPTS_KC_HEAP", "-Xms256m -Xmx2g"),
-           "KC_DB_USERNAME": DB_USER, "KC_DB_PASSWORD": DB_PASSWORD}
+           "KC_DB_USERNAME": DB_USER, "KC_DB_PASSWORD": DB_PASSWORD,
+           "KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET": stack.TEST_DELEGATION_SECRET}
     result = subprocess.run([str(stack.KEYCLOAK_SCRIPT), "start", "--name", name, "--http-port", str(HTTP_PORT)],
                             env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=REPO_DIR)
     if result.returncode != 0:
