@@ -110,7 +110,7 @@ def latency_run(kc, admin: Admin, org_id: str, samples: int, poll_seconds: float
         {}, database_url=f"sqlite:///{tmp / f'nudge-{nudge}.db'}", keycloak_url=kc.url, keycloak_realm=kc.realm,
         keycloak_client_id=kc.client_id, keycloak_client_secret=kc.client_secret, crm_events_url=crm.url,
         crm_events_secret=CRM_SECRET, events_start="now", events_poll_seconds=poll_seconds,
-        nudge_secret=stack.NUDGE_SECRET if nudge else "", portal_enabled=False)
+        nudge_secret=stack.NUDGE_SECRET if nudge else "", portal_enabled=False, dashboard_enabled=False)
     app = create_app({"KEYBRIDGE_SETTINGS": settings})
     server = make_server("127.0.0.1", stack.NUDGE_PORT, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -520,15 +520,15 @@ class KeycloakGateway:
     @keycloak_call("list an organization's members")
     def organization_members_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
         """Members in brief (id, username, email, enabled, membershipType), `max_results` from `first`."""
-        r = self.admin.connection.raw_get(self._path("organizations/{org_id}/members", org_id=org_id), first=first,
-                                          max=max_results, briefRepresentation="true")
+        r = self.admin.connection.raw_get(self._path("organizations/{org_id}/members", org_id=org_id), first=first, max=max_results,
+                                          briefRepresentation="true")
         return _check(r, "list members").json()
 
     @keycloak_call("list an organization's pending invitations")
     def organization_invitations_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
         """Pending invitations (id, email, status), `max_results` from `first`."""
-        r = self.admin.connection.raw_get(self._path("organizations/{org_id}/invitations", org_id=org_id), first=first,
-                                          max=max_results, status="PENDING")
+        r = self.admin.connection.raw_get(self._path("organizations/{org_id}/invitations", org_id=org_id), first=first, max=max_results,
+                                          status="PENDING")
         return _check(r, "list invitations").json()
 
     @keycloak_call("count users")

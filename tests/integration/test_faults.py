@@ -79,7 +79,7 @@ def test_a_worker_killed_again_and_again_during_a_batch_sends_every_invitation_e
     settings = Settings.from_env(
         {}, database_url=pg_url, webhook_secrets=[SECRET], keycloak_url=keycloak.url, keycloak_realm=keycloak.realm,
         keycloak_client_id=keycloak.client_id, keycloak_client_secret=keycloak.client_secret,
-        crm_events_url=crm.url, crm_events_secret=CRM_SECRET, events_start="now", portal_enabled=False)
+        crm_events_url=crm.url, crm_events_secret=CRM_SECRET, events_start="now", portal_enabled=False, dashboard_enabled=False)
     app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
     client, kb = app.test_client(), app.extensions["keybridge"]
     account_id, domain, batch_id = f"ACC-{unique}", f"faults-{unique}.example", f"BATCH-{unique}"

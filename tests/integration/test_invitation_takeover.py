@@ -21,7 +21,7 @@ from adapter.models import Invitation, Job
 from tests.conftest import envelope, signed_post
 from tests.support import stack
 
-from .conftest import run_until
+from .conftest import KeycloakAdminView, run_until
 from .test_core_loop import PASSWORD
 from .test_self_service import self_register
 
@@ -43,7 +43,7 @@ def test_registering_with_the_invited_admins_address_without_the_link_gives_the_
     assert signed_post(client, envelope("account.upserted", {
         "account_id": account_id, "name": f"Victim {unique}", "domains": [domain], "contract": {"status": "active"},
         "admin_contact": {"contact_id": f"CA-{unique}", "email": admin_email, "first_name": "Bo", "last_name": "Boss"}})).status_code == 202
-    run_until(worker, lambda: crm.of_type("invitation.sent"), what="the admin contact's invitation")
+    run_until(worker, lambda: crm.of_type("invitation.sent"), timeout=SLOW, what="the admin contact's invitation")
     invitation_link = stack.read_mails(mail_dir, to=admin_email)[0].link
     org = kc_admin.organization_of(account_id)
 
@@ -52,7 +52,7 @@ def test_registering_with_the_invited_admins_address_without_the_link_gives_the_
     self_register(context.new_page(), keycloak, crm, admin_email, "Mal", "Lory")
     context.close()
     stranger = kc_admin.user_by_email(admin_email)
-    run_until(worker, lambda: _handled_registration(kb, stranger["id"]), what="the worker to handle the REGISTER event")
+    run_until(worker, lambda: _handled_registration(kb, stranger["id"]), timeout=SLOW, what="the worker to handle the REGISTER event")
     for _ in range(3):
         worker.run_once()
 
@@ -70,7 +70,7 @@ def test_registering_with_the_invited_admins_address_without_the_link_gives_the_
     assert crm.of_type("identity.registered") == [] and crm.of_type("invitation.accepted") == []
     # An active customer's domain, an unverified address: a self-registration, which the adapter asks
     # Keycloak to verify (the mail goes to the address's owner, not to the stranger).
-    assert "Confirm your email" in stack.wait_for_mail(admin_email, dir=mail_dir, count=2).subject
+    assert "Confirm your email" in stack.wait_for_mail(admin_email, dir=mail_dir, count=2, timeout=SLOW).subject
     with kb.db.session() as session:
         assert session.scalar(select(Invitation.status).where(Invitation.crm_id == f"CA-{unique}")) == "sent"
 
@@ -85,7 +85,7 @@ def test_registering_with_the_invited_admins_address_without_the_link_gives_the_
     page.fill("#password", PASSWORD)
     page.fill("#password-confirm", PASSWORD)
     page.click("[type=submit]")
-    page.get_by_text("An account with this email address already exists").wait_for()
+    page.get_by_text("An account with this email address already exists").wait_for(timeout=SLOW * 1000)
     (stack.REPO_DIR / "test-artifacts").mkdir(exist_ok=True)
     page.screenshot(path=str(stack.REPO_DIR / "test-artifacts" / "takeover-invitee-refused.png"))
     context.close()
@@ -96,6 +96,7 @@ def test_registering_with_the_invited_admins_address_without_the_link_gives_the_
     assert pending["status"] == "PENDING"
     assert crm.of_type("identity.registered") == []
 
+    kc_admin = KeycloakAdminView(keycloak)  # a fresh token: the master admin's lives 60 s
     # The way back (README): the address's owner takes the account over with "Forgot password?", an
     # operator deletes the unusable invitation, the CRM asks again: a join link for the existing identity.
     context = chromium.new_context()
@@ -110,7 +111,8 @@ def test_registering_with_the_invited_admins_address_without_the_link_gives_the_
     assert signed_post(client, envelope("account.upserted", {
         "account_id": account_id, "name": f"Victim {unique}", "domains": [domain], "contract": {"status": "active"},
         "admin_contact": {"contact_id": f"CA-{unique}", "email": admin_email, "first_name": "Bo", "last_name": "Boss"}})).status_code == 202
-    run_until(worker, lambda: len(stack.read_mails(mail_dir, to=admin_email)) > mails_before, what="the join link")
+    run_until(worker, lambda: len(stack.read_mails(mail_dir, to=admin_email)) > mails_before, timeout=SLOW,
+              what="the join link")
     join_link = stack.read_mails(mail_dir, to=admin_email)[-1].link
     page.goto(join_link)
     page.get_by_text("Accept the invitation").click()  # "You are about to join organization ..."
@@ -125,7 +127,8 @@ def test_registering_with_the_invited_admins_address_without_the_link_gives_the_
     page.wait_for_load_state()
     page.screenshot(path=str(stack.REPO_DIR / "test-artifacts" / "takeover-owner-joined.png"))
     context.close()
-    registered = run_until(worker, lambda: crm.of_type("identity.registered"), what="the owner joined, at the CRM")
+    registered = run_until(worker, lambda: crm.of_type("identity.registered"), timeout=SLOW, what="the owner joined, at the CRM")
+    kc_admin = KeycloakAdminView(keycloak)  # a fresh token: the master admin's lives 60 s
     assert registered[0]["data"]["contact_id"] == f"CA-{unique}" and registered[0]["data"]["user_id"] == stranger["id"]
     assert [m["id"] for m in kc_admin.get(f"/organizations/{org['id']}/members")] == [stranger["id"]]
     assert "org_admin" in kc_admin.realm_roles(stranger["id"])
@@ -137,6 +140,7 @@ def test_registering_with_the_invited_admins_address_without_the_link_gives_the_
 
 
 NEW_PASSWORD = "An0ther-Horse-Battery!"
+SLOW = 120  # seconds: the whole suite on a loaded machine (2 CPUs, several Keycloaks) is slow
 
 
 def forgot_password(page, keycloak, mail_dir, email: str) -> None:
@@ -149,7 +153,7 @@ def forgot_password(page, keycloak, mail_dir, email: str) -> None:
     page.fill("#username", email)
     before = len(stack.read_mails(mail_dir, to=email))
     page.click("[type=submit]")
-    link = stack.wait_for_mail(email, dir=mail_dir, count=before + 1).link
+    link = stack.wait_for_mail(email, dir=mail_dir, count=before + 1, timeout=SLOW).link
     page.goto(link)
     proceed = page.locator("a[href*='action-token']")
     if proceed.count():

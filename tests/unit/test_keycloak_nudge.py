@@ -84,7 +84,8 @@ def test_a_large_body_is_refused(client, kb):
 def test_without_a_nudge_secret_the_endpoint_says_what_to_set(tmp_path):
     from adapter import create_app
 
-    settings = Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'x.db'}", portal_enabled=False)
+    settings = Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'x.db'}", portal_enabled=False,
+                             dashboard_enabled=False)
     app = create_app({"KEYBRIDGE_SETTINGS": settings, "TESTING": True})
     try:
         r = nudge(app.test_client())
