@@ -119,17 +119,17 @@ def write_export(path: Path, contacts: int, accounts: int) -> None:
     """One CSV with a record_type column, as many CRMs export it."""
     with open(path, "w", newline="") as handle:
         out = csv.writer(handle)
-        out.writerow(["record_type", "id", "name", "contract_status", "email", "account_id", "first_name", "last_name",
-                      "roles", "status", "modified_at"])
+        out.writerow(["record_type", "id", "name", "contract_status", "domains", "email", "account_id", "first_name",
+                      "last_name", "roles", "status", "modified_at"])
         for j in range(1, accounts + 1):
             out.writerow(["account", account_id(j), f"Bench account {j}", "suspended" if suspended(j) else "active",
-                          "", "", "", "", "", "", "2026-11-20T09:00:00Z"])
+                          f"a{j:04d}.bench.example", "", "", "", "", "", "", "2026-11-20T09:00:00Z"])
         for i in range(1, contacts + contacts // 200 + 1):
             kind = drift_of(i) if i <= contacts else None
             if kind == "unknown_identity":
                 continue
             j = account_of(min(i, contacts), contacts, accounts)
-            out.writerow(["contact", contact_id(i), "", "", username(i), account_id(j),
+            out.writerow(["contact", contact_id(i), "", "", "", username(i), account_id(j),
                           "Changed" if kind == "profile_differs" else "Bench", username(i).split("@")[0],
                           "Buyer" if kind == "roles_differ" else "", "left" if kind == "left_can_login" else "active",
                           "2026-11-20T09:00:00Z"])
@@ -144,7 +144,8 @@ def ensure_bench_keycloak(name: str) -> stack.KeycloakInstance:
            "KC_SMTP_PORT": "28025", "KC_BOOTSTRAP_ADMIN_USERNAME": stack.TEST_ADMIN_USER,
            "KC_BOOTSTRAP_ADMIN_PASSWORD": stack.TEST_ADMIN_PASSWORD,
            "JAVA_OPTS_KC_HEAP": os.environ.get("JAVA_OPTS_KC_HEAP", "-Xms256m -Xmx2g"),
-           "KC_DB_USERNAME": DB_USER, "KC_DB_PASSWORD": DB_PASSWORD}
+           "KC_DB_USERNAME": DB_USER, "KC_DB_PASSWORD": DB_PASSWORD,
+           "KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET": stack.TEST_DELEGATION_SECRET}
     result = subprocess.run([str(stack.KEYCLOAK_SCRIPT), "start", "--name", name, "--http-port", str(HTTP_PORT)],
                             env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=REPO_DIR)
     if result.returncode != 0:
@@ -379,6 +380,8 @@ def main() -> None:
     runs = []
     for round_ in range(1, args.rounds + 1):
         adapter = run_adapter(export_path, args.concurrency)
+        say(f"  round {round_}: adapter {adapter['wall']:.1f} s, CPU {adapter['cpu']:.1f} s, peak RSS {adapter['rss_mb']:.0f} MB, "
+            f"phases ended at {adapter['phases']}")
         check(adapter, args.contacts, args.accounts)
         baseline = run_baseline(kc, args.sample)
         extrapolated = baseline / args.sample * args.contacts
