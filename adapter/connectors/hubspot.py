@@ -22,7 +22,7 @@ from urllib3.util.retry import Retry
 
 from ..jobs import RetryableError
 from ..vendor_mappings import load_mapping
-from . import Connector, ConnectorError, register
+from . import Connector, ConnectorError, register, retry_after_seconds
 from .facts import as_fields, facts_of, is_registered_lead
 
 log = logging.getLogger(__name__)
@@ -118,13 +118,11 @@ def api_error(status: int, headers, body, what: str) -> Exception:
 
 
 def retry_after_429(headers, policy: str | None, now: datetime | None = None) -> float:
-    """Seconds to wait after a 429: Retry-After when given, else by HubSpot's policy name."""
-    value = (headers or {}).get("Retry-After")
-    try:
-        if value is not None:
-            return max(1.0, float(value))
-    except ValueError:
-        pass
+    """Seconds to wait after a 429: Retry-After when given (seconds or an HTTP-date, read by the
+    shared parser; the outbox caps it), else by HubSpot's policy name."""
+    seconds = retry_after_seconds((headers or {}).get("Retry-After"), now)
+    if seconds is not None:
+        return max(1.0, seconds)
     if policy == "DAILY":
         now = now or datetime.now(timezone.utc)
         midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)

@@ -22,6 +22,8 @@ record cannot make a valid native event (the errors name the field).
 """
 from __future__ import annotations
 
+import abc
+
 import hashlib
 import hmac
 import json
@@ -71,23 +73,23 @@ class Outcome:
                 "accepted": self.accepted, "duplicate": self.duplicate, "ignored": self.ignored}
 
 
-class Dialect:
-    """One CRM's own webhook format. Subclasses set `key`, `name` and implement the two steps."""
+class Dialect(abc.ABC):
+    """One CRM's own webhook format. Subclasses set `key`, `name` and implement the three steps."""
 
     key: str = ""
     name: str = ""
 
+    @abc.abstractmethod
     def configured(self, settings) -> bool:
         """Whether the settings let this vendor's deliveries in (then its mapping must be readable)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def authenticate(self, settings, req, body: bytes) -> dict:
         """Return what parsing needs to know about the sender; raise ApiError(401) when not authentic."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def parse(self, settings, req, body: bytes, sender: dict) -> list:
         """The delivery as Change / Deferred / Ignored items; raise ApiError(400) for a malformed body."""
-        raise NotImplementedError
 
     def answer(self, outcome: Outcome):
         """What the vendor expects once everything is stored."""

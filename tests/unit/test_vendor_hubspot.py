@@ -208,3 +208,19 @@ def test_behind_a_trusted_proxy_the_forwarded_public_url_is_what_is_signed(tmp_p
     headers.update({"X-Forwarded-Proto": "https", "X-Forwarded-Host": "keybridge.example.com"})
     assert app.test_client().post("/webhooks/hubspot", data=body, headers=headers).status_code == 200
     app.extensions["keybridge"].db.dispose()
+
+
+def test_a_hubspot_429_reads_retry_after_like_every_other_crm_answer():
+    """HubSpot's Retry-After goes through the shared parser: an HTTP-date works, garbage and
+    nan fall back to HubSpot's own policy wait instead of raising or waiting forever."""
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from adapter.connectors.hubspot import SECONDLY_POLICIES, retry_after_429
+
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+    policy = next(iter(SECONDLY_POLICIES))
+    assert retry_after_429({"Retry-After": format_datetime(now + timedelta(seconds=90), usegmt=True)}, policy, now) == 90
+    assert retry_after_429({"Retry-After": "nan"}, policy, now) == SECONDLY_POLICIES[policy]
+    assert retry_after_429({"Retry-After": "soon"}, policy, now) == SECONDLY_POLICIES[policy]
+    assert retry_after_429({"Retry-After": "0"}, policy, now) == 1.0
