@@ -110,6 +110,7 @@ class Settings:
     job_lease_seconds: float = 30.0
     job_max_crashes: int = 3
     worker_threads: int = 0  # 0: 4 on PostgreSQL, 1 on SQLite
+    batch_chunk_size: int = 25  # contact invitations of a batch handled per job (adapter/handlers/batches.py)
     # CRM vendors (README "CRM vendors"): inbound dialects and outbound connectors
     vendor_mapping_dir: str = ""
     vendor_max_age_seconds: int = 24 * 3600
@@ -209,6 +210,9 @@ class Settings:
         if self.job_lease_seconds < 1:
             raise ConfigError("KEYBRIDGE_JOB_LEASE_SECONDS must be at least 1 (the running worker renews it every third of it; "
                               "it is how long a job waits after its worker died)")
+        if self.batch_chunk_size < 1 or self.batch_chunk_size > 1000:
+            raise ConfigError("KEYBRIDGE_BATCH_CHUNK_SIZE must be between 1 and 1000 (contact invitations of a batch handled "
+                              "per job; 25 is a good size)")
         if self.job_max_crashes < 1:
             raise ConfigError("KEYBRIDGE_JOB_MAX_CRASHES must be at least 1 (how many worker crashes a job may cause before it is a dead letter)")
         if self.nudge_secret:

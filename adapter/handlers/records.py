@@ -79,6 +79,39 @@ def take(kb, kind: str, crm_id: str, state: dict, crm_time: datetime | None, cau
     return True
 
 
+def take_many(session, kind: str, states: dict[str, dict], crm_time: datetime | None, cause: str) -> set[str]:
+    """`take` for many records of one kind at once, in the caller's transaction (one read of the
+    stored rows, locked in id order); returns the ids whose state was taken (the others are stale,
+    audited). A concurrent first store of one of them raises IntegrityError at the caller's flush."""
+    if crm_time is None:
+        return set(states)
+    when = naive_utc(crm_time)
+    rows = {r.crm_id: r for r in session.scalars(
+        select(CrmRecord).where(CrmRecord.kind == kind, CrmRecord.crm_id.in_(sorted(states)))
+        .order_by(CrmRecord.crm_id).with_for_update())}
+    taken = set()
+    for crm_id, state in states.items():
+        row, given = rows.get(crm_id), {k: v for k, v in state.items() if v is not None}
+        if row is not None and row.crm_time > when:
+            audit.record(session, "state.stale", f"{kind}:{crm_id}", cause,
+                         {"event_time": outbox.iso(when), "newest_time": outbox.iso(row.crm_time), "newest_from": row.source})
+            continue
+        if row is None:
+            session.add(CrmRecord(kind=kind, crm_id=crm_id, state=given, crm_time=when, source=cause[:300], updated_at=utcnow()))
+        else:
+            merged = {**(row.state or {}), **given}
+            if merged != row.state or row.crm_time != when:
+                row.state, row.crm_time, row.source, row.updated_at = merged, when, cause[:300], utcnow()
+        taken.add(crm_id)
+    return taken
+
+
+def stored(session, kind: str, crm_ids) -> dict[str, Desired]:
+    """The stored desired state of these records (those the CRM ever sent), read in one query."""
+    return {r.crm_id: Desired(r.kind, r.crm_id, dict(r.state or {}), r.crm_time, r.updated_at) for r in session.scalars(
+        select(CrmRecord).where(CrmRecord.kind == kind, CrmRecord.crm_id.in_(sorted(set(crm_ids)))))}
+
+
 def desired(kb, kind: str, crm_id: str) -> Desired | None:
     """The record's stored desired state, or None when the CRM never sent one."""
     with kb.db.session() as session:

@@ -172,6 +172,26 @@ class FakeKeycloak:
         self.emails.append({"kind": "org_invite", "to": email.lower(), "organization_id": org_id, "invitation_id": invitation["id"]})
 
     @_kc
+    def invite_to_organization(self, org_id: str, email: str, first_name: str | None, last_name: str | None) -> str:
+        """Keycloak 26.7's invite-user: 409 (nothing sent) for an unexpired pending invitation of the address or
+        for a member; a join link for an existing user, a registration link otherwise."""
+        self._require_org(org_id)
+        email = email.strip().lower()
+        if any(i["organizationId"] == org_id and i["email"] == email and i["status"] == "PENDING" for i in self.invitations.values()):
+            return "pending"
+        user = next((u for u in self.users.values() if (u.get("email") or "").lower() == email), None)
+        if user is not None and user["id"] in self.members.get(org_id, set()):
+            return "member"
+        names = (user.get("firstName"), user.get("lastName")) if user else (first_name, last_name)
+        invitation = self._pending_invitation(org_id, email, *names)
+        mail = {"kind": "org_invite_existing" if user else "org_invite", "to": email, "organization_id": org_id,
+                "invitation_id": invitation["id"]}
+        if user:
+            mail["user_id"] = user["id"]
+        self.emails.append(mail)
+        return "sent"
+
+    @_kc
     def resend_organization_invitation(self, org_id: str, invitation_id: str) -> None:
         invitation = self.invitations.get(invitation_id)
         if invitation is None or invitation["organizationId"] != org_id:

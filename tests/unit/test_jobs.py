@@ -345,10 +345,11 @@ def test_a_long_job_is_not_taken_by_a_second_worker_while_the_first_still_runs_i
 def test_a_batch_item_that_keeps_crashing_the_worker_is_settled_as_failed_and_the_batch_completes(client, kb, keycloak, worker):
     signed_post(client, envelope("account.upserted", ACCOUNT))
     items = [{"kind": "contact", "contact_id": f"C-{n}", "email": f"p{n}@acme.example", "account_id": "A-1"} for n in range(3)]
+    kb.settings.batch_chunk_size = 1  # one contact per chunk job
     signed_post(client, envelope("invitations.batch_requested", {"batch_id": "B-1", "items": items}))
     worker.batch = 2
-    worker.run_jobs()  # the account and the batch itself: three item jobs queued
-    poison = [j for j in all_jobs(kb, "batch_item") if j.ref == "B-1:1"][0]
+    worker.run_jobs()  # the account and the batch itself: three chunk jobs queued
+    poison = [j for j in all_jobs(kb, "batch_chunk") if j.ref == "B-1:chunk:1"][0]
     for _ in range(3):  # the worker dies in it, three times
         with kb.db.session() as s:
             s.execute(update(Job).where(Job.id != poison.id, Job.status == "queued").values(run_at=utcnow() + timedelta(hours=1)))
@@ -365,7 +366,7 @@ def test_a_batch_item_that_keeps_crashing_the_worker_is_settled_as_failed_and_th
     assert failed["id"] == "C-1" and "Crashed the worker 3 times" in failed["error"]
     assert keycloak.emails_to("p1@acme.example") == []
     assert [e.data["counts"] for e in outbox_events(kb, "invitation.batch_completed")] == [{"sent": 2, "failed": 1}]
-    assert [(d["what"], d["attempts"]) for d in dead_letters.list_all(kb.db)] == [("batch_item B-1:1", 3)]
+    assert [(d["what"], d["attempts"]) for d in dead_letters.list_all(kb.db)] == [("batch_chunk B-1:chunk:1", 3)]
 
 
 def test_a_batch_item_whose_worker_died_right_after_keycloak_sent_it_counts_as_sent_once(client, kb, keycloak, worker):
@@ -373,7 +374,7 @@ def test_a_batch_item_whose_worker_died_right_after_keycloak_sent_it_counts_as_s
     drain(worker)
     items = [{"kind": "contact", "contact_id": "C-1", "email": "jane@acme.example", "account_id": "A-1"}]
     signed_post(client, envelope("invitations.batch_requested", {"batch_id": "B-1", "items": items}))
-    keycloak.go_down_after("invite_new_member")  # the email left, then nothing more was recorded
+    keycloak.go_down_after("invite_to_organization")  # the email left, then nothing more was recorded
 
     worker.run_once()
     keycloak.down = False
@@ -412,7 +413,7 @@ def test_a_worker_running_several_jobs_at_once_sends_each_invitation_once_and_co
     assert worker.threads == 4
     signed_post(client, envelope("account.upserted", ACCOUNT))
     drain(worker)
-    invite, at_once, most = keycloak.invite_new_member, [0], [0]
+    invite, at_once, most = keycloak.invite_to_organization, [0], [0]
     guard = threading.Lock()
 
     def slow_invite(*args):  # Keycloak sending the email takes a moment: other jobs go on meanwhile
@@ -426,7 +427,7 @@ def test_a_worker_running_several_jobs_at_once_sends_each_invitation_once_and_co
             with guard:
                 at_once[0] -= 1
 
-    keycloak.invite_new_member = slow_invite
+    keycloak.invite_to_organization = slow_invite
     items = [{"kind": "contact", "contact_id": f"C-{n}", "email": f"p{n}@acme.example", "account_id": "A-1"} for n in range(24)]
     signed_post(client, envelope("invitations.batch_requested", {"batch_id": "B-1", "items": items}))
 

@@ -118,9 +118,46 @@ def test_every_raw_admin_call_builds_its_path_with_the_one_helper():
                 built = isinstance(first, ast.Call) and isinstance(first.func, ast.Attribute) and first.func.attr in helpers
                 if not built and not (fn.name == "_form_post" and isinstance(first, ast.Name)):
                     offenders.append(f"{fn.name}: {ast.unparse(call)[:100]}")
-            if name in helpers | {"_form_post"} and call.args:
+            if name in helpers | {"_form_post", "_post_form"} and call.args:
                 template = call.args[0]
                 if any(isinstance(n, (ast.JoinedStr, ast.Call)) and not (isinstance(n, ast.Call) and getattr(n.func, "attr", "") in helpers)
                        for n in ast.walk(template)):
                     offenders.append(f"{fn.name}: {ast.unparse(call)[:100]}")
     assert offenders == []
+
+
+def test_invite_to_organization_reads_keycloaks_answer_and_keeps_the_shared_headers_json(gateway, http):
+    """invite-user answers 204 (sent), 409 "pending invitation" or 409 "already a member" (nothing sent).
+    The form's content type travels with that request only: a JSON call made by another thread at the
+    same moment must not go out as a form (the old code switched the connection's shared headers)."""
+    url = f"{ADMIN}/organizations/{ORG}/members/invite-user"
+    seen = []
+
+    def invite(request):
+        seen.append((request.headers["Content-Type"], gateway.admin.connection.headers.get("Content-Type"), request.body))
+        email = dict(p.split("=") for p in request.body.split("&"))["email"]
+        answers = {"new%40acme.example": (204, {}, ""),
+                   "again%40acme.example": (409, {}, '{"errorMessage":"User already has a pending invitation"}'),
+                   "member%40acme.example": (409, {}, '{"errorMessage":"User already a member of the organization"}')}
+        return answers[email]
+
+    http.add_callback(responses.POST, url, callback=invite)
+    assert gateway.invite_to_organization(ORG, "new@acme.example", "New", "Person") == "sent"
+    assert gateway.invite_to_organization(ORG, "again@acme.example", None, None) == "pending"
+    assert gateway.invite_to_organization(ORG, "member@acme.example", None, None) == "member"
+    gateway.invite_new_member(ORG, "new@acme.example", None, None)  # the single path's form post: the same
+    assert [(sent, shared) for sent, shared, _ in seen] == [("application/x-www-form-urlencoded", "application/json")] * 4
+    assert "firstName=New" in seen[0][2] and "lastName=Person" in seen[0][2]
+    assert gateway.admin.connection.headers["Content-Type"] == "application/json"
+
+
+def test_invite_to_organization_turns_keycloak_trouble_into_job_errors(gateway, http):
+    from adapter.errors import PermanentError, RetryableError
+
+    url = f"{ADMIN}/organizations/{ORG}/members/invite-user"
+    http.add(responses.POST, url, status=503)
+    with pytest.raises(RetryableError):
+        gateway.invite_to_organization(ORG, "x@acme.example", None, None)
+    http.replace(responses.POST, url, status=400, json={"errorMessage": "Invalid email format"})
+    with pytest.raises(PermanentError, match="Invalid email format"):
+        gateway.invite_to_organization(ORG, "x@acme.example", None, None)
