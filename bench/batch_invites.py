@@ -245,8 +245,11 @@ class Bench:
             self.organization(account)
             self.batch(account, "kb-warm", WARM_UP)  # workers started, Keycloak's and PostgreSQL's paths warm
             before = self.meter.read(pids)
-            domain, emails, batch_id = self.batch(account, "kb", n, timed=True)
+            domain, emails, batch_id, intake = self.batch(account, "kb", n, timed=True)
             used = Meter.between(before, self.meter.read(pids))
+            # this process: the webhook's intake is Keybridge's (the web app's) work; polling the status is the bench's
+            used["others"] += max(0.0, used["bench"] - intake)
+            used["bench"] = intake
         status = batches.batch_status(self.kb, batch_id, limit=0)
         if status["counts"] != {"sent": n}:
             raise SystemExit(f"keybridge: the batch settled as {status['counts']} (expected {n} sent); no figure printed")
@@ -258,8 +261,10 @@ class Bench:
         batch_id = f"{label}-{uuid.uuid4().hex[:8]}"
         items = [{"kind": "contact", "contact_id": f"{batch_id}-{i}", "email": e, "account_id": account, "first_name": "Bench",
                   "last_name": str(i)} for i, e in enumerate(emails)]
-        started = time.monotonic()
-        r = signed_post(self.client, envelope("invitations.batch_requested", {"batch_id": batch_id, "items": items}))
+        body = envelope("invitations.batch_requested", {"batch_id": batch_id, "items": items})
+        cpu = time.process_time()
+        r = signed_post(self.client, body)
+        intake = time.process_time() - cpu
         if r.status_code != 202:
             raise SystemExit(f"the batch webhook answered {r.status_code}: {r.get_data(as_text=True)[:300]}")
         last_done, last_change = -1, time.monotonic()
@@ -272,11 +277,11 @@ class Bench:
                 last_done, last_change = done, time.monotonic()
             elif time.monotonic() - last_change > 120:
                 raise SystemExit(f"keybridge: no progress for 120 s at {done}/{n}; worker logs in {self.logs}")
-            time.sleep(0.1)
+            time.sleep(0.25)
         if not timed:
             self.check_mails(domain, emails, "keybridge warm-up")
             return None
-        return domain, emails, batch_id
+        return domain, emails, batch_id, intake
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ run settled items does not count as a crash of the worker (that is for jobs that
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -36,7 +37,7 @@ from .. import outbox, tasks
 from ..db import utcnow
 from ..errors import PermanentError, RetryableError
 from ..events import INVITATION_BATCH_COMPLETED, INVITATION_SENT, BatchRequestedSchema, ContactInviteSchema, LeadInviteSchema
-from ..models import AuditEntry, Batch, BatchItem, Invitation, Job
+from ..models import AuditEntry, Batch, BatchItem, Cursor, Invitation, Job
 from . import audit, invitations, records
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ def _item_record(item: dict) -> str:
 def _item_dead(kb, job, error: Exception) -> None:
     """An item that kept failing is settled as failed, so the batch still completes."""
     batch_id, idx = job.ref.rsplit(":", 1)
-    settle_item(kb, batch_id, int(idx), "failed", f"{type(error).__name__}: {error}")
+    if settle_item(kb, batch_id, int(idx), "failed", f"{type(error).__name__}: {error}"):
+        fill_batch_invitation_ids(kb, batch_id)
 
 
 @tasks.job("batch_item", ordering_key=_item_record, on_dead=_item_dead)
@@ -118,7 +120,8 @@ def run_batch_item(kb, job) -> str:
     """Invite one item; a refusal is the item's outcome (the batch goes on), a passing failure retries."""
     batch_id, idx = job.ref.rsplit(":", 1)
     outcome, error = _invite_one(kb, batch_id, int(idx), dict(job.payload), job)
-    settle_item(kb, batch_id, int(idx), outcome, error)
+    if settle_item(kb, batch_id, int(idx), outcome, error):
+        fill_batch_invitation_ids(kb, batch_id)
     return outcome
 
 
@@ -224,7 +227,9 @@ def run_batch_chunk(kb, job) -> str:
             # `sending` is `new` again for it (the pending invitation is not this run's)
             restore[data["inv_id"]] = data["prior"]
             single.append(data)
-    _record_sent_many(kb, batch_id, sent, restore, settled, job)
+    completed = _record_sent_many(kb, batch_id, sent, restore, settled, job)
+    for org_id in {orgs[d["account_id"]]["id"] for d, _ in sent}:
+        fill_invitation_ids(kb, org_id)
 
     single.sort(key=lambda d: d["idx"])  # an address met twice: its first item first
     for data in single:
@@ -235,7 +240,9 @@ def run_batch_chunk(kb, job) -> str:
         except RetryableError as exc:
             later.append(exc)
             continue
-        settle_item(kb, batch_id, data["idx"], outcome, error)
+        completed = settle_item(kb, batch_id, data["idx"], outcome, error) or completed
+    if completed:
+        fill_batch_invitation_ids(kb, batch_id)
     if later:
         first = later[0]
         raise RetryableError(f"{len(later)} item(s) of this chunk wait: {first}", retry_after=getattr(first, "retry_after", None))
@@ -297,31 +304,24 @@ def _prepare(kb, batch_id: str, fast: list[dict], orgs: dict, crm_time) -> tuple
 
 
 def _send(kb, data: dict, org_id: str) -> tuple[str, object]:
-    """One invite-user call: ("sent", Keycloak's invitation id or None), ("pending"|"member", None),
-    ("failed", message) or ("retry", the error)."""
+    """One invite-user call: ("sent", None), ("pending"|"member", None), ("failed", message) or ("retry", the error).
+
+    Keycloak's 204 carries no invitation id; `fill_invitation_ids` reads them for many at once."""
     try:
         answer = kb.keycloak.invite_to_organization(org_id, data["email"], data.get("first_name"), data.get("last_name"))
     except RetryableError as exc:
         return "retry", exc
     except PermanentError as exc:
         return "failed", str(exc)
-    if answer != "sent":
-        return answer, None
-    # Keycloak's answer carries no id; the registration event names the invitation by it (registrations.py).
-    try:
-        pending = [i for i in kb.keycloak.organization_invitations(org_id, data["email"]) if i.get("status", "PENDING") == "PENDING"]
-    except (RetryableError, PermanentError) as exc:
-        log.info("invitation to %s sent; its id was not readable (%s): registering through it matches the verified address", data["email"], exc)
-        pending = []
-    return "sent", pending[0]["id"] if pending else None
+    return answer, None
 
 
 def _record_sent_many(kb, batch_id: str, sent: list[tuple[dict, str | None]], restore: dict[int, str],
-                      settled: dict[int, tuple[str, str | None]], job) -> None:
+                      settled: dict[int, tuple[str, str | None]], job) -> bool:
     """One transaction after sending: invitation rows `sent`, `invitation.sent` owed to the CRM,
-    audit entries, the chunk's items settled, the batch completed if these were its last."""
+    audit entries, the chunk's items settled, the batch completed if these were its last (returns whether)."""
     if not sent and not settled and not restore:
-        return
+        return False
     cause = f"batch {batch_id}"
     now = utcnow()
     with kb.db.session() as session:
@@ -342,9 +342,10 @@ def _record_sent_many(kb, batch_id: str, sent: list[tuple[dict, str | None]], re
             rows[inv_id].status = status
         outbox.record_many(session, events)
         session.add_all(entries)
-        _settle_in(session, batch, settled, now)
+        completed = _settle_in(session, batch, settled, now)
         # This run got somewhere: the worker's earlier deaths in it were not this job's doing.
         session.execute(update(Job).where(Job.id == job.id, Job.crashes.is_not(None)).values(crashes=None))
+    return completed
 
 
 def _settle_many(kb, batch_id: str, outcomes: dict[int, tuple[str, str | None]]) -> None:
@@ -352,19 +353,21 @@ def _settle_many(kb, batch_id: str, outcomes: dict[int, tuple[str, str | None]])
         return
     with kb.db.session() as session:
         batch = session.get(Batch, batch_id, with_for_update=True)
-        _settle_in(session, batch, outcomes, utcnow())
+        completed = _settle_in(session, batch, outcomes, utcnow())
+    if completed:
+        fill_batch_invitation_ids(kb, batch_id)
 
 
-def _settle_in(session, batch: Batch, outcomes: dict[int, tuple[str, str | None]], now) -> None:
-    """Settle items in the caller's transaction, which holds the batch row's lock; the last one completes the batch."""
+def _settle_in(session, batch: Batch, outcomes: dict[int, tuple[str, str | None]], now) -> bool:
+    """Settle items in the caller's transaction, which holds the batch row's lock; the last one completes the batch (True)."""
     if outcomes:
         session.execute(update(BatchItem), [{"batch_id": batch.batch_id, "idx": idx, "outcome": outcome, "error": error,
                                              "finished_at": now} for idx, (outcome, error) in outcomes.items()])
-    _complete_if_done(session, batch)
+    return _complete_if_done(session, batch)
 
 
-def settle_item(kb, batch_id: str, idx: int, outcome: str, error: str | None = None) -> None:
-    """Record an item's outcome; the last one completes the batch (once)."""
+def settle_item(kb, batch_id: str, idx: int, outcome: str, error: str | None = None) -> bool:
+    """Record an item's outcome; the last one completes the batch (once; returns True then)."""
     with kb.db.session() as session:
         # Items settle concurrently (several workers or worker threads): the batch row's lock makes
         # each count see the others' outcomes, so exactly one of them completes the batch.
@@ -372,16 +375,104 @@ def settle_item(kb, batch_id: str, idx: int, outcome: str, error: str | None = N
         item = session.get(BatchItem, (batch_id, idx))
         item.outcome, item.error, item.finished_at = outcome, error, utcnow()
         session.flush()
-        _complete_if_done(session, batch)
+        return _complete_if_done(session, batch)
 
 
-def _complete_if_done(session, batch: Batch) -> None:
+def _complete_if_done(session, batch: Batch) -> bool:
     waiting = session.scalar(select(func.count()).select_from(BatchItem).where(
         BatchItem.batch_id == batch.batch_id, BatchItem.outcome.is_(None)))
     if waiting == 0 and batch.completed_at is None:
         batch.completed_at = utcnow()
         outbox.record(session, INVITATION_BATCH_COMPLETED, {"batch_id": batch.batch_id, "counts": counts(session, batch.batch_id)},
                       f"{INVITATION_BATCH_COMPLETED}:{batch.batch_id}")
+        return True
+    return False
+
+
+# -- Keycloak's invitation ids, read for many at once ------------------------------------------------
+
+ID_FILL_PAGE = 500
+ID_FILL_EVERY_SECONDS = 2.0  # at most this often per organization while a batch runs ...
+ID_FILL_SHARE = 0.1  # ... and spending at most this share of the time between two reads reading
+
+
+def fill_invitation_ids(kb, org_id: str, force: bool = False, quiet: bool = True) -> int:
+    """Keycloak's ids of the organization's invitations Keybridge sent without learning it (invite-user
+    answers 204 with no body): one paged read of its pending invitations, matched by address.
+    Returns how many invitation rows got their id.
+
+    A registration through an invitation names it by this id (registrations.py). Reading every
+    pending invitation costs Keycloak about 0.2 ms each, asking for one 10-20 ms: while a batch
+    runs the read is repeated at most every ID_FILL_EVERY_SECONDS per organization, and less often
+    as it grows (ID_FILL_SHARE); `force` reads now (the batch is complete). A failed read is logged
+    and left to the next one (`quiet`), or raised.
+    """
+    name, now = f"invitation_ids:{org_id}", time.time()
+    with kb.db.session() as session:
+        cursor = session.get(Cursor, name, with_for_update=True)
+        if cursor is None:
+            cursor = Cursor(name=name, position={})
+            session.add(cursor)
+        last, cost = float(cursor.position.get("at", 0)), float(cursor.position.get("cost", 0))
+        if not force and now - last < max(ID_FILL_EVERY_SECONDS, cost / ID_FILL_SHARE):
+            return 0
+        cursor.position = {"at": now, "cost": cost}  # this reader's turn: the others wait for the next one
+    try:
+        ids: dict[str, str] = {}
+        first = 0
+        while True:
+            page = kb.keycloak.organization_invitations_page(org_id, first, ID_FILL_PAGE)
+            for invitation in page:
+                if invitation.get("status", "PENDING") == "PENDING" and invitation.get("email"):
+                    ids.setdefault(invitation["email"].lower(), invitation["id"])
+            if len(page) < ID_FILL_PAGE:
+                break
+            first += ID_FILL_PAGE
+    except (RetryableError, PermanentError) as exc:
+        if not quiet:
+            raise
+        log.info("organization %s: its pending invitations were not readable (%s); their ids are read next time", org_id, exc)
+        return 0
+    filled = 0
+    with kb.db.session() as session:
+        rows = session.execute(select(Invitation.id, Invitation.email).where(
+            Invitation.kind == "contact", Invitation.organization_id == org_id, Invitation.status == "sent",
+            Invitation.keycloak_invitation_id.is_(None))).all()
+        found = [{"id": inv_id, "keycloak_invitation_id": ids[email]} for inv_id, email in rows if email in ids]
+        if found:
+            session.execute(update(Invitation), found)
+            filled = len(found)
+        cursor = session.get(Cursor, name, with_for_update=True)
+        cursor.position = {"at": cursor.position.get("at", now), "cost": time.time() - now}
+    return filled
+
+
+def fill_batch_invitation_ids(kb, batch_id: str) -> int:
+    """The batch is complete: the ids of every invitation it sent, read now for each of its organizations
+    (when Keycloak cannot be read now, a job reads them, retried like any other)."""
+    with kb.db.session() as session:
+        created = session.scalar(select(Batch.created_at).where(Batch.batch_id == batch_id))
+        orgs = session.scalars(select(Invitation.organization_id).where(
+            Invitation.kind == "contact", Invitation.status == "sent", Invitation.keycloak_invitation_id.is_(None),
+            Invitation.organization_id.is_not(None), Invitation.sent_at >= created).distinct()).all()
+    filled = 0
+    for org_id in orgs:
+        try:
+            filled += fill_invitation_ids(kb, org_id, force=True, quiet=False)
+        except (RetryableError, PermanentError) as exc:
+            log.info("batch %s: the ids of its invitations in organization %s are read later (%s)", batch_id, org_id, exc)
+            with kb.db.session() as session:
+                tasks.enqueue(session, ID_FILL_JOB, f"{org_id}@{batch_id}", payload={"org_id": org_id})
+    return filled
+
+
+ID_FILL_JOB = "invitation_ids"
+
+
+@tasks.job(ID_FILL_JOB)
+def run_invitation_ids(kb, job) -> str:
+    """Read the ids of an organization's invitations a completed batch sent (Keycloak could not be read then)."""
+    return f"{fill_invitation_ids(kb, job.payload['org_id'], force=True, quiet=False)} ids"
 
 
 def counts(session, batch_id: str) -> dict[str, int]:

@@ -99,8 +99,9 @@ def test_a_chunk_asks_keycloak_for_its_organization_once_and_makes_one_invite_pe
     made = [name for name, _, _ in keycloak.calls[before:]]
     assert made.count("find_organization") == 3  # chunks of 25, 25 and 10
     assert made.count("invite_to_organization") == 60
-    assert made.count("organization_invitations") == 60  # the id registrations are matched by
-    assert {"find_user_by_email", "is_member", "invite_new_member"} & set(made) == set()
+    # Keycloak's ids (registrations are matched by them): read in pages for many at once, not asked one by one
+    assert made.count("organization_invitations_page") == 2  # the first chunk's read, and the completed batch's
+    assert {"find_user_by_email", "is_member", "invite_new_member", "organization_invitations"} & set(made) == set()
     assert sorted(m["to"] for m in keycloak.emails) == sorted(f"p{i}@acme.example" for i in range(60))
     for i in (0, 59):
         row = invitation_row(worker.kb, "contact", f"C-{i}")
@@ -207,3 +208,39 @@ def test_a_chunk_waiting_for_keycloak_settles_what_it_sent_and_sends_the_rest_la
     assert status["status"] == "completed" and status["counts"] == {"sent": 6}
     assert sorted(m["to"] for m in keycloak.emails) == sorted(f"p{i}@acme.example" for i in range(6))
     assert len(outbox_events(worker.kb, "invitation.sent")) == 6
+
+
+def test_the_ids_of_a_completed_batchs_invitations_are_read_later_when_keycloak_cannot_list_them_then(client, worker, keycloak):
+    signed_post(client, envelope("account.upserted", ACCOUNT))
+    drain(worker)
+    keycloak.fail_next("organization_invitations_page", times=2)  # during the batch, and when it completes
+    signed_post(client, envelope("invitations.batch_requested", {"batch_id": "B-7", "items": contacts(3)}))
+    drain(worker)  # the batch completes; a job reads the ids (the third read)
+    assert client.get("/api/batches/B-7", headers=AUTH).json["status"] == "completed"
+
+    org_id = keycloak.find_organization("A-1")["id"]
+    for i in range(3):
+        row = invitation_row(worker.kb, "contact", f"C-{i}")
+        assert row.keycloak_invitation_id == keycloak.organization_invitations(org_id, f"p{i}@acme.example")[0]["id"]
+    assert [(j.status, j.attempts) for j in all_jobs(worker.kb, "invitation_ids")] == [("done", 1)]
+    assert len(keycloak.calls_to("organization_invitations_page")) == 3
+
+
+def test_a_registration_through_a_batch_invitation_completes_it(client, worker, keycloak):
+    from adapter.handlers import registrations
+
+    signed_post(client, envelope("account.upserted", ACCOUNT))
+    drain(worker)
+    signed_post(client, envelope("invitations.batch_requested", {"batch_id": "B-8", "items": contacts(2)}))
+    drain(worker)
+    org_id = keycloak.find_organization("A-1")["id"]
+    (invitation,) = keycloak.organization_invitations(org_id, "p1@acme.example")
+    user_id = keycloak.create_user({"username": "p1@acme.example", "email": "p1@acme.example", "enabled": True})
+    keycloak.add_member(org_id, user_id)  # Keycloak did this when they registered through the link
+
+    outcome = registrations.handle_keycloak_event(worker.kb, {"type": "REGISTER", "userId": user_id, "time": 1,
+                                                             "details": {"token_id": invitation["id"]}})
+
+    assert outcome == "registered"
+    assert invitation_row(worker.kb, "contact", "C-1").status == "accepted"
+    assert keycloak.users[user_id]["attributes"]["crm_contact_id"] == ["C-1"]
