@@ -14,7 +14,8 @@ not timed), after an untimed warm-up of 20 invitations on the same path:
 - keybridge: `--workers` worker processes (`keybridge worker`, `--threads` each, one
   PostgreSQL), started before and stopped after the path; timed from posting the signed
   `invitations.batch_requested` webhook (through the adapter's app in this process) until
-  the batch says completed.
+  the batch says completed and Keycloak's id of every invitation is read (registrations
+  are matched by it; Keybridge reads them in pages, the last read right after completion).
 
 Checks, before any figure is printed: every plain call answered 204; the batch completed with
 every item `sent`; and the mail sink holds exactly one email to every address of the run
@@ -256,6 +257,15 @@ class Bench:
         self.check_mails(domain, emails, "keybridge")
         return used
 
+    def ids_read(self, emails: list[str]) -> int:
+        from sqlalchemy import func, select
+
+        from adapter.models import Invitation
+
+        with self.kb.db.session() as session:
+            return session.scalar(select(func.count()).select_from(Invitation).where(
+                Invitation.email.in_(emails), Invitation.keycloak_invitation_id.is_not(None)))
+
     def batch(self, account: str, label: str, n: int, timed: bool = False):
         domain, emails = self.addresses(label, n)
         batch_id = f"{label}-{uuid.uuid4().hex[:8]}"
@@ -271,8 +281,8 @@ class Bench:
         while True:
             status = batches.batch_status(self.kb, batch_id, limit=0)
             done = status["done"] if status else 0
-            if status and status["status"] == "completed":
-                break
+            if status and status["status"] == "completed" and self.ids_read(emails) == n:
+                break  # and Keycloak's id of every invitation is read (the last read follows the completion)
             if done != last_done:
                 last_done, last_change = done, time.monotonic()
             elif time.monotonic() - last_change > 120:

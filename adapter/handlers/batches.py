@@ -12,6 +12,10 @@ with the counts per outcome.
   sent: Keycloak checks both before it mails, so a repeated call never mails anyone twice).
   A chunk's bookkeeping is two transactions: before sending (desired state, invitation rows
   marked `sending`) and after (rows `sent`, `invitation.sent` events, audit, items settled).
+  Keycloak's 204 carries no invitation id (a registration names its invitation by it): the
+  ids are read in pages of the organization's pending invitations, at most every few seconds
+  while the batch runs and once when it completes (`fill_invitation_ids`). A person who
+  registers within those seconds is matched only by a verified address (registrations.py).
 - Whatever is not a plain new invitation (a resend, a contact who left, an invitation row
   in another state, an address or contact met earlier in the batch, a 409) takes the
   single invitation's path (`invitations.invite_contact`), one item at a time.
