@@ -188,11 +188,12 @@ def run_batch_chunk(kb, job) -> str:
         waiting = _waiting(session, batch_id, [i["idx"] for i in job.payload["items"]])
     todo: list[dict] = []
     settled: dict[int, tuple[str, str | None]] = {}
+    schema = ContactInviteSchema()
     for raw in job.payload["items"]:
         if raw["idx"] not in waiting:
             continue  # settled by an earlier run of this chunk
         try:
-            data = ContactInviteSchema().load({k: v for k, v in raw.items() if k not in ("idx", "kind")})
+            data = schema.load({k: v for k, v in raw.items() if k not in ("idx", "kind")})
         except ValidationError as exc:
             settled[raw["idx"]] = ("failed", f"item {raw['idx']} is not a valid contact invitation: {exc.messages}")
             continue
