@@ -63,6 +63,9 @@ def read_log(kb, name: str, fetch, take_event) -> int:
 def _take(kb, name: str, page: list[dict], take_event) -> int:
     taken = 0
     with kb.db.session() as session:
+        # Workers reading the same log take turns (the cursor row's lock): the second one sees the
+        # first one's ids as seen, instead of failing its whole pass on their primary key.
+        cursor = session.get(Cursor, name, with_for_update=True)
         ids = [e["id"] for e in page if e.get("id")]
         seen = set(session.scalars(select(SeenKeycloakEvent.id).where(SeenKeycloakEvent.id.in_(ids))))
         newest = 0
@@ -72,7 +75,6 @@ def _take(kb, name: str, page: list[dict], take_event) -> int:
                 continue
             session.add(SeenKeycloakEvent(id=event["id"], time_ms=int(event.get("time", 0))))
             taken += take_event(session, event)
-        cursor = session.get(Cursor, name)
         if newest > int(cursor.position.get("time_ms", 0)):
             cursor.position = {**cursor.position, "time_ms": newest}
         # Forget ids no log can re-read any more. The table is shared by the logs, so the
