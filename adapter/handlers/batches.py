@@ -40,8 +40,8 @@ from sqlalchemy.exc import IntegrityError
 from .. import outbox, tasks
 from ..db import utcnow
 from ..errors import PermanentError, RetryableError
-from ..events import INVITATION_BATCH_COMPLETED, INVITATION_SENT, BatchRequestedSchema, ContactInviteSchema, LeadInviteSchema
-from ..models import AuditEntry, Batch, BatchItem, Cursor, Invitation, Job
+from ..events import INVITATION_BATCH_COMPLETED, BatchRequestedSchema, ContactInviteSchema, LeadInviteSchema
+from ..models import Batch, BatchItem, Cursor, Invitation, Job
 from . import audit, invitations, records
 
 log = logging.getLogger(__name__)
@@ -278,9 +278,12 @@ def _prepare(kb, batch_id: str, fast: list[dict], orgs: dict, crm_time) -> tuple
             stored = records.stored(session, "contact", [d["contact_id"] for d in fast])
             when = records.naive_utc(crm_time)
             for data in fast:
+                # The CRM said something about this contact after the batch was made (it left, its
+                # invitation was revoked, ...): the single path weighs it. Without a CRM time the
+                # batch counts as older, as there.
                 prior = stored.get(data["contact_id"])
-                left = prior is not None and prior.state.get("status") == "left" and (when is None or when < prior.crm_time)
-                (single if left else ready).append(data)
+                newer = prior is not None and (prior.state.get("status") == "left" if when is None else when < prior.crm_time)
+                (single if newer else ready).append(data)
             records.take_many(session, "contact", {d["contact_id"]: {
                 "contact_id": d["contact_id"], "email": d["email"], "account_id": d["account_id"], "first_name": d.get("first_name"),
                 "last_name": d.get("last_name"), "status": "active"} for d in ready}, crm_time, cause)
@@ -297,7 +300,7 @@ def _prepare(kb, batch_id: str, fast: list[dict], orgs: dict, crm_time) -> tuple
                     session.add(inv)
                 data["prior"] = inv.status or "new"
                 inv.account_id, inv.organization_id = data["account_id"], orgs[data["account_id"]]["id"]
-                inv.details = {k: data.get(k) for k in ("first_name", "last_name", "roles", "org_admin", "redirect_uri")}
+                inv.details = invitations.contact_details(data)
                 inv.status = "sending"
                 to_send.append((data, inv))
             session.flush()
@@ -333,20 +336,13 @@ def _record_sent_many(kb, batch_id: str, sent: list[tuple[dict, str | None]], re
         batch = session.get(Batch, batch_id, with_for_update=True)  # see settle_item
         ids = [d["inv_id"] for d, _ in sent] + list(restore)
         rows = {i.id: i for i in session.scalars(select(Invitation).where(Invitation.id.in_(ids)))} if ids else {}
-        events, entries = [], []
         for data, invitation_id in sent:
             inv = rows[data["inv_id"]]
-            inv.status, inv.sent_at, inv.sent_count = "sent", now, (inv.sent_count or 0) + 1
+            invitations.mark_sent(kb, session, inv, f"{cause} item {data['idx']}")  # what a single invitation records
             inv.keycloak_invitation_id = invitation_id
-            events.append((INVITATION_SENT, {"contact_id": inv.crm_id, "email": inv.email, "account_id": inv.account_id},
-                           f"{INVITATION_SENT}:contact:{inv.crm_id}:{inv.sent_count}"))
-            entries.append(AuditEntry(action="invitation.sent", subject=f"contact:{inv.crm_id}", cause=f"{cause} item {data['idx']}",
-                                      details={"email": inv.email, "count": inv.sent_count}))
             settled[data["idx"]] = ("sent", None)
         for inv_id, status in restore.items():
             rows[inv_id].status = status
-        outbox.record_many(session, events)
-        session.add_all(entries)
         completed = _settle_in(session, batch, settled, now)
         # This run got somewhere: the worker's earlier deaths in it were not this job's doing.
         session.execute(update(Job).where(Job.id == job.id, Job.crashes.is_not(None)).values(crashes=None))

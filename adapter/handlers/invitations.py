@@ -54,12 +54,17 @@ def _set_status(kb, inv_id: int, **changes) -> Invitation:
 
 def _record_sent(kb, inv_id: int, cause: str) -> None:
     with kb.db.session() as session:
-        inv = session.get(Invitation, inv_id)
-        inv.status, inv.sent_at, inv.sent_count = "sent", utcnow(), inv.sent_count + 1
-        key = "contact_id" if inv.kind == "contact" else "lead_id"
-        data = {key: inv.crm_id, "email": inv.email, "account_id": inv.account_id}
-        outbox.record(session, INVITATION_SENT, data, f"{INVITATION_SENT}:{inv.kind}:{inv.crm_id}:{inv.sent_count}")
-        audit.record(session, "invitation.sent", f"{inv.kind}:{inv.crm_id}", cause, {"email": inv.email, "count": inv.sent_count})
+        mark_sent(kb, session, session.get(Invitation, inv_id), cause)
+
+
+def mark_sent(kb, session, inv: Invitation, cause: str) -> None:
+    """An invitation went out: its row says so, the CRM is owed invitation.sent, the audit has it
+    (in the caller's transaction; a batch marks a chunk's invitations in one)."""
+    inv.status, inv.sent_at, inv.sent_count = "sent", utcnow(), (inv.sent_count or 0) + 1
+    key = "contact_id" if inv.kind == "contact" else "lead_id"
+    data = {key: inv.crm_id, "email": inv.email, "account_id": inv.account_id}
+    outbox.record(session, INVITATION_SENT, data, f"{INVITATION_SENT}:{inv.kind}:{inv.crm_id}:{inv.sent_count}")
+    audit.record(session, "invitation.sent", f"{inv.kind}:{inv.crm_id}", cause, {"email": inv.email, "count": inv.sent_count})
 
 
 def _record_skipped(kb, inv_id: int, reason: str, cause: str, status: str = "skipped") -> None:
@@ -96,7 +101,7 @@ def invite_contact(kb, data: dict, cause: str, crm_time=None) -> str:
     org = kb.keycloak.find_organization(data["account_id"])
     if org is None:
         raise RetryableError(f"Account {data['account_id']} has no organization yet: the CRM must send account.upserted for it first (retrying).", retry_after=30)
-    details = {k: data.get(k) for k in ("first_name", "last_name", "roles", "org_admin", "redirect_uri")}
+    details = contact_details(data)
     with kb.db.session() as session:
         inv = ensure_invitation_row(session, "contact", data["contact_id"], email,
                                     account_id=data["account_id"], organization_id=org["id"], details=details)
@@ -135,6 +140,11 @@ def invite_contact(kb, data: dict, cause: str, crm_time=None) -> str:
                 keycloak_user_id=user["id"] if user else None)
     _record_sent(kb, inv_id, cause)
     return "sent"
+
+
+def contact_details(data: dict) -> dict:
+    """What a contact invitation keeps of its request (used when the person registers)."""
+    return {k: data.get(k) for k in ("first_name", "last_name", "roles", "org_admin", "redirect_uri")}
 
 
 def _left_after(kb, contact_id: str, crm_time) -> bool:
