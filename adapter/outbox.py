@@ -56,6 +56,22 @@ def record(session: Session, event_type: str, data: dict, dedupe_key: str) -> bo
     return True
 
 
+def record_many(session: Session, events: list[tuple[str, dict, str]]) -> int:
+    """`record` for many (event_type, data, dedupe_key) at once: one look-up of the keys owed
+    already, one flush; returns how many were recorded."""
+    keys = [key for _, _, key in events]
+    owed = set(session.scalars(select(OutboxEvent.dedupe_key).where(OutboxEvent.dedupe_key.in_(keys)))) if keys else set()
+    added = 0
+    for event_type, data, key in events:
+        if key in owed:
+            continue
+        owed.add(key)
+        session.add(OutboxEvent(id=f"evt_{uuid.uuid4().hex}", type=event_type, data=data, dedupe_key=key, subject=subject_of(data)))
+        added += 1
+    session.flush()
+    return added
+
+
 def record_new(session: Session, event_type: str, data: dict) -> None:
     """Owe the CRM an event for a fact that is new by construction (no dedupe look-up):
     the caller's own state change in the same transaction is what keeps it from repeating."""

@@ -336,11 +336,13 @@ def _record_sent_many(kb, batch_id: str, sent: list[tuple[dict, str | None]], re
         batch = session.get(Batch, batch_id, with_for_update=True)  # see settle_item
         ids = [d["inv_id"] for d, _ in sent] + list(restore)
         rows = {i.id: i for i in session.scalars(select(Invitation).where(Invitation.id.in_(ids)))} if ids else {}
+        owed = []
         for data, invitation_id in sent:
             inv = rows[data["inv_id"]]
-            invitations.mark_sent(kb, session, inv, f"{cause} item {data['idx']}")  # what a single invitation records
+            owed.append(invitations.mark_sent(kb, session, inv, f"{cause} item {data['idx']}"))  # as a single invitation
             inv.keycloak_invitation_id = invitation_id
             settled[data["idx"]] = ("sent", None)
+        outbox.record_many(session, owed)
         for inv_id, status in restore.items():
             rows[inv_id].status = status
         completed = _settle_in(session, batch, settled, now)

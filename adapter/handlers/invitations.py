@@ -54,17 +54,18 @@ def _set_status(kb, inv_id: int, **changes) -> Invitation:
 
 def _record_sent(kb, inv_id: int, cause: str) -> None:
     with kb.db.session() as session:
-        mark_sent(kb, session, session.get(Invitation, inv_id), cause)
+        outbox.record(session, *mark_sent(kb, session, session.get(Invitation, inv_id), cause))
 
 
-def mark_sent(kb, session, inv: Invitation, cause: str) -> None:
-    """An invitation went out: its row says so, the CRM is owed invitation.sent, the audit has it
-    (in the caller's transaction; a batch marks a chunk's invitations in one)."""
+def mark_sent(kb, session, inv: Invitation, cause: str) -> tuple[str, dict, str]:
+    """An invitation went out: its row says so and the audit has it (in the caller's transaction; a
+    batch marks a chunk's invitations in one). Returns the invitation.sent the CRM is owed, for
+    the caller to record (outbox.record, or record_many for a chunk)."""
     inv.status, inv.sent_at, inv.sent_count = "sent", utcnow(), (inv.sent_count or 0) + 1
     key = "contact_id" if inv.kind == "contact" else "lead_id"
     data = {key: inv.crm_id, "email": inv.email, "account_id": inv.account_id}
-    outbox.record(session, INVITATION_SENT, data, f"{INVITATION_SENT}:{inv.kind}:{inv.crm_id}:{inv.sent_count}")
     audit.record(session, "invitation.sent", f"{inv.kind}:{inv.crm_id}", cause, {"email": inv.email, "count": inv.sent_count})
+    return INVITATION_SENT, data, f"{INVITATION_SENT}:{inv.kind}:{inv.crm_id}:{inv.sent_count}"
 
 
 def _record_skipped(kb, inv_id: int, reason: str, cause: str, status: str = "skipped") -> None:

@@ -130,7 +130,7 @@ def test_a_chunk_whose_worker_died_between_sending_and_bookkeeping_mails_nobody_
     def killed(*args, **kwargs):
         raise SystemExit("the worker was killed after Keycloak sent the invitations")
 
-    monkeypatch.setattr(outbox, "record", killed)  # the first write after the invitations went out
+    monkeypatch.setattr(outbox, "record_many", killed)  # the bookkeeping after the invitations went out
     with pytest.raises(SystemExit):
         TASKS.run(worker.kb, job)
     monkeypatch.undo()
