@@ -13,6 +13,7 @@ import logging
 import time
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from . import tasks
 from .handlers import activity
@@ -29,13 +30,17 @@ RELEVANT = {"REGISTER", "INVITE_ORG", "UPDATE_PASSWORD", "UPDATE_CREDENTIAL", "V
 def ensure_cursor(kb, name: str = CURSOR) -> dict:
     """A log's cursor, created on first start: at the log's beginning, or at this moment
     when KEYBRIDGE_EVENTS_START=now (floor_ms: never look back before it)."""
-    with kb.db.session() as session:
-        cursor = session.get(Cursor, name)
-        if cursor is None:
-            start = int(time.time() * 1000) if kb.settings.events_start == "now" else 0
-            cursor = Cursor(name=name, position={"time_ms": start, "floor_ms": start})
-            session.add(cursor)
-        return dict(cursor.position)
+    try:
+        with kb.db.session() as session:
+            cursor = session.get(Cursor, name)
+            if cursor is None:
+                start = int(time.time() * 1000) if kb.settings.events_start == "now" else 0
+                cursor = Cursor(name=name, position={"time_ms": start, "floor_ms": start})
+                session.add(cursor)
+            return dict(cursor.position)
+    except IntegrityError:  # workers starting together: another one made it a moment ago
+        with kb.db.session() as session:
+            return dict(session.get(Cursor, name).position)
 
 
 def read_log(kb, name: str, fetch, take_event) -> int:

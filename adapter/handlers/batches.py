@@ -411,15 +411,19 @@ def fill_invitation_ids(kb, org_id: str, force: bool = False, quiet: bool = True
     and left to the next one (`quiet`), or raised.
     """
     name, now = f"invitation_ids:{org_id}", time.time()
-    with kb.db.session() as session:
-        cursor = session.get(Cursor, name, with_for_update=True)
-        if cursor is None:
-            cursor = Cursor(name=name, position={})
-            session.add(cursor)
-        last, cost = float(cursor.position.get("at", 0)), float(cursor.position.get("cost", 0))
-        if not force and now - last < max(ID_FILL_EVERY_SECONDS, cost / ID_FILL_SHARE):
+    try:
+        with kb.db.session() as session:
+            cursor = session.get(Cursor, name, with_for_update=True)
+            if cursor is None:
+                cursor = Cursor(name=name, position={})
+                session.add(cursor)
+            last, cost = float(cursor.position.get("at", 0)), float(cursor.position.get("cost", 0))
+            if not force and now - last < max(ID_FILL_EVERY_SECONDS, cost / ID_FILL_SHARE):
+                return 0
+            cursor.position = {"at": now, "cost": cost}  # this reader's turn: the others wait for the next one
+    except IntegrityError:  # another worker made the organization's first turn at the same moment: it reads
+        if not force:
             return 0
-        cursor.position = {"at": now, "cost": cost}  # this reader's turn: the others wait for the next one
     try:
         ids: dict[str, str] = {}
         first = 0
@@ -446,7 +450,8 @@ def fill_invitation_ids(kb, org_id: str, force: bool = False, quiet: bool = True
             session.execute(update(Invitation), found)
             filled = len(found)
         cursor = session.get(Cursor, name, with_for_update=True)
-        cursor.position = {"at": cursor.position.get("at", now), "cost": time.time() - now}
+        if cursor is not None:
+            cursor.position = {"at": cursor.position.get("at", now), "cost": time.time() - now}
     return filled
 
 

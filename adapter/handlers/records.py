@@ -139,16 +139,19 @@ def schedule_sweep(kb) -> int:
     one interval after the first start); once per interval, however many workers ask."""
     interval = max(1, kb.settings.converge_sweep_seconds)
     now = int(time.time())
-    with kb.db.session() as session:
-        cursor = session.get(Cursor, SWEEP_CURSOR, with_for_update=True)
-        if cursor is None:
-            session.add(Cursor(name=SWEEP_CURSOR, position={"last": now}))
-            return 0
-        last = int(cursor.position.get("last", 0))
-        if now < last + interval:
-            return 0
-        cursor.position = {"last": now}
-        return int(tasks.enqueue(session, "converge_sweep", f"sweep@{now}"))
+    try:
+        with kb.db.session() as session:
+            cursor = session.get(Cursor, SWEEP_CURSOR, with_for_update=True)
+            if cursor is None:
+                session.add(Cursor(name=SWEEP_CURSOR, position={"last": now}))
+                return 0
+            last = int(cursor.position.get("last", 0))
+            if now < last + interval:
+                return 0
+            cursor.position = {"last": now}
+            return int(tasks.enqueue(session, "converge_sweep", f"sweep@{now}"))
+    except IntegrityError:  # workers starting together: another one made the cursor a moment ago
+        return 0
 
 
 @tasks.job("converge_sweep")
