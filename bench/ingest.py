@@ -301,7 +301,7 @@ def one_round(args, workdir: Path, lua: Path) -> dict:
         database_url = f"sqlite:///{workdir / f'ingest-{uuid.uuid4().hex[:6]}.db'}"
     env = {**os.environ, "KEYBRIDGE_DATABASE_URL": database_url, "KEYBRIDGE_WEBHOOK_SECRETS": SECRET,
            "KEYBRIDGE_KEYCLOAK_URL": "http://127.0.0.1:9", "KEYBRIDGE_LOG_LEVEL": "WARNING",
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO), "KEYBRIDGE_SESSION_SECRET": "s" * 40}
     requests_file = workdir / "requests.tsv"
     make_requests(requests_file, args.requests)
     reqs = read_requests(requests_file)
