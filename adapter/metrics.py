@@ -124,12 +124,14 @@ def beat(db, name: str) -> None:
             row.position = {"at": time.time()}
 
 
-def newest_heartbeat_age(db) -> float | None:
-    """Seconds since the most recent pass of any worker; None when no worker ever ran."""
+def newest_heartbeat_age(db, host: str | None = None) -> float | None:
+    """Seconds since the most recent pass of any worker (or of a worker on `host`, the node name
+    its heartbeat carries); None when none ever ran."""
     from .models import Cursor
 
+    prefix = HEARTBEAT_PREFIX + (f"{host}:" if host else "")
     with db.session() as session:
-        beats = [r.position.get("at", 0) for r in session.scalars(select(Cursor).where(Cursor.name.like(HEARTBEAT_PREFIX + "%")))]
+        beats = [r.position.get("at", 0) for r in session.scalars(select(Cursor).where(Cursor.name.startswith(prefix, autoescape=True)))]
     return time.time() - max(beats) if beats else None
 
 
