@@ -21,7 +21,7 @@ import logging
 import os
 import time
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, ProcessCollector,
                                generate_latest, start_http_server)
 from prometheus_client.core import GaugeMetricFamily
@@ -170,7 +170,7 @@ def _count_webhook(response):
         source = path.split("/")[2] or "unknown"
         if response.status_code < 300:
             try:
-                outcome = (response.get_json(silent=True) or {}).get("status", "accepted")
+                outcome = g.get("webhook_outcome") or (response.get_json(silent=True) or {}).get("status", "accepted")
             except Exception:  # noqa: BLE001 — a non-JSON answer (a SOAP Ack) counts as accepted
                 outcome = "accepted"
             outcome = outcome if outcome in ("accepted", "duplicate", "ignored") else "accepted"

@@ -8,7 +8,7 @@ from collections import Counter
 
 import psycopg
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from adapter import create_app, inbox
 from adapter.config import Settings
@@ -69,25 +69,33 @@ def test_the_same_webhook_id_arriving_at_once_is_stored_once_with_one_job(pg_app
         assert sorted(s.scalars(select(Job.ref)).all()) == sorted(per_id)
 
 
-def test_storing_a_webhook_is_one_statement_committed_as_it_runs(pg_app):
+def test_storing_a_webhook_is_one_statement_committed_as_it_runs(pg_app, monkeypatch):
+    """One statement on an autocommit connection (no BEGIN, no COMMIT, no ping): one round trip."""
     db = pg_app.extensions["keybridge"].db
     client = pg_app.test_client()
     assert signed_post(client, envelope("contact.invite_requested", INVITE), webhook_id="msg_warm").status_code == 202
-    statements: list[str] = []
-    listeners = [(engine, lambda conn, cursor, sql, *_: statements.append(sql)) for engine in (db.engine, db.autocommit_engine)]
-    for engine, listener in listeners:
-        event.listen(engine, "before_cursor_execute", listener)
-    try:
-        r = signed_post(client, envelope("contact.invite_requested", {**INVITE, "contact_id": "C-2"}), webhook_id="msg_one")
-    finally:
-        for engine, listener in listeners:
-            event.remove(engine, "before_cursor_execute", listener)
+    sent: list[tuple[str, bool]] = []
+    real_execute = psycopg.Cursor.execute
+
+    def execute(cursor, query, *args, **kwargs):
+        sent.append((str(query), cursor.connection.autocommit))
+        return real_execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    monkeypatch.setattr(psycopg.Connection, "commit", lambda self: sent.append(("COMMIT", self.autocommit)))
+    r = signed_post(client, envelope("contact.invite_requested", {**INVITE, "contact_id": "C-2"}), webhook_id="msg_one")
+    monkeypatch.undo()
+
     assert r.status_code == 202
-    assert len(statements) == 1 and statements[0].lstrip().startswith("WITH new_event AS")
+    assert len(sent) == 1 and sent[0][0].lstrip().startswith("WITH new_event AS") and sent[0][1] is True
     # committed: another connection sees both rows at once
     with psycopg.connect(db.url.replace("postgresql+psycopg://", "postgresql://")) as other:
         assert other.execute("select count(*) from jobs where ref = 'msg_one' and kind = 'inbound_event'").fetchone() == (1,)
         assert other.execute("select count(*) from inbound_events where id = 'msg_one'").fetchone() == (1,)
+        payload = other.execute("select payload from inbound_events where id = 'msg_one'").fetchone()[0]
+        job = other.execute("select payload, status, attempts, ordering_key from jobs where ref = 'msg_one'").fetchone()
+    assert payload["data"]["contact_id"] == "C-2" and payload["type"] == "contact.invite_requested"
+    assert job == ({"type": "contact.invite_requested"}, "queued", 0, "contact:C-2")
 
 
 def test_a_connection_the_database_closed_is_replaced_and_the_webhook_stored(pg_app, caplog):
