@@ -1,0 +1,285 @@
+"""An invitation after it went out: listed, revoked, expired, reminded once, resent.
+
+States (Invitation.status), for contacts and leads alike:
+
+    new / sending / sent  -> pending: a link is out (or about to be)
+    accepted              -> the person registered or joined through it (final)
+    skipped               -> nothing was sent (webmail lead, contact who left, ...)
+    revoked               -> withdrawn by the CRM (`contact.invite_revoked` / `lead.invite_revoked`),
+                             an operator or an org admin; the link no longer lets anyone in
+    expired               -> `expires_at` passed; Keybridge ended the link itself (Keycloak's
+                             organization invitations take no lifespan of their own)
+
+A new invitation request (or a resend) leaves revoked, expired and skipped: a new link, a new
+`expires_at` and one reminder again. `revoke_invitation` and `resend_invitation` are plain
+functions for the CRM events, the operator API and CLI, and the org admin page; the scheduler
+(`schedule_due`, from Worker.schedule) queues expiries and the one reminder.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from .. import outbox, tasks
+from ..errors import PermanentError
+from ..events import (INVITATION_EXPIRED, INVITATION_REMINDED, ContactInviteRevokedSchema, LeadInviteRevokedSchema)
+from ..models import BatchItem, Invitation
+from . import audit, invitations
+
+log = logging.getLogger(__name__)
+
+PENDING = ("new", "sending", "sent")
+STATES = ("pending", "accepted", "expired", "revoked", "skipped")
+REVOKED_BY_REQUEST = "revoked"  # invitation.revoked reason when someone asked (CRM, operator, org admin)
+
+
+def state_of(status: str) -> str:
+    """The listed state of a stored status: pending, accepted, expired, revoked or skipped."""
+    return "pending" if status in PENDING else status
+
+
+def _subject(kind: str, crm_id: str) -> str:
+    return f"{kind}:{crm_id}"
+
+
+def _crm_key(kind: str) -> str:
+    return "contact_id" if kind == "contact" else "lead_id"
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ("contact", "lead"):
+        raise ValueError(f"kind must be contact or lead, not {kind!r}")
+
+
+# -- revoke ----------------------------------------------------------------------------
+
+def revoke_invitation(kb, kind: str, crm_id: str, cause: str, reason: str = REVOKED_BY_REQUEST) -> str:
+    """Withdraw the pending invitation of this contact or lead: its link stops working and the
+    CRM hears `invitation.revoked` (once). Returns what happened:
+
+    - "revoked": it was pending and now is not;
+    - "already_revoked", "already_expired", "already_accepted", "not_sent" (skipped): nothing changed;
+    - "not_invited": Keybridge holds no invitation for this record.
+
+    Idempotent: a second call changes nothing and answers "already_revoked". Raises
+    RetryableError when Keycloak cannot be reached (nothing is marked revoked before the link ended).
+    """
+    _check_kind(kind)
+    with kb.db.session() as session:
+        inv = session.scalar(select(Invitation).where(Invitation.kind == kind, Invitation.crm_id == crm_id))
+        if inv is None:
+            return "not_invited"
+        inv_id, status = inv.id, inv.status
+    if status not in PENDING:
+        return {"accepted": "already_accepted", "revoked": "already_revoked", "expired": "already_expired"}.get(status, "not_sent")
+    invitations.end_invitation_link(kb, inv_id)  # first: a failure here leaves it pending, and the retry ends it
+    settled = invitations._record_revoked(kb, inv_id, reason, cause)
+    if settled is not None:  # decided meanwhile (accepted through the link a moment ago, say)
+        return {"accepted": "already_accepted", "revoked": "already_revoked", "expired": "already_expired"}.get(settled, "not_sent")
+    return "revoked"
+
+
+@tasks.crm_event("contact.invite_revoked", schema=ContactInviteRevokedSchema, ordering_key=lambda d: f"contact:{d['contact_id']}")
+def handle_contact_invite_revoked(kb, data: dict, cause: str, crm_time=None) -> str:
+    """contact.invite_revoked: the contact's pending invitation is withdrawn (its link stops working)."""
+    return revoke_invitation(kb, "contact", data["contact_id"], cause)
+
+
+@tasks.crm_event("lead.invite_revoked", schema=LeadInviteRevokedSchema, ordering_key=lambda d: f"lead:{d['lead_id']}")
+def handle_lead_invite_revoked(kb, data: dict, cause: str, crm_time=None) -> str:
+    """lead.invite_revoked: the lead's pending invitation is withdrawn (its link stops working)."""
+    return revoke_invitation(kb, "lead", data["lead_id"], cause)
+
+
+def revocation_event(kind: str, crm_id: str, account_id: str | None = None) -> tuple[str, dict]:
+    """The CRM event type and data that revoke this invitation (what the API and CLI store)."""
+    _check_kind(kind)
+    if kind == "contact":
+        return "contact.invite_revoked", {"contact_id": crm_id, **({"account_id": account_id} if account_id else {})}
+    return "lead.invite_revoked", {"lead_id": crm_id}
+
+
+# -- resend ----------------------------------------------------------------------------
+
+def resend_invitation(kb, kind: str, crm_id: str, cause: str) -> str:
+    """Send the invitation again, as `*.invite_requested` with `resend: true` does, from what
+    Keybridge stored of the last request. Returns the invite's outcome ("sent", "accepted",
+    "already_member", ...), or "not_invited". A resend is a new link: a new `expires_at` and,
+    before it, one reminder again. Raises PermanentError for an invitation that was skipped
+    for a reason that still holds (the invite path decides again and says so)."""
+    _check_kind(kind)
+    data = resend_request(kb, kind, crm_id)
+    if data is None:
+        return "not_invited"
+    if kind == "contact":
+        return invitations.invite_contact(kb, data, cause)
+    return invitations.invite_lead(kb, data, cause)
+
+
+def resend_request(kb, kind: str, crm_id: str) -> dict | None:
+    """The `*.invite_requested` data (with resend) that repeats the stored invitation; None if there is none."""
+    with kb.db.session() as session:
+        inv = session.scalar(select(Invitation).where(Invitation.kind == kind, Invitation.crm_id == crm_id))
+        if inv is None:
+            return None
+        details = dict(inv.details or {})
+        data = {_crm_key(kind): crm_id, "email": inv.email, "resend": True}
+        if kind == "contact":
+            data.update(account_id=inv.account_id, roles=details.get("roles") or [], org_admin=bool(details.get("org_admin")))
+            keys = ("first_name", "last_name", "redirect_uri", "expires_in_days")
+        else:
+            keys = ("first_name", "last_name", "company", "redirect_uri", "expires_in_days")
+        data.update({k: details[k] for k in keys if details.get(k) is not None})
+        return data
+
+
+# -- expiry and the one reminder --------------------------------------------------------
+
+def schedule_due(kb) -> int:
+    """Queue what the clock made due: the expiry of every pending invitation whose `expires_at`
+    passed, and the one reminder KEYBRIDGE_INVITE_REMINDER_DAYS_BEFORE days before it.
+
+    The reminder is decided by setting `reminded_at` where it is still empty, in the transaction
+    that queues its job: a second pass, or another worker at the same moment, finds it set and
+    queues nothing. An invitation sent less than that many days before it expires gets none.
+    """
+    now = kb.now()
+    queued = 0
+    with kb.db.session() as session:
+        due = session.execute(select(Invitation.id, Invitation.kind, Invitation.crm_id, Invitation.expires_at).where(
+            Invitation.status == "sent", Invitation.expires_at <= now).limit(500)).all()
+        for inv_id, kind, crm_id, expires_at in due:
+            queued += tasks.enqueue(session, "invitation_expiry", f"{inv_id}@{expires_at.isoformat()}",
+                                    {"invitation_id": inv_id, "kind": kind, "crm_id": crm_id})
+    days = kb.settings.invite_reminder_days_before
+    if days <= 0:
+        return queued
+    before = timedelta(days=days)
+    with kb.db.session() as session:
+        candidates = session.execute(select(Invitation.id, Invitation.kind, Invitation.crm_id, Invitation.sent_count,
+                                            Invitation.sent_at, Invitation.expires_at).where(
+            Invitation.status == "sent", Invitation.reminded_at.is_(None), Invitation.expires_at > now,
+            Invitation.expires_at <= now + before).limit(500)).all()
+    for inv_id, kind, crm_id, sent_count, sent_at, expires_at in candidates:
+        if sent_at is not None and sent_at > expires_at - before:
+            continue  # a life shorter than the reminder's lead: the invitation itself is the reminder
+        with kb.db.session() as session:
+            taken = session.execute(update(Invitation).where(
+                Invitation.id == inv_id, Invitation.reminded_at.is_(None), Invitation.status == "sent",
+                Invitation.sent_count == sent_count).values(reminded_at=now)).rowcount
+            if taken == 1:
+                queued += tasks.enqueue(session, "invitation_reminder", f"{inv_id}:{sent_count}",
+                                        {"invitation_id": inv_id, "kind": kind, "crm_id": crm_id, "sent_count": sent_count})
+    return queued
+
+
+def _record_ordering(payload: dict) -> str:
+    return _subject(payload["kind"], payload["crm_id"])  # with the record's other events, one at a time
+
+
+@tasks.job("invitation_expiry", ordering_key=_record_ordering)
+def run_invitation_expiry(kb, job) -> str:
+    """The invitation's `expires_at` passed: its link ends, it is expired, the CRM hears `invitation.expired`."""
+    inv_id = job.payload["invitation_id"]
+    with kb.db.session() as session:
+        inv = session.get(Invitation, inv_id)
+        if inv is None or inv.status != "sent" or inv.expires_at is None or inv.expires_at > kb.now():
+            return "not_due"  # accepted, revoked or sent again since it was queued
+    invitations.end_invitation_link(kb, inv_id)
+    with kb.db.session() as session:
+        inv = session.get(Invitation, inv_id, with_for_update=True)
+        if inv.status != "sent":
+            return "not_due"
+        inv.status, inv.ended_at = "expired", kb.now()
+        data = {_crm_key(inv.kind): inv.crm_id, "email": inv.email, "account_id": inv.account_id,
+                "expired_at": outbox.iso(inv.expires_at)}
+        outbox.record(session, INVITATION_EXPIRED, data, f"{INVITATION_EXPIRED}:{inv.kind}:{inv.crm_id}:{inv.sent_count}")
+        audit.record(session, "invitation.expired", _subject(inv.kind, inv.crm_id), f"schedule: expired at {outbox.iso(inv.expires_at)}",
+                     {"email": inv.email})
+    return "expired"
+
+
+@tasks.job("invitation_reminder", ordering_key=_record_ordering)
+def run_invitation_reminder(kb, job) -> str:
+    """The one reminder before expiry: the invitation email once more (the same link's
+    invitation, Keycloak's resend; for a lead a link that lives until `expires_at`), and
+    `invitation.reminded` to the CRM. Nothing when the invitation was settled meanwhile."""
+    inv_id, sent_count = job.payload["invitation_id"], job.payload["sent_count"]
+    with kb.db.session() as session:
+        inv = session.get(Invitation, inv_id)
+        if inv is None or inv.status != "sent" or inv.sent_count != sent_count or inv.expires_at <= kb.now():
+            return "settled"
+        kind, org_id, email, user_id, expires_at = inv.kind, inv.organization_id, inv.email, inv.keycloak_user_id, inv.expires_at
+        details = dict(inv.details or {})
+    if kind == "contact":
+        pending = [i for i in kb.keycloak.organization_invitations(org_id, email) if i.get("status", "PENDING") == "PENDING"]
+        if not pending:
+            return "no_pending_invitation"  # deleted in Keycloak meanwhile: nothing to remind of
+        kb.keycloak.resend_organization_invitation(org_id, pending[0]["id"])
+        fresh = [i for i in kb.keycloak.organization_invitations(org_id, email) if i.get("status", "PENDING") == "PENDING"]
+        if fresh:
+            with kb.db.session() as session:
+                session.get(Invitation, inv_id).keycloak_invitation_id = fresh[0]["id"]
+    else:
+        if not user_id:
+            raise PermanentError(f"Lead invitation {inv_id} has no Keycloak user to remind; send lead.invite_requested again.")
+        lifespan = max(60, int((expires_at - kb.now()).total_seconds()))
+        client_id, redirect = invitations._lead_redirect(kb, details.get("redirect_uri"))
+        kb.keycloak.send_actions_email(user_id, ["UPDATE_PASSWORD"], lifespan, client_id, redirect)
+    with kb.db.session() as session:
+        inv = session.get(Invitation, inv_id)
+        data = {_crm_key(inv.kind): inv.crm_id, "email": inv.email, "account_id": inv.account_id,
+                "expires_at": outbox.iso(inv.expires_at)}
+        outbox.record(session, INVITATION_REMINDED, data, f"{INVITATION_REMINDED}:{inv.kind}:{inv.crm_id}:{sent_count}")
+        audit.record(session, "invitation.reminded", _subject(inv.kind, inv.crm_id), f"schedule: expires at {outbox.iso(inv.expires_at)}",
+                     {"email": inv.email})
+    return "reminded"
+
+
+# -- listing ---------------------------------------------------------------------------
+
+def _row(inv: Invitation, batch_idx: int | None = None) -> dict:
+    row = {"kind": inv.kind, "id": inv.crm_id, "email": inv.email, "account_id": inv.account_id,
+           "state": state_of(inv.status), "sent_count": inv.sent_count, "sent_at": outbox.iso(inv.sent_at),
+           "expires_at": outbox.iso(inv.expires_at) if inv.status in PENDING else None,
+           "reminded_at": outbox.iso(inv.reminded_at), "accepted_at": outbox.iso(inv.accepted_at),
+           "ended_at": outbox.iso(inv.ended_at)}
+    if batch_idx is not None:
+        row["batch_index"] = batch_idx
+    return row
+
+
+def list_invitations(kb, account_id: str | None = None, batch_id: str | None = None, state: str | None = None,
+                     offset: int = 0, limit: int = 1000) -> dict:
+    """Invitations of one account (contacts) or one batch (contacts and leads), with their state.
+
+    Returns {"invitations": [...], "counts": {state: n}, "total": n}; `state` filters the list
+    (not the counts). Give exactly one of account_id and batch_id (ValueError otherwise).
+    """
+    if (account_id is None) == (batch_id is None):
+        raise ValueError("Give account_id or batch_id (one of them).")
+    if state is not None and state not in STATES:
+        raise ValueError(f"state must be one of {', '.join(STATES)}")
+    with kb.db.session() as session:
+        if account_id is not None:
+            rows = [(inv, None) for inv in session.scalars(
+                select(Invitation).where(Invitation.account_id == account_id).order_by(Invitation.id))]
+        else:
+            rows = list(session.execute(
+                select(Invitation, BatchItem.idx).join(BatchItem, (BatchItem.kind == Invitation.kind) & (BatchItem.crm_id == Invitation.crm_id))
+                .where(BatchItem.batch_id == batch_id).order_by(BatchItem.idx)).tuples())
+        counts: dict[str, int] = {}
+        for inv, _ in rows:
+            counts[state_of(inv.status)] = counts.get(state_of(inv.status), 0) + 1
+        listed = [(inv, idx) for inv, idx in rows if state is None or state_of(inv.status) == state]
+        return {"invitations": [_row(inv, idx) for inv, idx in listed[offset:offset + limit]], "counts": counts,
+                "total": len(listed), "offset": offset}
+
+
+def invitation_status(kb, kind: str, crm_id: str) -> dict | None:
+    """One invitation's listed row; None if Keybridge holds none."""
+    with kb.db.session() as session:
+        inv = session.scalar(select(Invitation).where(Invitation.kind == kind, Invitation.crm_id == crm_id))
+        return _row(inv) if inv is not None else None
