@@ -31,7 +31,7 @@ from . import audit, invitations
 log = logging.getLogger(__name__)
 
 PENDING = ("new", "sending", "sent")
-STATES = ("pending", "accepted", "expired", "revoked", "skipped")
+STATES = ("pending", "accepted", "expired", "revoked", "skipped", "refused")  # refused: used after the contact left
 REVOKED_BY_REQUEST = "revoked"  # invitation.revoked reason when someone asked (CRM, operator, org admin)
 
 
@@ -135,6 +135,58 @@ def resend_request(kb, kind: str, crm_id: str) -> dict | None:
         return data
 
 
+# -- asked by an operator or an org admin (queued in the record's order) -------------------
+
+ANSWERS = {
+    "already_accepted": "The invitation was already accepted: the person is in. To end their access, send contact.upserted with status left.",
+    "already_revoked": "The invitation was already revoked; nothing changed.",
+    "already_expired": "The invitation already expired; its link does not work. Invite again to send a new one.",
+    "not_sent": "No invitation went out (it was skipped); nothing to revoke.",
+    "refused": "The invitation was used after the contact left; nothing to revoke.",
+}
+
+
+def request(kb, action: str, kind: str, crm_id: str, requested_by: str) -> dict:
+    """Ask for a revoke or a resend of one invitation: answered now from what is stored, done by
+    the worker in the record's order (after that contact's or lead's earlier events).
+
+    Returns {"status": "queued" | "already_accepted" | "already_revoked" | ..., "message"} and,
+    when queued, "job"; raises LookupError when Keybridge holds no invitation for the record.
+    A second request while one is queued queues nothing more (the handlers are idempotent anyway).
+    """
+    if action not in ("revoke", "resend"):
+        raise ValueError("action must be revoke or resend")
+    _check_kind(kind)
+    with kb.db.session() as session:
+        inv = session.scalar(select(Invitation).where(Invitation.kind == kind, Invitation.crm_id == crm_id))
+        if inv is None:
+            raise LookupError(f"No invitation for {kind} {crm_id}: the CRM never asked to invite them (see `keybridge invitations list`).")
+        status = inv.status
+        if action == "revoke" and status not in PENDING:
+            answer = {"accepted": "already_accepted", "revoked": "already_revoked", "expired": "already_expired",
+                      "refused": "refused"}.get(status, "not_sent")
+            return {"status": answer, "state": state_of(status), "message": ANSWERS[answer]}
+        if action == "resend" and status in ("accepted", "refused"):
+            return {"status": "already_accepted" if status == "accepted" else "refused", "state": state_of(status),
+                    "message": ANSWERS["already_accepted" if status == "accepted" else "refused"]}
+        ref = f"{action}:{kind}:{crm_id}:{inv.sent_count}:{status}"
+        queued = tasks.enqueue(session, "invitation_request", ref, {"action": action, "kind": kind, "crm_id": crm_id,
+                                                                    "requested_by": requested_by})
+        audit.record(session, f"invitation.{action}_requested", _subject(kind, crm_id), requested_by, {"queued": queued})
+    return {"status": "queued", "state": state_of(status), "job": ref,
+            "message": f"The worker will {action} the invitation of {kind} {crm_id}."}
+
+
+@tasks.job("invitation_request", ordering_key=lambda p: f"{p['kind']}:{p['crm_id']}")
+def run_invitation_request(kb, job) -> str:
+    """An operator's or org admin's revoke or resend (see `request`)."""
+    payload = job.payload
+    cause = f"{payload['action']} asked by {payload['requested_by']}"
+    if payload["action"] == "revoke":
+        return revoke_invitation(kb, payload["kind"], payload["crm_id"], cause)
+    return resend_invitation(kb, payload["kind"], payload["crm_id"], cause)
+
+
 # -- expiry and the one reminder --------------------------------------------------------
 
 def schedule_due(kb) -> int:
@@ -236,6 +288,38 @@ def run_invitation_reminder(kb, job) -> str:
         audit.record(session, "invitation.reminded", _subject(inv.kind, inv.crm_id), f"schedule: expires at {outbox.iso(inv.expires_at)}",
                      {"email": inv.email})
     return "reminded"
+
+
+# -- a link used after it ended ----------------------------------------------------------
+
+def ended_before(kb, inv_id: int, when) -> str | None:
+    """Why the invitation could not be used at `when` (aware or naive UTC; None: now): "revoked",
+    "expired" (also a pending one whose expires_at passed before the expiry job ran), or None."""
+    with kb.db.session() as session:
+        inv = session.get(Invitation, inv_id)
+        if inv.status in ("revoked", "expired"):
+            return inv.status
+        at = (when.replace(tzinfo=None) - when.utcoffset()) if when is not None and when.utcoffset() is not None else (when or kb.now())
+        if inv.status in PENDING and inv.expires_at is not None and at > inv.expires_at:
+            return "expired"
+        return None
+
+
+def refuse_ended_registration(kb, inv_id: int, user_id: str, reason: str, cause: str) -> str:
+    """Someone got through the link of an invitation that had ended (a click in the moment
+    before Keycloak's invitation was deleted): Keycloak made them a member; they are removed
+    again (Keycloak deletes an identity it made from the invitation, a joined one keeps only
+    what it had). Nothing goes to the CRM as accepted."""
+    with kb.db.session() as session:
+        inv = session.get(Invitation, inv_id)
+        org_id, kind, crm_id = inv.organization_id, inv.kind, inv.crm_id
+    if org_id and kb.keycloak.is_member(org_id, user_id):
+        kb.keycloak.remove_member(org_id, user_id)
+    with kb.db.session() as session:
+        audit.record(session, "registration.refused", _subject(kind, crm_id), cause,
+                     {"user_id": user_id, "reason": f"invitation_{reason}"})
+    log.warning("user %s came through the %s invitation of %s %s: removed from the organization", user_id, reason, kind, crm_id)
+    return f"refused_{reason}"
 
 
 # -- listing ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from .. import tasks
 from ..db import utcnow
 from ..models import Invitation, SelfRegistration
-from . import audit, contacts, convergence, invitations, records, self_service
+from . import audit, contacts, convergence, invitation_lifecycle, invitations, records, self_service
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,11 @@ def handle_keycloak_event(kb, event: dict) -> str:
         return "ignored"
     if kind in CONTACT_REGISTRATION_TYPES:
         inv_id = _contact_invitation_for(kb, user_id, details)
+        ended = invitation_lifecycle.ended_before(kb, inv_id, when) if inv_id is not None else None
+        if ended and details.get("token_id"):  # its link worked a moment after it was revoked or expired
+            return invitation_lifecycle.refuse_ended_registration(kb, inv_id, user_id, ended, cause)
+        if ended:
+            inv_id = None  # a verified address completes no ended invitation
         if inv_id is None:
             if kind == "REGISTER":
                 return self_service.self_registered(kb, user_id, details, when, cause)
