@@ -195,7 +195,7 @@ def schedule_due(kb) -> int:
 
     The reminder is decided by setting `reminded_at` where it is still empty, in the transaction
     that queues its job: a second pass, or another worker at the same moment, finds it set and
-    queues nothing. An invitation sent less than that many days before it expires gets none.
+    queues nothing. An invitation sent no more than that many days before it expires gets none.
     """
     now = kb.now()
     queued = 0
@@ -215,7 +215,7 @@ def schedule_due(kb) -> int:
             Invitation.status == "sent", Invitation.reminded_at.is_(None), Invitation.expires_at > now,
             Invitation.expires_at <= now + before).limit(500)).all()
     for inv_id, kind, crm_id, sent_count, sent_at, expires_at in candidates:
-        if sent_at is not None and sent_at > expires_at - before:
+        if sent_at is not None and sent_at >= expires_at - before:
             continue  # a life shorter than the reminder's lead: the invitation itself is the reminder
         with kb.db.session() as session:
             taken = session.execute(update(Invitation).where(
@@ -353,7 +353,7 @@ def list_invitations(kb, account_id: str | None = None, batch_id: str | None = N
         else:
             rows = list(session.execute(
                 select(Invitation, BatchItem.idx).join(BatchItem, (BatchItem.kind == Invitation.kind) & (BatchItem.crm_id == Invitation.crm_id))
-                .where(BatchItem.batch_id == batch_id).order_by(BatchItem.idx)).tuples())
+                .where(BatchItem.batch_id == batch_id).order_by(BatchItem.idx)))
         counts: dict[str, int] = {}
         for inv, _ in rows:
             counts[state_of(inv.status)] = counts.get(state_of(inv.status), 0) + 1
