@@ -11,9 +11,18 @@ States (Invitation.status), for contacts and leads alike:
                              organization invitations take no lifespan of their own)
 
 A new invitation request (or a resend) leaves revoked, expired and skipped: a new link, a new
-`expires_at` and one reminder again. `revoke_invitation` and `resend_invitation` are plain
-functions for the CRM events, the operator API and CLI, and the org admin page; the scheduler
-(`schedule_due`, from Worker.schedule) queues expiries and the one reminder.
+`expires_at` and one reminder again. The scheduler (`schedule_due`, from Worker.schedule)
+queues expiries and the one reminder.
+
+Plain functions for callers (CRM events, operator API and CLI, the org admin page):
+- `revoke_invitation(kb, kind, crm_id, cause)` / `resend_invitation(kb, kind, crm_id, cause)`:
+  do it now (idempotent; answers "already_accepted" and the like);
+- `revoke_organization_invitation(kb, org_id, invitation_id, cause, email=None)` and
+  `resend_organization_invitation(...)`: the same for an invitation as Keycloak lists it,
+  also one Keybridge did not send;
+- `request(kb, "revoke"|"resend", kind, crm_id, requested_by)`: answered now, done by the
+  worker in the record's order (after that contact's or lead's earlier events) — what the
+  API and CLI use.
 """
 from __future__ import annotations
 
@@ -133,6 +142,44 @@ def resend_request(kb, kind: str, crm_id: str) -> dict | None:
             keys = ("first_name", "last_name", "company", "redirect_uri", "expires_in_days")
         data.update({k: details[k] for k in keys if details.get(k) is not None})
         return data
+
+
+# -- by Keycloak's invitation (the org admin page lists the organization's pending invitations) ----
+
+def _row_of_keycloak_invitation(kb, org_id: str, invitation_id: str, email: str | None) -> tuple[str, str] | None:
+    with kb.db.session() as session:
+        inv = session.scalar(select(Invitation).where(Invitation.kind == "contact", Invitation.organization_id == org_id,
+                                                      Invitation.keycloak_invitation_id == invitation_id))
+        if inv is None and email:
+            inv = session.scalar(select(Invitation).where(Invitation.kind == "contact", Invitation.organization_id == org_id,
+                                                          Invitation.email == email.lower(), Invitation.status.in_(PENDING)))
+        return (inv.kind, inv.crm_id) if inv is not None else None
+
+
+def revoke_organization_invitation(kb, org_id: str, invitation_id: str, cause: str, email: str | None = None) -> str:
+    """Revoke one of an organization's pending invitations as Keycloak lists them: a CRM contact's
+    goes through `revoke_invitation` (the CRM hears invitation.revoked); one Keybridge did not send
+    (the org admin page's, the admin console's) is deleted in Keycloak and audited. Returns
+    revoke_invitation's answer, or "revoked" / "already_gone"."""
+    found = _row_of_keycloak_invitation(kb, org_id, invitation_id, email)
+    if found is not None:
+        return revoke_invitation(kb, found[0], found[1], cause)
+    deleted = kb.keycloak.delete_organization_invitation(org_id, invitation_id)
+    with kb.db.session() as session:
+        audit.record(session, "invitation.revoked", f"organization:{org_id}", cause, {"invitation_id": invitation_id, "email": email})
+    return "revoked" if deleted else "already_gone"
+
+
+def resend_organization_invitation(kb, org_id: str, invitation_id: str, cause: str, email: str | None = None) -> str:
+    """Send one of an organization's pending invitations again: a CRM contact's through
+    `resend_invitation` (a new expiry, the CRM hears invitation.sent), another with Keycloak's resend."""
+    found = _row_of_keycloak_invitation(kb, org_id, invitation_id, email)
+    if found is not None:
+        return resend_invitation(kb, found[0], found[1], cause)
+    kb.keycloak.resend_organization_invitation(org_id, invitation_id)
+    with kb.db.session() as session:
+        audit.record(session, "invitation.resent", f"organization:{org_id}", cause, {"invitation_id": invitation_id, "email": email})
+    return "sent"
 
 
 # -- asked by an operator or an org admin (queued in the record's order) -------------------

@@ -324,3 +324,20 @@ def test_the_cli_revokes_and_says_when_it_was_already_accepted(client, kb, keycl
     drain(worker)
     out = CliRunner().invoke(cli.main, ["invitations", "revoke", "contact", "C-1"], env=env)
     assert out.exit_code == 3 and "already accepted" in out.output
+
+
+def test_an_organization_invitation_as_keycloak_lists_it_is_revoked_and_resent(client, kb, keycloak, worker, invited, clock):
+    # A CRM contact's: through the record (the CRM hears it); one Keybridge did not send: in Keycloak only.
+    org_id = invited.organization_id
+    assert lifecycle.resend_organization_invitation(kb, org_id, invited.keycloak_invitation_id, "org admin") == "sent"
+    assert invitation_row(kb, "contact", "C-1").sent_count == 2
+    pending = keycloak.pending_invitations("jane@acme.example")[0]
+    assert lifecycle.revoke_organization_invitation(kb, org_id, pending["id"], "org admin") == "revoked"
+    assert invitation_row(kb, "contact", "C-1").status == "revoked" and len(outbox_events(kb, "invitation.revoked")) == 1
+
+    keycloak.invite_new_member(org_id, "guest@acme.example", "Gue", "St")
+    (guest,) = keycloak.pending_invitations("guest@acme.example")
+    assert lifecycle.revoke_organization_invitation(kb, org_id, guest["id"], "org admin", "guest@acme.example") == "revoked"
+    assert keycloak.pending_invitations("guest@acme.example") == []
+    assert lifecycle.revoke_organization_invitation(kb, org_id, guest["id"], "org admin") == "already_gone"
+    assert len(outbox_events(kb, "invitation.revoked")) == 1
