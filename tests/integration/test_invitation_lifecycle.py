@@ -141,9 +141,10 @@ def test_a_revoked_invitation_link_lets_nobody_in(adapter, worker, crm, mail_dir
 
     assert kc_admin.get(f"/organizations/{org['id']}/invitations") == []
     text = _contact_link_lets_nobody_in(chromium, contact_link, contact_email, kc_admin, org["id"], "revoked-contact")
-    assert "no longer valid" in text.lower() or "expired" in text.lower() or "invalid" in text.lower(), text
+    assert "invitation link is no longer valid" in text, text
     lead_user = kc_admin.user_by_email(lead_email)
-    _lead_link_lets_nobody_in(chromium, lead_link, lead_user["id"], kc_admin, "revoked-lead")
+    text = _lead_link_lets_nobody_in(chromium, lead_link, lead_user["id"], kc_admin, "revoked-lead")
+    assert "Account is disabled" in text, text  # Keycloak refuses a disabled identity's action token
 
     for _ in range(3):
         worker.run_once()
