@@ -35,7 +35,7 @@ from .. import outbox, tasks
 from ..errors import PermanentError
 from ..events import (INVITATION_EXPIRED, INVITATION_REMINDED, ContactInviteRevokedSchema, LeadInviteRevokedSchema)
 from ..models import BatchItem, Invitation
-from . import audit, invitations
+from . import audit, invitations, records
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,26 @@ def revoke_invitation(kb, kind: str, crm_id: str, cause: str, reason: str = REVO
 @tasks.crm_event("contact.invite_revoked", schema=ContactInviteRevokedSchema, ordering_key=lambda d: f"contact:{d['contact_id']}")
 def handle_contact_invite_revoked(kb, data: dict, cause: str, crm_time=None) -> str:
     """contact.invite_revoked: the contact's pending invitation is withdrawn (its link stops working)."""
+    if not _take_revoke(kb, "contact", data["contact_id"], crm_time, cause):
+        return "stale"
     return revoke_invitation(kb, "contact", data["contact_id"], cause)
 
 
 @tasks.crm_event("lead.invite_revoked", schema=LeadInviteRevokedSchema, ordering_key=lambda d: f"lead:{d['lead_id']}")
 def handle_lead_invite_revoked(kb, data: dict, cause: str, crm_time=None) -> str:
     """lead.invite_revoked: the lead's pending invitation is withdrawn (its link stops working)."""
+    if not _take_revoke(kb, "lead", data["lead_id"], crm_time, cause):
+        return "stale"
     return revoke_invitation(kb, "lead", data["lead_id"], cause)
+
+
+def _take_revoke(kb, kind: str, crm_id: str, crm_time, cause: str) -> bool:
+    """The revoke is part of the record's state as of its CRM time: False (audited state.stale)
+    when the CRM sent a newer event for the record already; an invite request older than the
+    revoke, arriving after it, then sends nothing (invitations.revoked_after)."""
+    if crm_time is None or records.desired(kb, kind, crm_id) is None:
+        return True  # no state to order against (never invited): a revoke alone makes no record state
+    return records.take(kb, kind, crm_id, {invitations.REVOKED_AT: outbox.iso(crm_time)}, crm_time, cause)
 
 
 def revocation_event(kind: str, crm_id: str, account_id: str | None = None) -> tuple[str, dict]:

@@ -10,7 +10,7 @@ choose a password — that is their registration.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -92,6 +92,8 @@ def invite_contact(kb, data: dict, cause: str, crm_time=None) -> str:
     a request older than a stored `left` is refused (invitation.skipped, reason contact_left).
     """
     email = data["email"].strip().lower()
+    if revoked_after(kb, "contact", data["contact_id"], crm_time):
+        return _refuse_older_than_revoke(kb, "contact", data["contact_id"], crm_time, cause)
     left_later = _left_after(kb, data["contact_id"], crm_time)
     if not left_later:
         records.take(kb, "contact", data["contact_id"], {
@@ -144,6 +146,27 @@ def invite_contact(kb, data: dict, cause: str, crm_time=None) -> str:
                 keycloak_user_id=user["id"] if user else None)
     _record_sent(kb, inv_id, cause)
     return "sent"
+
+
+REVOKED_AT = "invitation_revoked_at"  # in a contact's or lead's desired state: the CRM time of its revoke
+
+
+def revoked_after(kb, kind: str, crm_id: str, crm_time) -> bool:
+    """Whether the CRM revoked the record's invitation at a CRM time later than a request made at
+    `crm_time` (events take effect in CRM time order, whatever order they arrive in). A request
+    without a CRM time (an operator's resend) is not older: it is a decision of its own."""
+    record = records.desired(kb, kind, crm_id)
+    revoked_at = (record.state or {}).get(REVOKED_AT) if record is not None else None
+    if not revoked_at or crm_time is None:
+        return False
+    return records.naive_utc(crm_time) < records.naive_utc(datetime.fromisoformat(revoked_at))
+
+
+def _refuse_older_than_revoke(kb, kind: str, crm_id: str, crm_time, cause: str) -> str:
+    with kb.db.session() as session:
+        audit.record(session, "state.stale", f"{kind}:{crm_id}", cause,
+                     {"event_time": outbox.iso(crm_time), "why": "the CRM revoked this invitation later"})
+    return "stale"
 
 
 def _left_after(kb, contact_id: str, crm_time) -> bool:
@@ -237,6 +260,8 @@ def complete_contact_registration(kb, inv_id: int, user_id: str, cause: str, reg
 def invite_lead(kb, data: dict, cause: str, crm_time=None) -> str:
     """Handle lead.invite_requested; returns what happened. The request is also the lead's state as of `crm_time`."""
     email = data["email"].strip().lower()
+    if revoked_after(kb, "lead", data["lead_id"], crm_time):
+        return _refuse_older_than_revoke(kb, "lead", data["lead_id"], crm_time, cause)
     records.take(kb, "lead", data["lead_id"], {"lead_id": data["lead_id"], "email": email, "first_name": data.get("first_name"),
                                                 "last_name": data.get("last_name"), "company": data.get("company")}, crm_time, cause)
     details = {k: data.get(k) for k in ("first_name", "last_name", "company", "redirect_uri", "expires_in_days")}

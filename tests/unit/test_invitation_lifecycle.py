@@ -341,3 +341,24 @@ def test_an_organization_invitation_as_keycloak_lists_it_is_revoked_and_resent(c
     assert keycloak.pending_invitations("guest@acme.example") == []
     assert lifecycle.revoke_organization_invitation(kb, org_id, guest["id"], "org admin") == "already_gone"
     assert len(outbox_events(kb, "invitation.revoked")) == 1
+
+
+def test_events_take_effect_in_crm_time_order_whatever_order_they_arrive_in(client, kb, keycloak, worker, clock):
+    from tests.conftest import signed_post
+
+    def post(event_type, data, at):
+        assert signed_post(client, {"type": event_type, "timestamp": at, "data": data}).status_code == 202
+        drain(worker)
+
+    deliver(client, worker, "account.upserted", ACCOUNT)
+    post("contact.invite_requested", JANE, "2026-11-22T10:00:00Z")
+    post("contact.invite_revoked", {"contact_id": "C-1"}, "2026-11-22T12:00:00Z")
+    post("contact.invite_requested", {**JANE, "resend": True}, "2026-11-22T11:00:00Z")  # older than the revoke: stale
+    assert invitation_row(kb, "contact", "C-1").status == "revoked"
+    assert keycloak.pending_invitations("jane@acme.example") == [] and mails(keycloak, "jane@acme.example") == ["org_invite"]
+
+    post("contact.invite_revoked", {"contact_id": "C-1"}, "2026-11-22T09:00:00Z")  # older than everything: changes nothing
+    post("contact.invite_requested", JANE, "2026-11-22T13:00:00Z")  # newer: invited again
+    assert invitation_row(kb, "contact", "C-1").status == "sent" and len(keycloak.pending_invitations("jane@acme.example")) == 1
+    post("contact.invite_revoked", {"contact_id": "C-1"}, "2026-11-22T12:30:00Z")  # arrives late, older than the invite: stale
+    assert invitation_row(kb, "contact", "C-1").status == "sent" and len(outbox_events(kb, "invitation.revoked")) == 1
