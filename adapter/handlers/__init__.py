@@ -9,7 +9,7 @@ from marshmallow import fields
 from .. import tasks
 from ..errors import PermanentError
 from ..models import InboundEvent
-from . import (access, accounts, activity, batches, contacts, convergence, invitation_lifecycle, invitations,  # noqa: F401  (register)
+from . import (access, accounts, activity, batches, contacts, convergence, invitation_expiry, invitation_lifecycle, invitations,  # noqa: F401  (register)
                records, registrations, self_service)
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from adapter import cli
 from adapter.db import utcnow
+from adapter.handlers import invitation_expiry
 from adapter.handlers import invitation_lifecycle as lifecycle
 from adapter.models import AccessRevocation
 from adapter.worker import Worker
@@ -200,7 +201,7 @@ def test_concurrent_schedulers_decide_one_reminder(client, kb, keycloak, worker,
 
     def decide():
         barrier.wait()
-        counts.append(lifecycle.schedule_due(kb))
+        counts.append(invitation_expiry.schedule_due(kb))
 
     threads = [threading.Thread(target=decide) for _ in range(4)]
     for t in threads:
