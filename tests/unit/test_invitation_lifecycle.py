@@ -363,3 +363,19 @@ def test_events_take_effect_in_crm_time_order_whatever_order_they_arrive_in(clie
     assert invitation_row(kb, "contact", "C-1").status == "sent" and len(keycloak.pending_invitations("jane@acme.example")) == 1
     post("contact.invite_revoked", {"contact_id": "C-1"}, "2026-11-22T12:30:00Z")  # arrives late, older than the invite: stale
     assert invitation_row(kb, "contact", "C-1").status == "sent" and len(outbox_events(kb, "invitation.revoked")) == 1
+
+
+def test_a_link_used_after_its_expiry_but_before_the_expiry_ran_lets_nobody_in(client, kb, keycloak, worker, invited):
+    from sqlalchemy import update
+
+    from adapter.models import Invitation
+
+    with kb.db.session() as session:  # the expiry passed a minute ago; the scheduler has not run since
+        session.execute(update(Invitation).where(Invitation.id == invited.id).values(expires_at=utcnow() - timedelta(minutes=1)))
+    user_id, _ = keycloak.register_invited_user(invited.keycloak_invitation_id)
+    keycloak.members[invited.organization_id].add(user_id)
+    drain(worker)
+
+    assert not keycloak.is_member(invited.organization_id, user_id)
+    assert invitation_row(kb, "contact", "C-1").status == "expired"
+    assert outbox_events(kb, "invitation.accepted") == [] and len(outbox_events(kb, "invitation.expired")) == 1
