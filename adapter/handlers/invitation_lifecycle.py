@@ -60,6 +60,12 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be contact or lead, not {kind!r}")
 
 
+def settled_answer(status: str) -> str:
+    """What a revoke of an invitation no longer pending answers."""
+    return {"accepted": "already_accepted", "revoked": "already_revoked", "expired": "already_expired",
+            "refused": "refused"}.get(status, "not_sent")
+
+
 # -- revoke ----------------------------------------------------------------------------
 
 def revoke_invitation(kb, kind: str, crm_id: str, cause: str, reason: str = REVOKED_BY_REQUEST) -> str:
@@ -77,14 +83,17 @@ def revoke_invitation(kb, kind: str, crm_id: str, cause: str, reason: str = REVO
     with kb.db.session() as session:
         inv = session.scalar(select(Invitation).where(Invitation.kind == kind, Invitation.crm_id == crm_id))
         if inv is None:
+            audit.record(session, "invitation.revoke_ignored", _subject(kind, crm_id), cause, {"answer": "not_invited"})
             return "not_invited"
         inv_id, status = inv.id, inv.status
-    if status not in PENDING:
-        return {"accepted": "already_accepted", "revoked": "already_revoked", "expired": "already_expired"}.get(status, "not_sent")
+        if status not in PENDING:  # said where an operator looks (`keybridge audit`), nothing changes
+            answer = settled_answer(status)
+            audit.record(session, "invitation.revoke_ignored", _subject(kind, crm_id), cause, {"answer": answer})
+            return answer
     invitations.end_invitation_link(kb, inv_id)  # first: a failure here leaves it pending, and the retry ends it
     settled = invitations._record_revoked(kb, inv_id, reason, cause)
     if settled is not None:  # decided meanwhile (accepted through the link a moment ago, say)
-        return {"accepted": "already_accepted", "revoked": "already_revoked", "expired": "already_expired"}.get(settled, "not_sent")
+        return settled_answer(settled)
     return "revoked"
 
 
@@ -213,8 +222,7 @@ def request(kb, action: str, kind: str, crm_id: str, requested_by: str) -> dict:
             raise LookupError(f"No invitation for {kind} {crm_id}: the CRM never asked to invite them (see `keybridge invitations list`).")
         status = inv.status
         if action == "revoke" and status not in PENDING:
-            answer = {"accepted": "already_accepted", "revoked": "already_revoked", "expired": "already_expired",
-                      "refused": "refused"}.get(status, "not_sent")
+            answer = settled_answer(status)
             return {"status": answer, "state": state_of(status), "message": ANSWERS[answer]}
         if action == "resend" and status in ("accepted", "refused"):
             return {"status": "already_accepted" if status == "accepted" else "refused", "state": state_of(status),
