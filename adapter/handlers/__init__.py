@@ -9,7 +9,7 @@ from marshmallow import fields
 from .. import tasks
 from ..errors import PermanentError
 from ..models import InboundEvent
-from . import (access, accounts, activity, batches, contacts, convergence, invitations, records,  # noqa: F401  (register)
+from . import (access, accounts, activity, batches, contacts, contracts, convergence, invitations, records,  # noqa: F401  (register)
                registrations, self_service)
 
 log = logging.getLogger(__name__)
