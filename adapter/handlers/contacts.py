@@ -22,7 +22,7 @@ from .. import outbox, tasks
 from ..events import MEMBERSHIP_CHANGED, ContactUpsertedSchema
 from ..errors import RetryableError
 from ..models import Invitation
-from . import access, audit, invitations, records
+from . import access, audit, contracts, invitations, records
 from .invitations import CONTACT_ATTRIBUTE
 
 CRM_STATUS_ATTRIBUTE = "crm_status"  # active | left, read by the Keycloak extension too
@@ -166,13 +166,19 @@ def ensure_membership(kb, user: dict, contact_id: str, account_id: str, cause: s
     org = kb.keycloak.find_organization(account_id)
     if org is None:
         raise RetryableError(f"Account {account_id} has no organization yet: the CRM must send account.upserted first (retrying).", retry_after=30)
-    for other in kb.keycloak.user_organizations(user["id"]):
+    before = kb.keycloak.user_organizations(user["id"])
+    changed = False
+    for other in before:
         if other["id"] != org["id"] and (other.get("attributes") or {}).get("crm_account_id"):
             kb.keycloak.remove_member(other["id"], user["id"])
             _membership_changed(kb, other["attributes"]["crm_account_id"][0], user, contact_id, "removed", cause)
+            changed = True
     if not kb.keycloak.is_member(org["id"], user["id"]):
         kb.keycloak.add_member(org["id"], user["id"])
         _membership_changed(kb, account_id, user, contact_id, "added", cause)
+        changed = True
+    if changed:  # another organization's contract may give (or take) access: the CRM hears if it did
+        contracts.tell_if_access_changed(kb, user, before, cause)
 
 
 def contact_left(kb, user: dict, contact_id: str, cause: str, since=None) -> str:

@@ -37,7 +37,7 @@ from ..errors import PermanentError, RetryableError
 from ..events import IDENTITY_ACCESS_CHANGED
 from ..models import AccessRevocation, Account
 from . import audit
-from .access import (CONTRACT_ACTIVE, CONTRACT_INACTIVE, access_decision, admin_decisions, contract_is_active,
+from .access import (CONTRACT_ACTIVE, CONTRACT_INACTIVE, LEFT_COMPANY, access_decision, admin_decisions, contract_is_active,
                      is_crm_organization, organization_contract_active, parallel, raise_first)
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ def follow_contract(kb, account_id: str, cause: str) -> str:
             return state
         previous, now = account.access, utcnow()
         account.access, account.access_enforced_at = state, now
+        if previous is None:
+            return state  # an account new to Keybridge: nobody's access changed
         since = outbox.iso(now)
         audit.record(session, "contract.access_" + ("restored" if state == "active" else "ended"), f"account:{account_id}", cause,
                      {"contract_status": account.contract_status, "contract_ends_at": outbox.iso(account.contract_ends_at),
@@ -70,7 +72,7 @@ def follow_contract(kb, account_id: str, cause: str) -> str:
         # sessions end, the CRM hears nothing: for it, nobody's access changed).
         cancelled = jobs.cancel_unstarted(session, MEMBERS_JOB, _members_key({"account_id": account_id}),
                                           f"the contract is {state} again ({cause})")
-        if not cancelled and (previous is not None or state == "inactive"):  # a new active account: nobody's access changed
+        if not cancelled:
             tasks.enqueue(session, MEMBERS_JOB, f"{account_id}@{state}@{since}",
                           {"account_id": account_id, "state": state, "since": since, "cause": cause})
     log.info("account %s contract %s (%s): organization attributes written, members followed in the background",
@@ -135,6 +137,23 @@ def _follow_chunk(kb, account_id: str, org_id: str, state: str, since: str, memb
                          f"account:{account_id}", cause, {"users": told, "sessions_ended": state == "inactive", "since": since})
     raise_first(errors, "members' follow-ups")
     return len(done)
+
+
+def tell_if_access_changed(kb, user: dict, organizations_before: list[dict], cause: str) -> None:
+    """The person's organizations changed (a contact moved to another account): if that changed whether
+    the contracts let them in, the CRM hears `identity.access_changed`. Only reads Keycloak."""
+    now = utcnow().replace(tzinfo=timezone.utc)
+    before = access_decision(user, organizations_before, now)
+    after = access_decision(user, kb.keycloak.organizations_of_member(user["id"]), now)
+    if not user.get("enabled", True) or (before is None) == (after is None) or LEFT_COMPANY in (before, after):
+        return
+    reason, enabled = (CONTRACT_ACTIVE, True) if after is None else (CONTRACT_INACTIVE, False)
+    if not enabled:
+        kb.keycloak.logout(user["id"])
+    with kb.db.session() as session:
+        outbox.record(session, IDENTITY_ACCESS_CHANGED,
+                      {"user_id": user["id"], "contact_id": _contact_id(user), "enabled": enabled, "reason": reason},
+                      f"{IDENTITY_ACCESS_CHANGED}:{reason}:membership:{user['id']}:{cause}")
 
 
 def _contact_id(user: dict) -> str | None:
