@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 CONTRACT_INACTIVE = "contract_inactive"
 CONTRACT_ACTIVE = "contract_active"
 LEFT_COMPANY = "left_company"
-
-
 CRM_ACCOUNT_ATTRIBUTE = "crm_account_id"
 CRM_STATUS_ATTRIBUTE = "crm_status"  # active | left, on the person
 
