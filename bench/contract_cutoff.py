@@ -325,17 +325,18 @@ def run_adapter(settings: Settings, account_id: str, org_id: str, members: int, 
         for status, refused in (("suspended", True), ("active", False)):
             if not refused:
                 refresh_token = None  # the cut-off's follow-up ended the sample's sessions, as it should
-            with meter.phase() as phase:
+            with meter.phase() as phase, ThreadPoolExecutor(max_workers=1) as checker:
                 started = time.perf_counter()
+                # The sample member tries to log in (and refresh) from the moment the webhook's work starts.
+                flipped = checker.submit(sample.until, refused, refresh_token, started)
                 state = accounts.converge_account(kb, account_id, f"bench: contract {status}", bench_account(account_id, members, status))
                 converged = time.perf_counter() - started
                 written = gateway.last_write_at - started
-                phase.refused_after = sample.until(refused, refresh_token, started)
+                phase.refused_after = flipped.result()
             writes = gateway.take_writes()
             phase.writes = sum(writes.values())
-            phase.parts = {"until the organization write returned": written,
-                           "rest of converge_account (admins' permissions, Keybridge's rows)": converged - written,
-                           "checking login and refresh": phase.wall - converged}
+            phase.parts = {"the organization write returned at": written,
+                           "converge_account returned at (admins' permissions, Keybridge's rows)": converged}
             if state != ("inactive" if refused else "active"):
                 raise SystemExit(f"adapter {status}: converge_account answered {state!r}")
             if set(writes) - {"update_organization"}:
@@ -580,7 +581,8 @@ def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, versi
         "adapter and extension: every member at once)")
     for who in [w for w in ("adapter", "extension") if w in paths]:
         say(f"{who}: login and refresh refused {median(lambda r, w=who: r[f'{w} cut off'].refused_after):.3f} s after the "
-            f"write started, accepted again {median(lambda r, w=who: r[f'{w} restore'].refused_after):.3f} s after the renewal")
+            f"{'webhook work' if who == 'adapter' else 'write'} started, accepted again "
+            f"{median(lambda r, w=who: r[f'{w} restore'].refused_after):.3f} s after the renewal's")
     if "adapter" in paths:
         say(f"adapter, in the background afterwards (not on the cut-off's path): follow-up of the cut off "
             f"{median(lambda r: r['adapter follow-up (cut off)'].wall):.2f} s "
