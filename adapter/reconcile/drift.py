@@ -193,7 +193,7 @@ class DriftFinder:
     def _compare_user(self, user: dict) -> None:
         user_id = user["id"]
         enabled = user.get("enabled", True)
-        accounts = self.facts.memberships.get(user_id, [])
+        accounts = user.get("crm_accounts", [])
         contact_id = ((user.get("attributes") or {}).get(CONTACT_ATTRIBUTE) or [None])[0]
         contact = self.export.contacts.get(contact_id) if contact_id else None
         revocations = self.facts.revocations.get(user_id, {})
