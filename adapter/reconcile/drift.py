@@ -152,6 +152,8 @@ class DriftFinder:
         for user in self.reader.users(wants_roles=self._wants_roles):
             self.report.stats["users_read"] += 1
             self._compare_user(user)
+        if self.reader.uses_export:
+            self.report.stats["read_through_export"] = 1  # the extension's bulk export, not the admin API
         if self.export.has_contacts:
             self._contacts_without_identity()
         else:
