@@ -18,7 +18,10 @@ import org.keycloak.provider.Provider;
  * for the id range (after, last id of the page]. Ordering and range use the
  * database's comparison of ids, so a page never skips or repeats a user even
  * while users are added or removed (a user added behind the cursor is read by
- * the next export, not this one).
+ * the next export, not this one). The three range queries name only the user id
+ * column of their table (a range scan of its user index, no join to USER_ENTITY):
+ * rows of other users whose ids fall in the range (service accounts, other
+ * realms' users) are dropped by UserPage.
  *
  * The entities are named in JPQL only (UserEntity, ...): keycloak-model-jpa's
  * classes are on Keycloak's class path but not a compile-time dependency (its
@@ -32,15 +35,15 @@ public final class ExportQueries {
             + " where u.realmId = :realm and u.serviceAccountClientLink is null and u.id > :after order by u.id";
     static final String ATTRIBUTES =
             "select a.user.id, a.name, a.value, a.longValue from UserAttributeEntity a"
-            + " where a.user.realmId = :realm and a.user.id > :after and a.user.id <= :last and a.name in :names";
+            + " where a.user.id > :after and a.user.id <= :last and a.name in :names";
     static final String REALM_ROLES =
             "select m.user.id, r.name from UserRoleMappingEntity m, RoleEntity r"
             + " where r.id = m.roleId and r.clientRole = false and r.realmId = :realm"
-            + " and m.user.realmId = :realm and m.user.id > :after and m.user.id <= :last";
+            + " and m.user.id > :after and m.user.id <= :last";
     static final String MEMBERSHIPS =
             "select m.user.id, o.id from UserGroupMembershipEntity m, OrganizationEntity o"
             + " where o.groupId = m.groupId and o.realmId = :realm"
-            + " and m.user.realmId = :realm and m.user.id > :after and m.user.id <= :last";
+            + " and m.user.id > :after and m.user.id <= :last";
     static final String INVITATIONS =
             "select i.id, i.organizationId, i.email, i.expiresAt from OrganizationInvitationEntity i, OrganizationEntity o"
             + " where o.id = i.organizationId and o.realmId = :realm and i.expiresAt >= :now and i.id > :after order by i.id";
@@ -88,7 +91,9 @@ public final class ExportQueries {
             return page;
         }
         String last = page.lastId();
-        for (Object row : range(ATTRIBUTES, request.after(), last).setParameter("names", request.attributes()).getResultList()) {
+        List<?> attributes = em.createQuery(ATTRIBUTES).setParameter("after", request.after()).setParameter("last", last)
+                .setParameter("names", request.attributes()).getResultList();
+        for (Object row : attributes) {
             Object[] r = (Object[]) row;
             page.addAttribute((String) r[0], (String) r[1], (String) r[2], (String) r[3]);
         }
