@@ -23,6 +23,12 @@ import org.keycloak.provider.Provider;
  * rows of other users whose ids fall in the range (service accounts, other
  * realms' users) are dropped by UserPage.
  *
+ * Every query is shaped so that any database walks an index of user ids: the
+ * user scan names no other column (a condition on the realm made H2 scan the
+ * realm's index, every user, for each page), and the attribute query names no
+ * attribute (H2 then scanned the index of all values of that name); the realm,
+ * service accounts and attribute names are filtered in Java (UserPage).
+ *
  * The entities are named in JPQL only (UserEntity, ...): keycloak-model-jpa's
  * classes are on Keycloak's class path but not a compile-time dependency (its
  * parent POM is not published on Maven Central), and so is its connection
@@ -31,11 +37,11 @@ import org.keycloak.provider.Provider;
 public final class ExportQueries {
 
     static final String USERS =
-            "select u.id, u.username, u.email, u.emailVerified, u.firstName, u.lastName, u.enabled from UserEntity u"
-            + " where u.realmId = :realm and u.serviceAccountClientLink is null and u.id > :after order by u.id";
+            "select u.id, u.username, u.email, u.emailVerified, u.firstName, u.lastName, u.enabled, u.realmId,"
+            + " u.serviceAccountClientLink from UserEntity u where u.id > :after order by u.id";
     static final String ATTRIBUTES =
             "select a.user.id, a.name, a.value, a.longValue from UserAttributeEntity a"
-            + " where a.user.id > :after and a.user.id <= :last and a.name in :names";
+            + " where a.user.id > :after and a.user.id <= :last";
     static final String REALM_ROLES =
             "select m.user.id, r.name from UserRoleMappingEntity m, RoleEntity r"
             + " where r.id = m.roleId and r.clientRole = false and r.realmId = :realm"
@@ -77,22 +83,25 @@ public final class ExportQueries {
     public UserPage users(ExportRequest request) {
         List<ExportedUser> users = new ArrayList<>();
         List<?> rows = em.createQuery(USERS)
-                .setParameter("realm", realmId)
                 .setParameter("after", request.after())
                 .setMaxResults(request.max())
                 .getResultList();
+        String lastScanned = null;
         for (Object row : rows) {
             Object[] r = (Object[]) row;
-            users.add(new ExportedUser((String) r[0], (String) r[1], (String) r[2], Boolean.TRUE.equals(r[3]), (String) r[4],
-                    (String) r[5], Boolean.TRUE.equals(r[6])));
+            lastScanned = (String) r[0];
+            if (realmId.equals(r[7]) && r[8] == null) { // this realm's people, not its service accounts
+                users.add(new ExportedUser((String) r[0], (String) r[1], (String) r[2], Boolean.TRUE.equals(r[3]), (String) r[4],
+                        (String) r[5], Boolean.TRUE.equals(r[6])));
+            }
         }
-        UserPage page = new UserPage(users, request.max(), request.attributes());
+        UserPage page = new UserPage(users, rows.size(), lastScanned, request.max(), request.attributes());
         if (page.isEmpty()) {
             return page;
         }
         String last = page.lastId();
         List<?> attributes = em.createQuery(ATTRIBUTES).setParameter("after", request.after()).setParameter("last", last)
-                .setParameter("names", request.attributes()).getResultList();
+                .getResultList();
         for (Object row : attributes) {
             Object[] r = (Object[]) row;
             page.addAttribute((String) r[0], (String) r[1], (String) r[2], (String) r[3]);

@@ -8,47 +8,58 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * One page of the export, put together from a few set-based queries: the users
- * (ordered by id, after the previous page's last id), then the attributes, the
- * direct realm roles and the organization memberships of every user whose id
- * lies in the page's range. Rows of ids outside the page (service accounts,
- * which the export leaves out, share the range) are dropped here.
+ * One page of the export, put together from a few set-based queries: the user
+ * rows (ordered by id, after the previous page's last id, `max` of them), then
+ * the attributes, the direct realm roles and the organization memberships of
+ * every user whose id lies in the page's range. The scan is of every user row
+ * in id order, so that the database walks its primary key: users of other
+ * realms and service accounts are scanned too and left out of the page, and
+ * their rows in the range queries are dropped here. A page can thus hold fewer
+ * than `max` users (even none) and still have a next page.
  */
 public final class UserPage {
 
     private final Map<String, ExportedUser> users = new LinkedHashMap<>();
+    private final int scanned;
+    private final String lastScannedId;
     private final int max;
     private final Set<String> attributeNames;
 
     /**
-     * @param users          the page's users in id order (at most {@code max})
-     * @param max            the page size asked for: a full page has a next page
+     * @param users          the page's users in id order
+     * @param scanned        how many user rows the scan read (users plus those left out), at most {@code max}
+     * @param lastScannedId  the id of the last row scanned, or null when none was
+     * @param max            the page size asked for: a full scan has a next page
      * @param attributeNames the attributes the caller asked for; others are dropped
      */
-    public UserPage(List<ExportedUser> users, int max, Set<String> attributeNames) {
+    public UserPage(List<ExportedUser> users, int scanned, String lastScannedId, int max, Set<String> attributeNames) {
         for (ExportedUser user : users) {
             this.users.put(user.id, user);
         }
+        this.scanned = scanned;
+        this.lastScannedId = lastScannedId;
         this.max = max;
         this.attributeNames = attributeNames;
     }
 
-    /** The last id of the page: the range's upper end for the other queries, and the next page's `after`. */
+    /** A page whose scan read exactly these users. */
+    public UserPage(List<ExportedUser> users, int max, Set<String> attributeNames) {
+        this(users, users.size(), users.isEmpty() ? null : users.get(users.size() - 1).id, max, attributeNames);
+    }
+
+    /** The last id scanned: the range's upper end for the other queries, and the next page's `after`. */
     public String lastId() {
-        String last = null;
-        for (String id : users.keySet()) {
-            last = id;
-        }
-        return last;
+        return lastScannedId;
     }
 
     /** The `after` of the next page, or null when this one was the last. */
     public String next() {
-        return users.size() < max ? null : lastId();
+        return scanned < max ? null : lastScannedId;
     }
 
+    /** Whether the scan read no row at all (the range queries are then not needed). */
     public boolean isEmpty() {
-        return users.isEmpty();
+        return scanned == 0;
     }
 
     /** A row (user id, attribute name, value, long value) of the attribute query. */

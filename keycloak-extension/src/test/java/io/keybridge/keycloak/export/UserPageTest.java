@@ -55,6 +55,22 @@ class UserPageTest {
     }
 
     @Test
+    void aScanThatLeftRowsOutStillEndsAtItsLastRowAndHasANextPage() {
+        // Scanned a, b (a service account or another realm's user: left out), c, d (left out): four rows of four.
+        UserPage page = new UserPage(List.of(user("a"), user("c")), 4, "d", 4, Set.of("crm_contact_id"));
+        page.addAttribute("d", "crm_contact_id", "other realm", null);
+        assertEquals("d", page.lastId());
+        assertEquals("d", page.next());
+        assertEquals(List.of("a", "c"), page.users().stream().map(ExportedUser::id).toList());
+
+        UserPage onlyLeftOut = new UserPage(List.of(), 2, "b", 2, Set.of());
+        assertTrue(!onlyLeftOut.isEmpty() && onlyLeftOut.users().isEmpty());
+        assertEquals("b", onlyLeftOut.next()); // nobody of this realm here, but the scan goes on
+
+        assertNull(new UserPage(List.of(user("a")), 3, "z", 4, Set.of()).next());
+    }
+
+    @Test
     void aFullPageHasANextPageAfterItsLastIdAShortOneHasNone() {
         UserPage full = new UserPage(List.of(user("a"), user("b")), 2, Set.of());
         assertEquals("b", full.lastId());
