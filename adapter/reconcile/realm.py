@@ -170,7 +170,7 @@ class RealmReader:
     def _exported_invitations(self, facts: RealmFacts) -> None:
         """The pending invitations of the CRM organizations, from the extension's export (raises ExportMissing)."""
         by_id = {org.id: org for org in facts.organizations.values()}
-        after, done = None, 0
+        after = None
         while True:
             page, after = self.keycloak.export_invitations_page(after, EXPORT_PAGE)
             for invitation in page:
@@ -178,7 +178,6 @@ class RealmReader:
                 if org is not None:
                     email = (invitation.get("email") or "").lower()
                     facts.pending.setdefault(email, []).append(PendingInvitation(org.account_id, org.id, invitation["id"], email))
-            done += len(page)
             if after is None:
                 break
         self.progress("members", len(facts.organizations), len(facts.organizations))
