@@ -4,9 +4,11 @@
     keybridge send TYPE DATA.json         sign and POST one event to the adapter
     keybridge demo                        the dev stack's demo: an account and an invited contact
     keybridge dead-letters list|replay    what kept failing, and sending it again
+    keybridge invitations list|revoke|resend   invitations per account or batch with their state; withdraw or send again
     keybridge reconcile --from FILE       compare a CRM export with Keycloak (--dry-run), or converge
     keybridge realm apply [--dry-run]     make an existing realm match realm-config/
     keybridge db upgrade                  apply the schema migrations (run before starting a new version)
+    keybridge health worker               exit 1 unless this host's worker finished a pass in the last minute
     keybridge connectors test             check the configured CRM connector's credentials and fields
 """
 from __future__ import annotations
@@ -273,6 +275,62 @@ def registrations_reject(user_id: str) -> None:
     _decide("rejected", user_id, None, ())
 
 
+@main.group()
+def invitations() -> None:
+    """Invitations with their state (pending, accepted, expired, revoked, skipped); revoke or resend one."""
+
+
+@invitations.command("list")
+@click.option("--account", "account_id", default=None, help="the CRM account's invitations")
+@click.option("--batch", "batch_id", default=None, help="the batch's invitations (batch_id of invitations.batch_requested)")
+@click.option("--state", default=None, type=click.Choice(["pending", "accepted", "expired", "revoked", "skipped", "refused"]),
+              help="only invitations in this state")
+@click.option("--json", "as_json", is_flag=True, help="the list as JSON")
+def invitations_list(account_id: str | None, batch_id: str | None, state: str | None, as_json: bool) -> None:
+    """List --account ID or --batch ID."""
+    from .handlers import invitation_lifecycle
+
+    if (account_id is None) == (batch_id is None):
+        raise click.UsageError("Give --account ID or --batch ID (one of them).")
+    result = invitation_lifecycle.list_invitations(_kb(), account_id, batch_id, state, 0, 100_000)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result["counts"].items())) or "none"
+    click.echo(f"{'account ' + account_id if account_id else 'batch ' + batch_id}: {counts}")
+    for r in result["invitations"]:
+        when = {"pending": f"expires {r['expires_at']}", "accepted": f"accepted {r['accepted_at']}"}.get(r["state"], r["ended_at"] or "")
+        click.echo(f"{r['kind']:7} {r['id']:24} {r['email']:40} {r['state']:9} sent {r['sent_count']}x  {when or ''}")
+
+
+def _invitation_request(action: str, kind: str, crm_id: str) -> None:
+    from .handlers import invitation_lifecycle
+
+    try:
+        answer = invitation_lifecycle.request(_kb(), action, kind, crm_id, "cli")
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(answer["message"])
+    if answer["status"] not in ("queued", "already_revoked", "already_expired"):
+        sys.exit(3)  # refused: the invitation was already accepted
+
+
+@invitations.command("revoke")
+@click.argument("kind", type=click.Choice(["contact", "lead"]))
+@click.argument("crm_id")
+def invitations_revoke(kind: str, crm_id: str) -> None:
+    """Withdraw the pending invitation of contact|lead CRM_ID: its link stops working, the CRM hears invitation.revoked."""
+    _invitation_request("revoke", kind, crm_id)
+
+
+@invitations.command("resend")
+@click.argument("kind", type=click.Choice(["contact", "lead"]))
+@click.argument("crm_id")
+def invitations_resend(kind: str, crm_id: str) -> None:
+    """Send the invitation of contact|lead CRM_ID again (a new link, a new expiry)."""
+    _invitation_request("resend", kind, crm_id)
+
+
 @main.group("dead-letters")
 def dead_letters_group() -> None:
     """Jobs and outbound events that kept failing."""
@@ -388,6 +446,32 @@ def realm_apply(realm_file: str, dry_run: bool, url: str, admin_user: str, admin
         click.echo(f"{done} change(s) applied" + (f"; {manual} need a hand (see above)" if manual else ""))
     except realm_config.RealmConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def health() -> None:
+    """Health checks for container orchestrators (exit code 0: healthy, 1: not)."""
+
+
+@health.command("worker")
+@click.option("--max-age", default=None, type=float, help="seconds since the worker's last finished pass  [default: 60, as /readyz]")
+def health_worker(max_age: float | None) -> None:
+    """Whether the worker on this host (container) finished a pass recently: its heartbeat.
+
+    The worker's container health check in docker-compose.yml. Reads only the database.
+    """
+    from .db import Database
+    from .health import WORKER_SILENCE_SECONDS, check_this_hosts_worker
+
+    database = Database(_settings().database_url)
+    try:
+        problem = check_this_hosts_worker(database, WORKER_SILENCE_SECONDS if max_age is None else max_age)
+    finally:
+        database.dispose()
+    if problem:
+        click.echo(f"unhealthy: {problem}", err=True)
+        sys.exit(1)
+    click.echo("healthy: the worker finished a pass recently")
 
 
 @main.group()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import functools
 import logging
 import os
 from dataclasses import dataclass, field, fields
@@ -99,6 +100,7 @@ class Settings:
     public_webmail_domains: list[str] = field(default_factory=lambda: list(PUBLIC_WEBMAIL_DOMAINS))
     invite_redirect_uri: str = ""
     invite_expires_in_days: int = 7
+    invite_reminder_days_before: int = 2  # one reminder this many days before an invitation expires; 0: none
     events_poll_seconds: float = 2.0
     nudge_secret: str = ""
     events_start: str = "beginning"
@@ -247,6 +249,11 @@ class Settings:
             raise ConfigError("KEYBRIDGE_TRUSTED_PROXIES is the number of proxies in front of the adapter (0 when none)")
         if self.portal_session_seconds <= 0:
             raise ConfigError("KEYBRIDGE_PORTAL_SESSION_SECONDS must be a positive number of seconds (default 28800)")
+        if not 1 <= self.invite_expires_in_days <= 90:
+            raise ConfigError("KEYBRIDGE_INVITE_EXPIRES_IN_DAYS must be between 1 and 90 days (default 7), as expires_in_days of an invitation")
+        if not 0 <= self.invite_reminder_days_before < 90:
+            raise ConfigError("KEYBRIDGE_INVITE_REMINDER_DAYS_BEFORE is how many days before an invitation expires its one reminder "
+                              "goes out: 0 (no reminder) to 89 (default 2)")
 
 
 SECRET_PREFIX = "whsec_"
@@ -254,8 +261,11 @@ MIN_SECRET_BYTES = 24  # the Standard Webhooks spec: secrets of 24 to 64 random 
 MAKE_SECRET = "make one with `echo whsec_$(openssl rand -base64 32)`"
 
 
+@functools.lru_cache(maxsize=64)
 def whsec_key(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret; raises ValueError if it does not decode."""
+    """The HMAC key of a `whsec_<base64>` secret; raises ValueError if it does not decode.
+
+    Cached: every signed request decodes each configured secret (a failure is not cached)."""
     encoded = secret.removeprefix(SECRET_PREFIX)
     try:
         # unpadded base64 is common (the reference libraries accept it): pad, then decode strictly
