@@ -171,6 +171,15 @@ def finish(session: Session, job: Job) -> None:
     job.last_error = None
 
 
+def cancel_unstarted(session: Session, kind: str, ordering_key: str, reason: str) -> int:
+    """Settle the jobs of `kind` under `ordering_key` that never started (queued, never claimed) as done,
+    with `reason` as their note; returns how many. A job that ran once (and waits for a retry) is kept."""
+    return session.execute(
+        update(Job).where(Job.kind == kind, Job.ordering_key == ordering_key, Job.status == "queued", Job.attempts == 0)
+        .values(status="done", finished_at=utcnow(), last_error=f"cancelled: {reason}"[:4000])
+    ).rowcount
+
+
 def fail(session: Session, job: Job, error: Exception, retry_window_seconds: int, max_delay: int) -> str:
     """Reschedule a job after a retryable error, or move it to the dead letters; returns the new status."""
     job.last_error = f"{type(error).__name__}: {error}"[:4000]

@@ -27,6 +27,7 @@ import json
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 
 from adapter.jobs import PermanentError, RetryableError
 from adapter.keycloak import KeycloakGateway
@@ -88,6 +89,7 @@ class FakeKeycloak:
         self._fail_with: dict[str, Exception] = {}
         self._down_after: set[str] = set()
         self._fail_for: dict[str, set] = {}
+        self.has_export = True  # whether Keybridge's extension serves /realms/<realm>/keybridge-export
 
     # -- failure injection (test controls, not Keycloak API) ---------------------------
 
@@ -446,9 +448,11 @@ class FakeKeycloak:
         return orgs[first:first + max_results]
 
     @_kc
-    def organization_members_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+    def organization_members_page(self, org_id: str, first: int, max_results: int, brief: bool = True) -> list[dict]:
         self._require_org(org_id)
         page = sorted(self.members[org_id], key=lambda u: self.users[u]["username"])[first:first + max_results]
+        if not brief:
+            return [copy.deepcopy(self.users[u]) for u in page]
         return [{k: self.users[u].get(k) for k in ("id", "username", "email", "enabled")}
                 | {"membershipType": "MANAGED" if (org_id, u) in self.managed_members else "UNMANAGED"} for u in page]
 
@@ -465,6 +469,32 @@ class FakeKeycloak:
     @_kc
     def users_page(self, first: int, max_results: int) -> list[dict]:
         return sorted(self.users.values(), key=lambda u: u["username"])[first:first + max_results]
+
+    # -- the extension's bulk export (keycloak-extension/, io.keybridge.keycloak.export) ---
+
+    def _export(self, items: list[dict], after: str | None, max_results: int) -> tuple[list[dict], str | None]:
+        if not self.has_export:
+            from adapter.keycloak import ExportMissing
+
+            raise ExportMissing("Keycloak has no keybridge-export endpoint (404)")
+        page = [i for i in sorted(items, key=lambda i: i["id"]) if i["id"] > (after or "")][:max_results]
+        return page, page[-1]["id"] if len(page) == max_results else None
+
+    @_kc
+    def export_users_page(self, after: str | None, max_results: int, attributes) -> tuple[list[dict], str | None]:
+        users = [{k: u.get(k) for k in ("id", "username", "email", "emailVerified", "firstName", "lastName")}
+                 | {"enabled": u.get("enabled", True),
+                    "attributes": {n: v for n, v in (u.get("attributes") or {}).items() if n in attributes},
+                    "realmRoles": sorted(self.user_roles.get(u["id"], set())),
+                    "organizations": sorted(o for o, members in self.members.items() if u["id"] in members)}
+                 for u in self.users.values()]
+        return self._export(users, after, max_results)
+
+    @_kc
+    def export_invitations_page(self, after: str | None, max_results: int) -> tuple[list[dict], str | None]:
+        pending = [{"id": i["id"], "organizationId": i["organizationId"], "email": i["email"], "expiresAt": 0}
+                   for i in self.invitations.values() if i["status"] == "PENDING"]
+        return self._export(pending, after, max_results)
 
     # -- what happens in Keycloak without the adapter (test controls) ------------------
 
@@ -599,6 +629,35 @@ class FakeKeycloak:
         if user is None:
             raise PermanentError("Keycloak refused to read the logged-in person (401)")
         return {"sub": user["id"], "email": user["email"], "preferred_username": user["username"]}
+
+    #: whether the realm applies keycloak-extension's client policy (the adapter checks before lifting old cut-offs)
+    enforces_contract_access = True
+
+    @_kc
+    def contract_access_enforced(self) -> bool:
+        return self.enforces_contract_access
+
+    def can_log_in(self, user_id: str, now: datetime | None = None) -> bool:
+        """What Keycloak with keybridge's extension answers to this person's login or refresh (test control,
+        written from AccessRule.java, not from the adapter): enabled, crm_status not `left`, and, when they
+        belong to CRM organizations, at least one of them with status `active` and no end date passed."""
+        user = self.users.get(user_id)
+        if user is None or not user.get("enabled", True):
+            return False
+        if [s.lower() for s in (user.get("attributes") or {}).get("crm_status") or []][:1] == ["left"]:
+            return False
+        now = now or datetime.now(timezone.utc)
+        customers = [o for oid, o in self.organizations.items()
+                     if user_id in self.members.get(oid, set()) and (o.get("attributes") or {}).get("crm_account_id")]
+
+        def active(org):
+            attributes = org.get("attributes") or {}
+            if (attributes.get("contract_status") or [None])[0] != "active":
+                return False
+            ends = (attributes.get("contract_ends_at") or [None])[0]
+            return ends is None or datetime.fromisoformat(ends.replace("Z", "+00:00")) > now
+
+        return not customers or any(active(o) for o in customers)
 
     @_kc
     def organizations_of_member(self, user_id: str) -> list[dict]:

@@ -30,8 +30,8 @@ CONTACTS = ("record_type,contact_id,email,account_id,first_name,last_name,roles,
             "contact,C-5,ed@acme.example,A-1,Ed,E,,active\n"                 # invited, not registered: no drift
             "contact,C-6,flo@acme.example,A-1,Florence,F,,active\n"          # first name differs
             "contact,C-7,gil@acme.example,A-1,Gil,G,,active\n"               # not a member of A-1
-            "contact,C-8,hal@beta.example,A-2,Hal,H,,active\n"               # enabled while Beta is suspended
-            "contact,C-10,ivy@acme.example,A-1,Ivy,I,,active\n"              # disabled by Keybridge while Acme is active
+            "contact,C-8,hal@beta.example,A-2,Hal,H,,active\n"               # enabled while Beta is suspended: not drift
+            "contact,C-10,ivy@acme.example,A-1,Ivy,I,,active\n"              # disabled by Keybridge as a leaver, active again
             "contact,C-11,jo@acme.example,A-1,Jo,J,,active\n"                # disabled by an administrator: not drift
             "contact,C-12,kim@acme.example,A-1,Kim,K,,left\n")               # left; an administrator's invitation pending
 
@@ -68,7 +68,7 @@ def realm(client, kb, keycloak, worker):
         "lead": member(keycloak, None, "lee@corp.example", "Lee", "L", roles={"lead"}),
     }
     with kb.db.session() as session:
-        session.add(AccessRevocation(user_id=ids["C-10"], reason="contract_inactive", account_id="A-1", contact_id="C-10",
+        session.add(AccessRevocation(user_id=ids["C-10"], reason="left_company", account_id=None, contact_id="C-10",
                                      revoked_at=utcnow()))
     deliver(client, worker, "contact.invite_requested", {"contact_id": "C-3", "email": "cy@acme.example", "account_id": "A-1"})
     keycloak.invite_new_member(org_of(keycloak, "A-1"), "ed@acme.example", "Ed", "E")
@@ -89,7 +89,9 @@ WRITES = ("create_organization", "update_organization", "update_user", "set_enab
           "remove_member", "ensure_realm_roles", "invite_new_member", "invite_existing_member")
 
 
-def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, realm):
+@pytest.mark.parametrize("extension", [True, False], ids=["export", "admin-api"])
+def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, realm, extension, caplog):
+    keycloak.has_export = extension  # without Keybridge's extension, the reader falls back to the admin API
     writes_before = {m: len(keycloak.calls_to(m)) for m in WRITES}
     with kb.db.session() as session:
         events_before = len(session.scalars(select(InboundEvent)).all())
@@ -97,12 +99,13 @@ def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, 
     result = reconcile.reconcile(kb, export(), dry_run=True)
 
     assert result["drift"]["counts"] == {
-        "missing_organization": 1, "account_differs": 1, "access_contradicts_contract": 2, "left_can_login": 1,
+        "missing_organization": 1, "account_differs": 1, "access_contradicts_contract": 1, "left_can_login": 1,
         "left_pending_invitation": 2, "roles_differ": 1, "membership_differs": 2, "profile_differs": 1,
         "missing_identity": 1, "unknown_identity": 1, "unknown_organization": 1}
     assert records(result, "missing_organization") == ["account:A-3"]
     assert records(result, "account_differs") == ["account:A-2"]
-    assert records(result, "access_contradicts_contract") == ["contact:C-10", "contact:C-8"]
+    # Hal, of suspended Beta, keeps his flag: the organization's attributes (account_differs) are the drift.
+    assert records(result, "access_contradicts_contract") == ["contact:C-10"]
     assert records(result, "left_can_login") == ["contact:C-2"]
     assert records(result, "left_pending_invitation") == ["contact:C-12", "contact:C-3"]
     assert [i.get("fix") for i in result["drift"]["items"]["left_pending_invitation"]] == [
@@ -115,7 +118,7 @@ def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, 
     assert records(result, "unknown_identity") == [f"user:{realm['C-99']}"]
     assert records(result, "unknown_organization") == ["account:A-9"]
     assert result["drift"]["stats"]["invited_not_registered"] == 1
-    assert result["drift"]["to_converge"] == {"accounts": 3, "contacts": 5}
+    assert result["drift"]["to_converge"] == {"accounts": 2, "contacts": 6}
     # What only a person can fix says what to do.
     assert "invite" in result["drift"]["items"]["missing_identity"][0]["fix"]
 
@@ -123,6 +126,14 @@ def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, 
     with kb.db.session() as session:
         assert len(session.scalars(select(InboundEvent)).all()) == events_before
     assert outbox_events(kb, "reconcile.completed") == []
+    per_user = ("users_page", "organization_members_page", "organization_invitations_page", "user_realm_roles")
+    fallback = [r.getMessage() for r in caplog.records if "keybridge-export" in r.getMessage() and r.levelname == "WARNING"]
+    if extension:  # the realm in a few pages: no listing per organization, no request per user
+        assert [m for m in per_user if keycloak.calls_to(m)] == [] and fallback == []
+        assert len(keycloak.calls_to("export_users_page")) == 1 and len(keycloak.calls_to("export_invitations_page")) == 1
+    else:
+        assert keycloak.calls_to("users_page") and keycloak.calls_to("organization_members_page")
+        assert len(fallback) == 1 and "Reading through the admin API instead" in fallback[0]
 
 
 def test_a_real_run_feeds_the_drifted_records_to_the_handlers_and_a_second_run_finds_nothing_to_do(kb, keycloak, worker, realm):
@@ -132,14 +143,15 @@ def test_a_real_run_feeds_the_drifted_records_to_the_handlers_and_a_second_run_f
     with kb.db.session() as session:
         stored = session.scalars(select(InboundEvent).where(InboundEvent.source == "reconcile")).all()
     assert sorted((e.type, e.payload["data"].get("account_id") if e.type == "account.upserted" else e.payload["data"]["contact_id"])
-                  for e in stored) == [("account.upserted", "A-1"), ("account.upserted", "A-2"), ("account.upserted", "A-3"),
-                                       ("contact.upserted", "C-1"), ("contact.upserted", "C-2"), ("contact.upserted", "C-3"),
-                                       ("contact.upserted", "C-6"), ("contact.upserted", "C-7")]
+                  for e in stored) == [("account.upserted", "A-2"), ("account.upserted", "A-3"),
+                                       ("contact.upserted", "C-1"), ("contact.upserted", "C-10"), ("contact.upserted", "C-2"),
+                                       ("contact.upserted", "C-3"), ("contact.upserted", "C-6"), ("contact.upserted", "C-7")]
     assert {e.payload["timestamp"] for e in stored} == {"2026-11-25T10:00:00Z"}  # the export's time, for "newest wins"
     drain(worker)
 
     hal, ivy, jo, bob = (keycloak.users[realm[c]] for c in ("C-8", "C-10", "C-11", "C-2"))
-    assert hal["enabled"] is False and ivy["enabled"] is True and jo["enabled"] is False and bob["enabled"] is False
+    assert hal["enabled"] is True and not keycloak.can_log_in(realm["C-8"]), "Beta's attributes refuse Hal"
+    assert ivy["enabled"] is True and jo["enabled"] is False and bob["enabled"] is False
     assert keycloak.user_roles[realm["C-1"]] == {"buyer"}
     assert keycloak.users[realm["C-6"]]["firstName"] == "Florence"
     assert realm["C-7"] in keycloak.members[org_of(keycloak, "A-1")]
@@ -147,7 +159,7 @@ def test_a_real_run_feeds_the_drifted_records_to_the_handlers_and_a_second_run_f
     assert keycloak.organizations[org_of(keycloak, "A-2")]["attributes"]["contract_status"] == ["suspended"]
 
     (summary,) = [e.data for e in outbox_events(kb, "reconcile.completed")]
-    assert summary["run_id"] == result["run_id"] and summary["events_stored"] == 8 and summary["total_drift"] == 14
+    assert summary["run_id"] == result["run_id"] and summary["events_stored"] == 8 and summary["total_drift"] == 13
     assert summary["drift"]["left_can_login"] == 1 and summary["records"] == {"accounts": 3, "contacts": 11}
 
     again = reconcile.reconcile(kb, export(), dry_run=False)
@@ -177,10 +189,28 @@ def test_the_events_carry_each_records_own_crm_time_and_older_state_is_not_newer
                                      "first_name": "Ann", "roles": ["Buyer"], "status": "active"}
 
 
+def test_the_export_is_read_in_keyset_pages_each_user_once_with_roles_and_accounts(kb, keycloak, realm):
+    for i in range(20):
+        keycloak.add_user(f"u{i:02d}@x.example")
+    reader = RealmReader(kb, export_page=4)
+    reader.facts()
+    users = {u["email"]: u for u in reader.users()}
+
+    assert len(users) == len(keycloak.users) == 29
+    pages = keycloak.calls_to("export_users_page")
+    assert [args[0] for args, _ in pages][:2] == [None, sorted(keycloak.users)[3]]  # each page after the last id of the one before
+    assert len(pages) == 8 and all(args[1] == 4 and args[2] == ("crm_contact_id", "phone") for args, _ in pages)
+    ann = users["ann@acme.example"]
+    assert ann["crm_accounts"] == ["A-1"] and ann["realm_roles"] == ["member"]
+    assert ann["attributes"] == {"crm_contact_id": ["C-1"]} and users["gil@acme.example"]["crm_accounts"] == []
+
+
 def test_users_are_read_in_pages_each_once(kb, keycloak):
+    keycloak.has_export = False
     for i in range(23):
         keycloak.add_user(f"u{i:02d}@x.example")
     reader = RealmReader(kb, concurrency=3, user_page=5)
+    reader.facts()
     users = list(reader.users())
     assert sorted(u["email"] for u in users) == [f"u{i:02d}@x.example" for i in range(23)]
     pages = keycloak.calls_to("users_page")
@@ -191,22 +221,30 @@ def test_a_page_that_fails_for_a_moment_is_read_again_instead_of_failing_the_run
     monkeypatch.setattr("adapter.reconcile.realm.time.sleep", lambda seconds: None)
     for i in range(7):
         keycloak.add_user(f"u{i}@x.example")
-    keycloak.fail_next("users_page", times=2)  # a timeout, then Keycloak busy
-    assert len(list(RealmReader(kb, concurrency=2, user_page=5).users())) == 7
+    def read(method: str, failures: int, concurrency: int = 2, **pages) -> int:
+        keycloak.fail_next(method, times=failures)
+        reader = RealmReader(kb, concurrency=concurrency, **pages)
+        reader.facts()
+        return len(list(reader.users()))
 
-    keycloak.fail_next("users_page", times=4)  # down for good: the run fails, saying why
+    assert read("export_users_page", 2, export_page=5) == 7  # a timeout, then Keycloak busy
+    with pytest.raises(RetryableError, match="export_users_page"):  # down for good: the run fails, saying why
+        read("export_users_page", 4, concurrency=1, export_page=5)
+    keycloak.has_export = False
+    assert read("users_page", 2, user_page=5) == 7
     with pytest.raises(RetryableError, match="users_page"):
-        list(RealmReader(kb, concurrency=1, user_page=5).users())
+        read("users_page", 4, concurrency=1, user_page=5)  # one page at a time: all four failures hit it
 
 
-@pytest.mark.parametrize("hours, reported", [(1, False), (-1, True)])
-def test_an_administrators_enable_after_the_crm_state_is_not_drift(kb, keycloak, realm, hours, reported):
-    from datetime import timedelta
-
+def test_members_of_a_suspended_account_are_not_drift_whatever_their_flag(kb, keycloak, realm):
+    """Access follows the organization's attributes (Keycloak's extension): an enabled member of a suspended
+    account, or one an administrator enabled, is as it should be once the organization says suspended."""
     from adapter.models import AdminAccessDecision
 
-    with kb.db.session() as session:  # HAL, of suspended Beta, enabled by an administrator
+    keycloak.update_organization_attributes(org_of(keycloak, "A-2"), {"contract_status": ["suspended"], "contract_ends_at": []})
+    with kb.db.session() as session:
         session.add(AdminAccessDecision(user_id=realm["C-8"], enabled=True, actor="admin@corp.example", event_id="adm-1",
-                                        decided_at=(EXPORTED_AT + timedelta(hours=hours)).replace(tzinfo=None)))
+                                        decided_at=EXPORTED_AT.replace(tzinfo=None)))
     result = reconcile.reconcile(kb, export(), dry_run=True)
-    assert ("contact:C-8" in records(result, "access_contradicts_contract")) is reported
+    assert records(result, "access_contradicts_contract") == ["contact:C-10"]
+    assert records(result, "account_differs") == []
