@@ -354,6 +354,112 @@ def take_business_role(kb, org: dict, user_id: str, role: str, admin: dict) -> s
     return "taken"
 
 
+def give_business_role(kb, org: dict, user_id: str, role: str, admin: dict) -> str:
+    """An org admin gives a business role to one of their members; returns "given" or "held".
+
+    The page's counterpart of the console's Assign role (one place for what an org admin does).
+    Raises ValueError for a role that is no business role (org_admin, realm-management's, any
+    other) or a person who is no member of this organization.
+    """
+    if role not in kb.roles.business_roles:
+        raise ValueError(f"{role} is not a business role.")
+    if not kb.keycloak.is_member(org["id"], user_id):
+        raise ValueError("That person is not a member of your organization.")
+    added, _ = kb.keycloak.ensure_realm_roles(user_id, {role})
+    if not added:
+        return "held"
+    account_id = account_id_of(org)
+    if account_id:
+        record_membership_changed(kb, account_id, kb.keycloak.get_user(user_id), "roles_changed", actor_of_user(admin, admin["id"]),
+                                  f"give:{org['id']}:{user_id}:{role}:{utcnow().isoformat()}")
+    return "given"
+
+
+# -- the organization's pending invitations (Keycloak's record of them) ----------------------
+
+def pending_invitations(kb, org: dict) -> list[dict]:
+    """The organization's invitations whose link still works, as Keycloak lists them (newest first).
+
+    Keycloak holds every organization invitation, the CRM's and the page's alike, so this is
+    the one list; each row: id, email, name, sent (datetime or None), expires (datetime or None).
+    """
+    rows = []
+    for inv in kb.keycloak.organization_invitations(org["id"]):
+        if inv.get("status", "PENDING") != "PENDING":
+            continue
+        rows.append({"id": inv["id"], "email": (inv.get("email") or "").lower(),
+                     "name": " ".join(p for p in (inv.get("firstName"), inv.get("lastName")) if p),
+                     "sent": _from_epoch(inv.get("sentDate")), "expires": _from_epoch(inv.get("expiresAt"))})
+    return sorted(rows, key=lambda r: (r["sent"] is None, -(r["sent"].timestamp() if r["sent"] else 0), r["email"]))
+
+
+def _from_epoch(value):
+    """Keycloak's invitation times: epoch seconds or milliseconds; None when absent."""
+    from datetime import datetime, timezone
+
+    if not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, tz=timezone.utc)
+
+
+def _pending_invitation(kb, org: dict, invitation_id: str) -> dict | None:
+    """The organization's pending invitation with this id, or None (another organization's id is None too)."""
+    return next((i for i in pending_invitations(kb, org) if i["id"] == invitation_id), None)
+
+
+def resend_invitation(kb, org: dict, invitation_id: str, admin: dict) -> str:
+    """An org admin sends one of their organization's pending invitations again; returns "resent" or "gone".
+
+    Keycloak's resend mails the same kind of link again (its own expiry starts over); the
+    invitation stays the one the CRM knows, so nothing new is told to the CRM.
+    """
+    inv = _pending_invitation(kb, org, invitation_id)
+    if inv is None:
+        return "gone"
+    actor = actor_of_user(admin, admin["id"])
+    kb.keycloak.resend_organization_invitation(org["id"], invitation_id)
+    with kb.db.session() as session:
+        audit.record(session, "org_admin.invitation_resent", f"organization:{org['id']}", f"{actor.label} on the Keybridge page",
+                     {"email": inv["email"], "invitation_id": invitation_id})
+    return "resent"
+
+
+def revoke_invitation(kb, org: dict, invitation_id: str, admin: dict) -> str:
+    """An org admin withdraws one of their organization's pending invitations; returns "revoked" or "gone".
+
+    Keycloak deletes it, so its link stops working. When the CRM asked for it (a contact
+    invitation Keybridge sent), the CRM hears invitation.revoked once, like any revocation.
+    """
+    inv = _pending_invitation(kb, org, invitation_id)
+    if inv is None:
+        return "gone"
+    actor = actor_of_user(admin, admin["id"])
+    cause = f"{actor.label} on the Keybridge page"
+    kb.keycloak.delete_organization_invitation(org["id"], invitation_id)
+    _settle_crm_invitation(kb, org, inv["email"], cause)
+    with kb.db.session() as session:
+        audit.record(session, "org_admin.invitation_revoked", f"organization:{org['id']}", cause,
+                     {"email": inv["email"], "invitation_id": invitation_id})
+        for row in session.scalars(select(OrgAdminInvitation).where(
+                OrgAdminInvitation.organization_id == org["id"], OrgAdminInvitation.email == inv["email"],
+                OrgAdminInvitation.status == "pending")):
+            row.status, row.settled_at = "expired", utcnow()
+    return "revoked"
+
+
+def _settle_crm_invitation(kb, org: dict, email: str, cause: str) -> None:
+    """The CRM's open contact invitation to this address in this organization is revoked (invitation.revoked)."""
+    from .handlers import invitations
+    from .models import Invitation
+
+    with kb.db.session() as session:
+        ids = [i.id for i in session.scalars(select(Invitation).where(
+            Invitation.kind == "contact", Invitation.organization_id == org["id"], Invitation.email == email,
+            Invitation.status.in_(("new", "sending", "sent"))))]
+    for inv_id in ids:
+        invitations._record_revoked(kb, inv_id, "revoked", cause)
+
+
 def member_left(kb, org: dict, user: dict, actor: Actor, fact_id: str, identity_deleted: bool = False) -> str:
     """Someone is no longer a member: access ends, the delegation follows, the CRM is told."""
     if not identity_deleted:
