@@ -273,11 +273,10 @@ def invite_lead(kb, data: dict, cause: str, crm_time=None) -> str:
 
 
 def _lead_redirect(kb, redirect_uri: str | None) -> tuple[str, str]:
-    if redirect_uri:
-        return "customer-portal", redirect_uri
-    if kb.settings.invite_redirect_uri:
-        return "customer-portal", kb.settings.invite_redirect_uri
-    return "account-console", f"{kb.settings.keycloak_url.rstrip('/')}/realms/{kb.settings.keycloak_realm}/account/"
+    """The link's client and redirect: the adapter's welcome page when there is one (invite_landing.py)."""
+    from ..invite_landing import lead_link_redirect  # it imports this package
+
+    return lead_link_redirect(kb, redirect_uri)
 
 
 def complete_lead_registration(kb, inv_id: int, user_id: str, cause: str, registered_at=None) -> None:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template_string, request, session, url_for
 
-from .. import delegation, org_admins, web_login
+from .. import delegation, invite_landing, org_admins, web_login
 from ..keycloak import is_keycloak_id
 from ..web_login import Refused as _Refused
 from ..web_login import require_csrf as _require_csrf
-from .pages import LOGO_SVG, MEMBERS_PAGE, MESSAGE_PAGE
+from .pages import LOGO_SVG, MEMBERS_PAGE, MESSAGE_PAGE, WELCOME_PAGE
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 
@@ -114,6 +114,25 @@ def members():
     return _page(MEMBERS_PAGE, org=org, people=people, admin=admin, csrf=session["csrf"],
                  invitations=delegation.pending_invitations(kb, org),
                  organizations=org_admins.administered_organizations(kb, admin["id"]))
+
+
+@bp.get("/welcome")
+def welcome():
+    """Where an invited person lands after accepting (invite_landing.py): signed in, welcomed, sent on.
+
+    Keycloak appends its own `code`, `session_state` and `iss` for its `account` client: they are
+    ignored (the adapter signs the person in with its own client)."""
+    user_id = web_login.signed_in_user_id()
+    if user_id is None:
+        return redirect(url_for("portal.login", next=url_for("portal.welcome")))
+    kb = _kb()
+    user = kb.keycloak.get_user(user_id)
+    if user is None or not user.get("enabled", True):
+        raise _Refused("Your account is not active. Your account manager can help.", 403)
+    destination, name = invite_landing.destination(kb, user)
+    return _page(WELCOME_PAGE, tagline="Welcome", destination=destination, destination_name=name, delay=3,
+                 first_name=user.get("firstName"), organization=invite_landing.organization_name(kb, user_id),
+                 title="Welcome to the Customer Portal")
 
 
 @bp.post("/invite")

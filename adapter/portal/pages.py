@@ -49,6 +49,7 @@ a:hover { color: var(--kb-accent-hover); }
   box-shadow: 0 1px 2px rgba(15, 41, 66, .08), 0 16px 40px rgba(15, 41, 66, .16); }
 .kb-card-body { padding: 2rem 2rem 1rem; }
 .kb-card.kb-narrow { max-width: 32rem; }
+body.kb-narrow-body .kb-top { max-width: 32rem; padding-left: 0; padding-right: 0; }
 h1 { margin: 0 0 .25rem; font-size: 1.6rem; font-weight: 600; line-height: 1.3; color: var(--kb-title); }
 h2 { margin: 2rem 0 .75rem; font-size: 1.15rem; font-weight: 600; color: var(--kb-title); }
 .kb-muted { color: var(--kb-muted); }
@@ -100,6 +101,7 @@ button { font: inherit; cursor: pointer; }
 /* A phone: the band is lower, the card fills the width, every table row becomes a card. */
 @media (max-width: 640px) {
   :root { --kb-band-height: 12rem; }
+  body.kb-narrow-body .kb-top { padding: 1.25rem 1rem 1rem; }
   .kb-top { padding: 1.25rem 1rem 1rem; }
   .kb-brand-name { font-size: 1.3rem; }
   .kb-logo { width: 2.25rem; height: 2.25rem; }
@@ -141,7 +143,7 @@ _BOTTOM = """<p class="kb-help">Questions about your access? Contact your accoun
 </body></html>
 """
 
-MESSAGE_PAGE = _HEAD.replace("{% block refresh %}{% endblock %}", "") + _TOP + """
+MESSAGE_PAGE = _HEAD.replace("{% block refresh %}{% endblock %}", "").replace("<body>", '<body class="kb-narrow-body">') + _TOP + """
 <main class="kb-card kb-narrow"><div>
 <div class="kb-card-body">
 <h1>{{ title }}</h1>
@@ -151,7 +153,8 @@ MESSAGE_PAGE = _HEAD.replace("{% block refresh %}{% endblock %}", "") + _TOP + "
 """ + _BOTTOM
 
 WELCOME_PAGE = _HEAD.replace("{% block refresh %}{% endblock %}",
-                             '<meta http-equiv="refresh" content="{{ delay }};url={{ destination }}">') + _TOP + """
+                             '<meta http-equiv="refresh" content="{{ delay }};url={{ destination }}">').replace(
+    "<body>", '<body class="kb-narrow-body">') + _TOP + """
 <main class="kb-card kb-narrow"><div>
 <div class="kb-card-body kb-welcome" id="welcome">
 <h1>Welcome{% if first_name %}, {{ first_name }}{% endif %}!</h1>
