@@ -87,7 +87,7 @@ button { font: inherit; cursor: pointer; }
 .kb-secondary:hover { background: var(--kb-tint); color: var(--kb-accent-hover); }
 .kb-danger { background: #fff; color: var(--kb-danger); border-color: #f1b5b0; }
 .kb-danger:hover { background: #fde8e7; color: var(--kb-danger); border-color: var(--kb-danger); }
-.kb-band-button { background: transparent; color: #fff; border-color: rgba(255, 255, 255, .5); }
+.kb-band-button { background: transparent; color: #fff; border-color: rgba(255, 255, 255, .5); white-space: nowrap; }
 .kb-band-button:hover { background: rgba(255, 255, 255, .12); border-color: #fff; }
 .kb-invite { display: grid; grid-template-columns: 2fr 1fr 1fr auto; gap: .75rem; align-items: end; }
 .kb-invite label { display: flex; flex-direction: column; gap: .25rem; font-size: .875rem; font-weight: 600; color: var(--kb-title); }
