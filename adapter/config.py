@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 # KEYBRIDGE_* names read by something other than Settings (the CLI's realm apply, the
 # test stack, the fuzz suite, Keycloak's nudge listener, scripts/test): not reported as unknown.
 OTHER_NAMES = {"KEYBRIDGE_SETTINGS", "KEYBRIDGE_REALM_ADMIN_USER", "KEYBRIDGE_REALM_ADMIN_PASSWORD",
-               "KEYBRIDGE_NUDGE_URL", "KEYBRIDGE_SKIP_JAVA_TESTS"}
+               "KEYBRIDGE_NUDGE_URL", "KEYBRIDGE_SKIP_JAVA_TESTS", "KEYBRIDGE_PORTAL_URL"}
 OTHER_PREFIXES = ("KEYBRIDGE_TEST_", "KEYBRIDGE_FUZZ_", "KEYBRIDGE_BENCH_")
 SECRET_WORDS = ("secret", "token", "password")
 
