@@ -15,7 +15,7 @@ from .errors import ApiError
 from . import dead_letters, inbox, reports
 from .events import RegistrationDecidedSchema
 from .json_body import load_json_object
-from .handlers import batches, self_service
+from .handlers import batches, invitation_lifecycle, self_service
 
 bp = Blueprint("api", __name__)
 
@@ -33,6 +33,14 @@ class AuditQuery(_Query):
 class BatchQuery(_Query):
     offset = fields.Int(strict=True, load_default=0, validate=validate.Range(min=0, max=10_000), metadata={"description": "first item shown"})
     limit = fields.Int(strict=True, load_default=1000, validate=validate.Range(min=1, max=10_000), metadata={"description": "items shown, 1 to 10000"})
+
+
+class InvitationsQuery(_Query):
+    account_id = fields.Str(validate=validate.Length(min=1, max=200), metadata={"description": "the CRM account's invitations (contacts)"})
+    batch_id = fields.Str(validate=validate.Length(min=1, max=200), metadata={"description": "the batch's invitations (contacts and leads)"})
+    state = fields.Str(validate=validate.OneOf(list(invitation_lifecycle.STATES)), metadata={"description": "only invitations in this state"})
+    offset = fields.Int(strict=True, load_default=0, validate=validate.Range(min=0), metadata={"description": "first invitation shown"})
+    limit = fields.Int(strict=True, load_default=1000, validate=validate.Range(min=1, max=10_000), metadata={"description": "invitations shown, 1 to 10000"})
 
 
 class RegistrationsQuery(_Query):
@@ -103,6 +111,45 @@ def get_batch(batch_id: str):
     if status is None:
         raise ApiError(404, f"No batch {batch_id}: it has not been received, or its webhook was refused.")
     return jsonify(status)
+
+
+@bp.get("/api/invitations")
+def list_invitations():
+    query = query_args(InvitationsQuery)
+    if ("account_id" in query) == ("batch_id" in query):
+        raise ApiError(400, "Give account_id or batch_id (one of them).", {"account_id": ["Give this or batch_id."], "batch_id": ["Give this or account_id."]})
+    return jsonify(invitation_lifecycle.list_invitations(current_app.extensions["keybridge"], query.get("account_id"), query.get("batch_id"),
+                                                         query.get("state"), query["offset"], query["limit"]))
+
+
+def _invitation_kind(kind: str) -> str:
+    if kind not in ("contact", "lead"):
+        raise ApiError(404, f"No invitation kind {kind!r}: use /api/invitations/contact/<contact_id> or /lead/<lead_id>.", {"kind": ["Must be one of: contact, lead."]})
+    return kind
+
+
+@bp.get("/api/invitations/<kind>/<crm_id>")
+def get_invitation(kind: str, crm_id: str):
+    row = invitation_lifecycle.invitation_status(current_app.extensions["keybridge"], _invitation_kind(kind), crm_id)
+    if row is None:
+        raise ApiError(404, f"No invitation for {kind} {crm_id}: the CRM never asked to invite them.")
+    return jsonify(row)
+
+
+@bp.post("/api/invitations/<kind>/<crm_id>/<action>")
+def invitation_action(kind: str, crm_id: str, action: str):
+    """Revoke or resend: answered from what is stored, done by the worker in the record's order."""
+    if action not in ("revoke", "resend"):
+        raise ApiError(404, f"No action {action!r}: POST .../revoke or .../resend.", {"action": ["Must be one of: revoke, resend."]})
+    try:
+        answer = invitation_lifecycle.request(current_app.extensions["keybridge"], action, _invitation_kind(kind), crm_id, "operator api")
+    except LookupError as exc:
+        raise ApiError(404, str(exc)) from None
+    if answer["status"] == "queued":
+        return jsonify(answer), 202
+    if answer["status"] in ("already_revoked", "already_expired"):
+        return jsonify(answer), 200  # what was asked holds already: nothing to do
+    raise ApiError(409, answer["message"], {"state": [answer["state"]]})
 
 
 @bp.get("/api/registrations")

@@ -4,6 +4,7 @@
     keybridge send TYPE DATA.json         sign and POST one event to the adapter
     keybridge demo                        the dev stack's demo: an account and an invited contact
     keybridge dead-letters list|replay    what kept failing, and sending it again
+    keybridge invitations list|revoke|resend   invitations per account or batch with their state; withdraw or send again
     keybridge reconcile --from FILE       compare a CRM export with Keycloak (--dry-run), or converge
     keybridge realm apply [--dry-run]     make an existing realm match realm-config/
     keybridge db upgrade                  apply the schema migrations (run before starting a new version)
@@ -287,6 +288,62 @@ def registrations_approve(user_id: str, account_id: str | None, roles: tuple[str
 def registrations_reject(user_id: str) -> None:
     """End the person's access."""
     _decide("rejected", user_id, None, ())
+
+
+@main.group()
+def invitations() -> None:
+    """Invitations with their state (pending, accepted, expired, revoked, skipped); revoke or resend one."""
+
+
+@invitations.command("list")
+@click.option("--account", "account_id", default=None, help="the CRM account's invitations")
+@click.option("--batch", "batch_id", default=None, help="the batch's invitations (batch_id of invitations.batch_requested)")
+@click.option("--state", default=None, type=click.Choice(["pending", "accepted", "expired", "revoked", "skipped", "refused"]),
+              help="only invitations in this state")
+@click.option("--json", "as_json", is_flag=True, help="the list as JSON")
+def invitations_list(account_id: str | None, batch_id: str | None, state: str | None, as_json: bool) -> None:
+    """List --account ID or --batch ID."""
+    from .handlers import invitation_lifecycle
+
+    if (account_id is None) == (batch_id is None):
+        raise click.UsageError("Give --account ID or --batch ID (one of them).")
+    result = invitation_lifecycle.list_invitations(_kb(), account_id, batch_id, state, 0, 100_000)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result["counts"].items())) or "none"
+    click.echo(f"{'account ' + account_id if account_id else 'batch ' + batch_id}: {counts}")
+    for r in result["invitations"]:
+        when = {"pending": f"expires {r['expires_at']}", "accepted": f"accepted {r['accepted_at']}"}.get(r["state"], r["ended_at"] or "")
+        click.echo(f"{r['kind']:7} {r['id']:24} {r['email']:40} {r['state']:9} sent {r['sent_count']}x  {when or ''}")
+
+
+def _invitation_request(action: str, kind: str, crm_id: str) -> None:
+    from .handlers import invitation_lifecycle
+
+    try:
+        answer = invitation_lifecycle.request(_kb(), action, kind, crm_id, "cli")
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(answer["message"])
+    if answer["status"] not in ("queued", "already_revoked", "already_expired"):
+        sys.exit(3)  # refused: the invitation was already accepted
+
+
+@invitations.command("revoke")
+@click.argument("kind", type=click.Choice(["contact", "lead"]))
+@click.argument("crm_id")
+def invitations_revoke(kind: str, crm_id: str) -> None:
+    """Withdraw the pending invitation of contact|lead CRM_ID: its link stops working, the CRM hears invitation.revoked."""
+    _invitation_request("revoke", kind, crm_id)
+
+
+@invitations.command("resend")
+@click.argument("kind", type=click.Choice(["contact", "lead"]))
+@click.argument("crm_id")
+def invitations_resend(kind: str, crm_id: str) -> None:
+    """Send the invitation of contact|lead CRM_ID again (a new link, a new expiry)."""
+    _invitation_request("resend", kind, crm_id)
 
 
 @main.group("dead-letters")

@@ -102,6 +102,7 @@ class Settings:
     # /portal/welcome after accepting (adapter/portal/welcome.py); unset, they land where Keycloak sends them.
     public_url: str = ""
     invite_expires_in_days: int = 7
+    invite_reminder_days_before: int = 2  # one reminder this many days before an invitation expires; 0: none
     events_poll_seconds: float = 2.0
     nudge_secret: str = ""
     events_start: str = "beginning"
@@ -253,6 +254,11 @@ class Settings:
                               "starting with https:// (e.g. https://keybridge.example.com)")
         if self.portal_session_seconds <= 0:
             raise ConfigError("KEYBRIDGE_PORTAL_SESSION_SECONDS must be a positive number of seconds (default 28800)")
+        if not 1 <= self.invite_expires_in_days <= 90:
+            raise ConfigError("KEYBRIDGE_INVITE_EXPIRES_IN_DAYS must be between 1 and 90 days (default 7), as expires_in_days of an invitation")
+        if not 0 <= self.invite_reminder_days_before < 90:
+            raise ConfigError("KEYBRIDGE_INVITE_REMINDER_DAYS_BEFORE is how many days before an invitation expires its one reminder "
+                              "goes out: 0 (no reminder) to 89 (default 2)")
 
 
 SECRET_PREFIX = "whsec_"

@@ -71,6 +71,15 @@ class LeadInviteSchema(_Strict):
     resend = wire.Boolean(load_default=False)
 
 
+class ContactInviteRevokedSchema(_Strict):
+    contact_id = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    account_id = fields.Str(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200))
+
+
+class LeadInviteRevokedSchema(_Strict):
+    lead_id = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+
+
 class BatchItemField(fields.Dict):
     """One batch item: validated with the single-invite schema of its `kind`."""
 
@@ -127,6 +136,7 @@ INVITATION_ACCEPTED = "invitation.accepted"
 INVITATION_EXPIRED = "invitation.expired"
 INVITATION_SKIPPED = "invitation.skipped"
 INVITATION_REVOKED = "invitation.revoked"
+INVITATION_REMINDED = "invitation.reminded"
 INVITATION_BATCH_COMPLETED = "invitation.batch_completed"
 
 
@@ -198,6 +208,22 @@ class InvitationSkippedData(InvitationData):
     reason = fields.Str(required=True)
 
 
+class InvitationSentData(InvitationData):
+    expires_at = fields.Str(allow_none=True, metadata={"format": "date-time", "description": "when the link stops working"})
+
+
+class InvitationRevokedData(InvitationData):
+    reason = fields.Str(required=True, metadata={"description": "revoked (the CRM or an operator asked), contact_left, ..."})
+
+
+class InvitationExpiredData(InvitationData):
+    expired_at = fields.Str(required=True, metadata={"format": "date-time", "description": "when the link stopped working"})
+
+
+class InvitationRemindedData(InvitationData):
+    expires_at = fields.Str(required=True, metadata={"format": "date-time", "description": "when the link stops working"})
+
+
 class InvitationBatchCompletedData(_Outbound):
     batch_id = fields.Str(required=True)
     counts = fields.Dict(keys=fields.Str(), values=fields.Int(), required=True, metadata={"description": "items per outcome"})
@@ -211,9 +237,11 @@ OUTBOUND_SCHEMAS: dict[str, type[Schema]] = {
     IDENTITY_ACTIVITY: IdentityActivityData,
     MEMBERSHIP_CHANGED: MembershipChangedData,
     REGISTRATION_PENDING_APPROVAL: RegistrationPendingApprovalData,
-    INVITATION_SENT: InvitationData,
+    INVITATION_SENT: InvitationSentData,
     INVITATION_ACCEPTED: InvitationData,
-    INVITATION_EXPIRED: InvitationData,
+    INVITATION_EXPIRED: InvitationExpiredData,
     INVITATION_SKIPPED: InvitationSkippedData,
+    INVITATION_REVOKED: InvitationRevokedData,
+    INVITATION_REMINDED: InvitationRemindedData,
     INVITATION_BATCH_COMPLETED: InvitationBatchCompletedData,
 }

@@ -57,13 +57,19 @@ class Invitation(Base):
     email: Mapped[str] = mapped_column(String(320), index=True)
     account_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     organization_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    status: Mapped[str] = mapped_column(String(20), default="new")  # new sending sent accepted skipped
+    # new sending sent | accepted skipped revoked expired (adapter/handlers/invitation_lifecycle.py)
+    status: Mapped[str] = mapped_column(String(20), default="new")
     details: Mapped[dict] = mapped_column(JSON, default=dict)  # names, roles, org_admin, redirect
     keycloak_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     keycloak_invitation_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     sent_count: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     accepted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # When the link sent last stops working (Keybridge ends it: Keycloak's org invitations take no lifespan).
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    # The one reminder before expires_at was decided (set in the transaction that queued it): never twice.
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # revoked or expired
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     __table_args__ = (UniqueConstraint("kind", "crm_id", name="uq_invitations_kind_crm_id"),)
 

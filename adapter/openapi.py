@@ -15,7 +15,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import RAISE, Schema, fields, validate
 
 from . import contract_fields as wire
-from .api import AuditQuery, BatchQuery, RegistrationsQuery
+from .api import AuditQuery, BatchQuery, InvitationsQuery, RegistrationsQuery
 from .events import OUTBOUND_SCHEMAS, BatchItemField, ContactInviteSchema, LeadInviteSchema, RegistrationDecidedSchema
 from .handlers import TASKS
 from .json_body import MAX_DEPTH
@@ -44,6 +44,35 @@ class ErrorSchema(Schema):
 class StatusSchema(Schema):
     status = fields.Str(required=True, validate=validate.OneOf(["accepted", "duplicate", "ignored", "requeued", "ok"]))
     event_id = fields.Str(metadata={"description": "the stored event (operator decisions)"})
+
+
+class InvitationSchema(Schema):
+    kind = fields.Str(required=True, validate=validate.OneOf(["contact", "lead"]))
+    id = fields.Str(required=True, metadata={"description": "the CRM contact or lead id"})
+    email = fields.Str(required=True)
+    account_id = fields.Str(allow_none=True)
+    state = fields.Str(required=True, validate=validate.OneOf(["pending", "accepted", "expired", "revoked", "skipped", "refused"]))
+    sent_count = fields.Int(required=True)
+    sent_at = fields.Str(allow_none=True, metadata={"format": "date-time"})
+    expires_at = fields.Str(allow_none=True, metadata={"format": "date-time", "description": "pending: when the link stops working"})
+    reminded_at = fields.Str(allow_none=True, metadata={"format": "date-time", "description": "when the one reminder was decided"})
+    accepted_at = fields.Str(allow_none=True, metadata={"format": "date-time"})
+    ended_at = fields.Str(allow_none=True, metadata={"format": "date-time", "description": "revoked or expired at"})
+    batch_index = fields.Int(metadata={"description": "listed by batch: the item's index"})
+
+
+class InvitationListSchema(Schema):
+    invitations = fields.List(fields.Nested(InvitationSchema), required=True)
+    counts = fields.Dict(keys=fields.Str(), values=fields.Int(), required=True, metadata={"description": "invitations per state (all, not only the page)"})
+    total = fields.Int(required=True, metadata={"description": "invitations listed (after the state filter)"})
+    offset = fields.Int(required=True)
+
+
+class InvitationAnswerSchema(Schema):
+    status = fields.Str(required=True, validate=validate.OneOf(["queued", "already_revoked", "already_expired"]))
+    state = fields.Str(required=True, metadata={"description": "the invitation's state when asked"})
+    message = fields.Str(required=True)
+    job = fields.Str(metadata={"description": "queued: the worker's job"})
 
 
 class ReadinessSchema(Schema):
@@ -203,6 +232,28 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
                            {"in": "query", "schema": BatchQuery}],
             "responses": {"200": {"description": "progress", **_json({"type": "object"})},
                           "404": _error("no such batch"), **OPERATOR_ERRORS}}},
+        "/api/invitations": {"get": {
+            **OPERATOR, "summary": "Invitations of one account or one batch with their state (pending, accepted, expired, revoked, skipped)",
+            "operationId": "listInvitations", "parameters": [{"in": "query", "schema": InvitationsQuery}],
+            "responses": {"200": {"description": "the invitations, counts per state and the total", **_json("InvitationList")},
+                          **OPERATOR_ERRORS}}},
+        "/api/invitations/{kind}/{crm_id}": {"get": {
+            **OPERATOR, "summary": "One contact's or lead's invitation", "operationId": "getInvitation",
+            "parameters": [_path_param("kind", "contact or lead", enum=["contact", "lead"]), _path_param("crm_id", "the CRM contact or lead id")],
+            "responses": {"200": {"description": "the invitation", **_json("Invitation")},
+                          "404": _error("no invitation for this record"), **OPERATOR_ERRORS}}},
+        "/api/invitations/{kind}/{crm_id}/{action}": {"post": {
+            **OPERATOR, "summary": "Revoke (the link stops working, invitation.revoked) or resend an invitation",
+            "description": "Answered from what is stored; the worker does it in the record's order, like "
+                           "contact.invite_revoked / lead.invite_revoked and invite_requested with resend.",
+            "operationId": "actOnInvitation",
+            "parameters": [_path_param("kind", "contact or lead", enum=["contact", "lead"]), _path_param("crm_id", "the CRM contact or lead id"),
+                           _path_param("action", "revoke or resend", enum=["revoke", "resend"])],
+            "responses": {"202": {"description": "queued for the worker", **_json("InvitationAnswer")},
+                          "200": {"description": "already revoked or expired: nothing to do", **_json("InvitationAnswer")},
+                          "404": _error("no invitation for this record, or no such kind or action"),
+                          "409": _error("already accepted (or used after the contact left): nothing to revoke or resend"),
+                          **OPERATOR_ERRORS}}},
         "/api/registrations": {"get": {
             **OPERATOR, "summary": "Self-registrations (pending approval by default)", "operationId": "listRegistrations",
             "parameters": [{"in": "query", "schema": RegistrationsQuery}],
@@ -347,6 +398,9 @@ def openapi_document() -> dict:
     spec.components.schema("Error", schema=ErrorSchema)
     spec.components.schema("Status", schema=StatusSchema)
     spec.components.schema("Readiness", schema=ReadinessSchema)
+    spec.components.schema("Invitation", schema=InvitationSchema)
+    spec.components.schema("InvitationList", schema=InvitationListSchema)
+    spec.components.schema("InvitationAnswer", schema=InvitationAnswerSchema)
     inbound = TASKS.schemas()  # the type -> schema mapping, declared beside each handler
     inbound_refs = []
     for event_type, data_schema in inbound.items():

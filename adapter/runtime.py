@@ -5,7 +5,7 @@ from functools import cached_property
 
 from . import connectors
 from .config import Settings
-from .db import Database
+from .db import Database, utcnow
 from .keycloak import KeycloakGateway
 from .roles import RoleMapping
 
@@ -16,10 +16,17 @@ class Keybridge:
         self.settings = settings
         self.db = Database(settings.database_url)
         self.db.create_all()
+        # What "now" is for decisions by the clock (invitation expiry and reminders): tests move it
+        # (kb.clock = lambda: ...) instead of waiting days.
+        self.clock = utcnow
         if keycloak is not None:
             self.keycloak = keycloak
         if delegation_keycloak is not None:
             self.delegation_keycloak = delegation_keycloak
+
+    def now(self):
+        """Naive UTC now, as `clock` says."""
+        return self.clock()
 
     @cached_property
     def keycloak(self) -> KeycloakGateway:

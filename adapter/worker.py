@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, nudges, org_admins, outbox, reconcile, tasks  # noqa: F401  (reconcile: registers its job)
 from .errors import PermanentError, RetryableError
-from .handlers import TASKS, access, activity, records
+from .handlers import TASKS, access, activity, invitation_expiry, records
 from .keycloak import CredentialError
 from . import webhooks  # noqa: F401  (the vendor dialects and their vendor_read job)
 
@@ -166,9 +166,9 @@ class Worker:
 
     def schedule(self) -> int:
         """Queue what is due by the clock alone (contracts whose end date passed, the activity report,
-        the sweep that converges every CRM record again)."""
+        the sweep that converges every CRM record again, invitations that expire or get their reminder)."""
         return (access.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
-                + records.schedule_sweep(self.kb))
+                + records.schedule_sweep(self.kb) + invitation_expiry.schedule_due(self.kb))
 
     def nudged(self) -> bool:
         """True once per nudge from Keycloak's extension since the last pass (adapter/nudges.py)."""

@@ -10,6 +10,7 @@ choose a password — that is their registration.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -18,7 +19,7 @@ from ..db import utcnow
 from ..events import (IDENTITY_REGISTERED, INVITATION_ACCEPTED, INVITATION_REVOKED, INVITATION_SENT, INVITATION_SKIPPED,
                       ContactInviteSchema, LeadInviteSchema)
 from ..errors import PermanentError, RetryableError
-from ..models import Invitation
+from ..models import AccessRevocation, Invitation
 from . import access, audit, records
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,20 @@ def _set_status(kb, inv_id: int, **changes) -> Invitation:
         return inv
 
 
+def expires_in_days(kb, inv: Invitation) -> int:
+    """How long the invitation's link lives: the request's expires_in_days, else KEYBRIDGE_INVITE_EXPIRES_IN_DAYS."""
+    return (inv.details or {}).get("expires_in_days") or kb.settings.invite_expires_in_days
+
+
 def _record_sent(kb, inv_id: int, cause: str) -> None:
+    """A link went out: it lives `expires_in_days` from now and gets its one reminder (a new period)."""
     with kb.db.session() as session:
         inv = session.get(Invitation, inv_id)
-        inv.status, inv.sent_at, inv.sent_count = "sent", utcnow(), inv.sent_count + 1
+        now = kb.now()
+        inv.status, inv.sent_at, inv.sent_count = "sent", now, inv.sent_count + 1
+        inv.expires_at, inv.reminded_at, inv.ended_at = now + timedelta(days=expires_in_days(kb, inv)), None, None
         key = "contact_id" if inv.kind == "contact" else "lead_id"
-        data = {key: inv.crm_id, "email": inv.email, "account_id": inv.account_id}
+        data = {key: inv.crm_id, "email": inv.email, "account_id": inv.account_id, "expires_at": outbox.iso(inv.expires_at)}
         outbox.record(session, INVITATION_SENT, data, f"{INVITATION_SENT}:{inv.kind}:{inv.crm_id}:{inv.sent_count}")
         audit.record(session, "invitation.sent", f"{inv.kind}:{inv.crm_id}", cause, {"email": inv.email, "count": inv.sent_count})
 
@@ -83,6 +92,8 @@ def invite_contact(kb, data: dict, cause: str, crm_time=None) -> str:
     a request older than a stored `left` is refused (invitation.skipped, reason contact_left).
     """
     email = data["email"].strip().lower()
+    if revoked_after(kb, "contact", data["contact_id"], crm_time):
+        return _refuse_older_than_revoke(kb, "contact", data["contact_id"], crm_time, cause)
     left_later = _left_after(kb, data["contact_id"], crm_time)
     if not left_later:
         records.take(kb, "contact", data["contact_id"], {
@@ -96,7 +107,7 @@ def invite_contact(kb, data: dict, cause: str, crm_time=None) -> str:
     org = kb.keycloak.find_organization(data["account_id"])
     if org is None:
         raise RetryableError(f"Account {data['account_id']} has no organization yet: the CRM must send account.upserted for it first (retrying).", retry_after=30)
-    details = {k: data.get(k) for k in ("first_name", "last_name", "roles", "org_admin", "redirect_uri")}
+    details = {k: data.get(k) for k in ("first_name", "last_name", "roles", "org_admin", "redirect_uri", "expires_in_days")}
     with kb.db.session() as session:
         inv = ensure_invitation_row(session, "contact", data["contact_id"], email,
                                     account_id=data["account_id"], organization_id=org["id"], details=details)
@@ -135,6 +146,27 @@ def invite_contact(kb, data: dict, cause: str, crm_time=None) -> str:
                 keycloak_user_id=user["id"] if user else None)
     _record_sent(kb, inv_id, cause)
     return "sent"
+
+
+REVOKED_AT = "invitation_revoked_at"  # in a contact's or lead's desired state: the CRM time of its revoke
+
+
+def revoked_after(kb, kind: str, crm_id: str, crm_time) -> bool:
+    """Whether the CRM revoked the record's invitation at a CRM time later than a request made at
+    `crm_time` (events take effect in CRM time order, whatever order they arrive in). A request
+    without a CRM time (an operator's resend) is not older: it is a decision of its own."""
+    record = records.desired(kb, kind, crm_id)
+    revoked_at = (record.state or {}).get(REVOKED_AT) if record is not None else None
+    if not revoked_at or crm_time is None:
+        return False
+    return records.naive_utc(crm_time) < records.naive_utc(datetime.fromisoformat(revoked_at))
+
+
+def _refuse_older_than_revoke(kb, kind: str, crm_id: str, crm_time, cause: str) -> str:
+    with kb.db.session() as session:
+        audit.record(session, "state.stale", f"{kind}:{crm_id}", cause,
+                     {"event_time": outbox.iso(crm_time), "why": "the CRM revoked this invitation later"})
+    return "stale"
 
 
 def _left_after(kb, contact_id: str, crm_time) -> bool:
@@ -181,10 +213,14 @@ def revoke_open_invitations(kb, contact_id: str, email: str | None, reason: str,
     return revoked
 
 
-def _record_revoked(kb, inv_id: int, reason: str, cause: str) -> None:
+def _record_revoked(kb, inv_id: int, reason: str, cause: str) -> str | None:
+    """The invitation is revoked and the CRM told, once; returns the status that stood instead
+    when it was no longer pending (accepted or revoked meanwhile), else None."""
     with kb.db.session() as session:
-        inv = session.get(Invitation, inv_id)
-        inv.status = "revoked"
+        inv = session.get(Invitation, inv_id, with_for_update=True)
+        if inv.status not in ("new", "sending", "sent"):
+            return inv.status
+        inv.status, inv.ended_at = "revoked", kb.now()
         key = "contact_id" if inv.kind == "contact" else "lead_id"
         data = {key: inv.crm_id, "email": inv.email, "account_id": inv.account_id, "reason": reason}
         outbox.record(session, INVITATION_REVOKED, data, f"{INVITATION_REVOKED}:{inv.kind}:{inv.crm_id}:{inv.email}:{inv.sent_count}")
@@ -224,9 +260,11 @@ def complete_contact_registration(kb, inv_id: int, user_id: str, cause: str, reg
 def invite_lead(kb, data: dict, cause: str, crm_time=None) -> str:
     """Handle lead.invite_requested; returns what happened. The request is also the lead's state as of `crm_time`."""
     email = data["email"].strip().lower()
+    if revoked_after(kb, "lead", data["lead_id"], crm_time):
+        return _refuse_older_than_revoke(kb, "lead", data["lead_id"], crm_time, cause)
     records.take(kb, "lead", data["lead_id"], {"lead_id": data["lead_id"], "email": email, "first_name": data.get("first_name"),
                                                 "last_name": data.get("last_name"), "company": data.get("company")}, crm_time, cause)
-    details = {k: data.get(k) for k in ("first_name", "last_name", "company", "redirect_uri")}
+    details = {k: data.get(k) for k in ("first_name", "last_name", "company", "redirect_uri", "expires_in_days")}
     with kb.db.session() as session:
         inv = ensure_invitation_row(session, "lead", data["lead_id"], email, details=details)
         inv_id, status = inv.id, inv.status
@@ -265,6 +303,7 @@ def invite_lead(kb, data: dict, cause: str, crm_time=None) -> str:
     # actions emails, so send (the only window for a duplicate is a crash mid-call).
 
     _set_status(kb, inv_id, status="sending")
+    reopen_lead_link(kb, user["id"])
     days = data.get("expires_in_days") or kb.settings.invite_expires_in_days
     client_id, redirect = _lead_redirect(kb, data.get("redirect_uri"))
     kb.keycloak.send_actions_email(user["id"], ["UPDATE_PASSWORD"], days * 86400, client_id, redirect)
@@ -304,3 +343,56 @@ def _accepted(kb, inv_id: int, user: dict, cause: str, registered_at) -> None:
         outbox.record(session, INVITATION_ACCEPTED, {key: inv.crm_id, "email": inv.email, "account_id": inv.account_id},
                       f"{INVITATION_ACCEPTED}:{inv.kind}:{inv.crm_id}:{user['id']}")
         audit.record(session, "identity.registered", f"user:{user['id']}", cause, {key: inv.crm_id})
+
+
+# -- links that end (revoked, expired) ------------------------------------------------
+
+LINK_ENDED = "invitation_ended"  # AccessRevocation reason: an unused lead link was ended by disabling its identity
+
+
+def end_invitation_link(kb, inv_id: int) -> None:
+    """The invitation's link stops working; idempotent.
+
+    - contact: its pending organization invitations are deleted in Keycloak (the link then
+      answers that the invitation is no longer valid);
+    - lead: Keycloak keeps no record of action tokens and cannot withdraw one, but refuses the
+      tokens of a disabled user: an identity whose link was not used yet (no password) is
+      disabled, noted as LINK_ENDED so that a new invitation enables it again
+      (`reopen_lead_link`). An identity with a password is someone's account and is left alone
+      (its link ends with its lifespan).
+    """
+    with kb.db.session() as session:
+        inv = session.get(Invitation, inv_id)
+        kind, org_id, email, user_id = inv.kind, inv.organization_id, inv.email, inv.keycloak_user_id
+    if kind == "contact" and org_id:
+        for pending in kb.keycloak.organization_invitations(org_id, email):
+            if pending.get("status", "PENDING") == "PENDING":
+                kb.keycloak.delete_organization_invitation(org_id, pending["id"])
+    if kind == "lead" and user_id and not kb.keycloak.has_password(user_id):
+        user = kb.keycloak.get_user(user_id)
+        if user is None:
+            return
+        with kb.db.session() as session:
+            if session.get(AccessRevocation, (user_id, LINK_ENDED)) is None and user.get("enabled", True):
+                session.add(AccessRevocation(user_id=user_id, reason=LINK_ENDED, revoked_at=utcnow()))
+        if user.get("enabled", True):  # noted first: a crash after disabling still knows it was Keybridge
+            kb.keycloak.logout(user_id)
+            kb.keycloak.set_enabled(user_id, False)
+
+
+def reopen_lead_link(kb, user_id: str) -> None:
+    """A new lead invitation goes out: an identity Keybridge disabled only to end an earlier link
+    is enabled again (not one disabled for another reason, or by an administrator)."""
+    with kb.db.session() as session:
+        row = session.get(AccessRevocation, (user_id, LINK_ENDED))
+        if row is None:
+            return
+        others = session.scalar(select(AccessRevocation.user_id).where(
+            AccessRevocation.user_id == user_id, AccessRevocation.reason != LINK_ENDED).limit(1))
+        decision = access.admin_decisions(session, [user_id]).get(user_id)
+    if others is None and (decision is None or decision.enabled or decision.decided_at < row.revoked_at):
+        kb.keycloak.set_enabled(user_id, True)
+    with kb.db.session() as session:
+        row = session.get(AccessRevocation, (user_id, LINK_ENDED))
+        if row is not None:
+            session.delete(row)

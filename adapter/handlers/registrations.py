@@ -29,7 +29,7 @@ from sqlalchemy import select
 from .. import tasks
 from ..db import utcnow
 from ..models import Invitation, SelfRegistration
-from . import audit, contacts, convergence, invitations, records, self_service
+from . import audit, contacts, convergence, invitation_lifecycle, invitations, records, self_service
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,14 @@ def handle_keycloak_event(kb, event: dict) -> str:
         return "ignored"
     if kind in CONTACT_REGISTRATION_TYPES:
         inv_id = _contact_invitation_for(kb, user_id, details)
+        if inv_id is not None and records.contact_left(kb, invitations.contact_of_invitation(kb, inv_id)):
+            # the CRM said they left before the registration was read
+            return contacts.refuse_registration(kb, inv_id, user_id, invitations.contact_of_invitation(kb, inv_id), cause)
+        ended = invitation_lifecycle.ended_before(kb, inv_id, when) if inv_id is not None else None
+        if ended and details.get("token_id"):  # its link worked a moment after it was revoked or expired
+            return invitation_lifecycle.refuse_ended_registration(kb, inv_id, user_id, ended, cause)
+        if ended:
+            inv_id = None  # a verified address completes no ended invitation
         if inv_id is None:
             from .. import delegation  # it imports this package
 
@@ -62,9 +70,6 @@ def handle_keycloak_event(kb, event: dict) -> str:
             if kind == "REGISTER":
                 return self_service.self_registered(kb, user_id, details, when, cause)
             return "no_invitation"
-        contact_id = invitations.contact_of_invitation(kb, inv_id)
-        if records.contact_left(kb, contact_id):  # the CRM said they left before the registration was read
-            return contacts.refuse_registration(kb, inv_id, user_id, contact_id, cause)
         _end_sessions_of_an_earlier_self_registration(kb, user_id, cause)
         invitations.complete_contact_registration(kb, inv_id, user_id, cause, when)
         convergence.converge_person(kb, user_id, cause)

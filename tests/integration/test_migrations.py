@@ -10,6 +10,8 @@ from adapter.cli import main
 from adapter.db import Database
 from tests.support import stack
 
+HEAD = "0003"  # the newest migration (adapter/migrations/versions): invitation lifecycle
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
@@ -46,17 +48,17 @@ def test_a_database_from_before_migrations_is_upgraded_in_place_with_its_data(da
 
     result = CliRunner().invoke(main, ["db", "upgrade"], env={"KEYBRIDGE_DATABASE_URL": database_url})
     assert result.exit_code == 0, result.output
-    assert "stamped at 0001" in result.output and "-> 0002" in result.output
+    assert "stamped at 0001" in result.output and f"-> {HEAD}" in result.output
     assert migrations.differences(database_url) == []
     [[outbox], [jobs]] = _execute(database_url, "select id from outbox_events", "select ref from jobs")
     assert outbox == ("evt_old",) and jobs == ("msg_old",)
 
     again = CliRunner().invoke(main, ["db", "upgrade"], env={"KEYBRIDGE_DATABASE_URL": database_url})
-    assert again.exit_code == 0 and "already at 0002" in again.output
+    assert again.exit_code == 0 and f"already at {HEAD}" in again.output
 
 
 def test_an_empty_database_gets_this_versions_schema(database_url):
-    assert "upgraded an empty database -> 0002" in migrations.upgrade(database_url)
+    assert f"upgraded an empty database -> {HEAD}" in migrations.upgrade(database_url)
     assert migrations.differences(database_url) == []
     Database(database_url).create_all()  # the processes' own start-up then finds nothing to add
     assert migrations.differences(database_url) == []
@@ -65,4 +67,4 @@ def test_an_empty_database_gets_this_versions_schema(database_url):
 def test_a_database_this_version_created_is_stamped_not_changed(database_url):
     Database(database_url).create_all()
     assert "stamped at head" in migrations.upgrade(database_url)
-    assert migrations.current(database_url) == "0002"
+    assert migrations.current(database_url) == HEAD

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 
+from adapter import outbox
 from adapter.worker import Worker
 from adapter.runtime import Keybridge
 from tests.unit.fakes import all_jobs, deliver, drain, invitation_row, make_everything_due, outbox_events
@@ -83,7 +85,9 @@ def test_a_contact_invite_request_sends_one_invitation(client, kb, keycloak, wor
     row = invitation_row(kb, "contact", "C-1")
     assert (row.status, row.sent_count, row.keycloak_invitation_id) == ("sent", 1, pending["id"])
     (sent,) = outbox_events(kb, "invitation.sent")
+    expires_at = sent.data.pop("expires_at")  # the link's end, KEYBRIDGE_INVITE_EXPIRES_IN_DAYS (7) after sending
     assert sent.data == {"contact_id": "C-1", "email": "jane.doe@acme.example", "account_id": "A-1"}
+    assert expires_at == outbox.iso(row.sent_at + timedelta(days=7))
 
 
 def test_repeating_an_invite_request_while_it_is_pending_sends_nothing_new(client, kb, keycloak, worker):

@@ -20,11 +20,13 @@ def test_every_inbound_type_of_the_contract_is_declared_once_with_schema_and_rec
     documented = {e["properties"]["type"]["enum"][0] for e in envelopes if "enum" in e["properties"]["type"]}
     assert documented == set(TASKS.crm_events) == {
         "account.upserted", "contact.upserted", "contact.invite_requested", "lead.invite_requested",
-        "invitations.batch_requested", "registration.decided"}
+        "invitations.batch_requested", "registration.decided", "contact.invite_revoked", "lead.invite_revoked"}
     assert TASKS.event("account.upserted").key_for({"account_id": "A-7"}) == "account:A-7"
     assert TASKS.event("contact.upserted").key_for({"contact_id": "C-7"}) == "contact:C-7"
     assert TASKS.event("contact.invite_requested").key_for({"contact_id": "C-7"}) == "contact:C-7"
     assert TASKS.event("lead.invite_requested").key_for({"lead_id": "L-7"}) == "lead:L-7"
+    assert TASKS.event("contact.invite_revoked").key_for({"contact_id": "C-7"}) == "contact:C-7"
+    assert TASKS.event("lead.invite_revoked").key_for({"lead_id": "L-7"}) == "lead:L-7"
     assert TASKS.jobs["batch_item"].key_for({"kind": "contact", "contact_id": "C-7"}) == "contact:C-7"
     assert TASKS.jobs["keycloak_event"].key_for({"userId": "u-1"}) == "user:u-1"
 
