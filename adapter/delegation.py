@@ -43,7 +43,7 @@ from sqlalchemy import select
 from . import org_admins, outbox
 from .db import utcnow
 from .events import MEMBERSHIP_CHANGED
-from .handlers import audit
+from .handlers import audit, invitation_lifecycle
 from .keycloak import AdminPermissionsOff
 from .models import OrgAdminInvitation
 from .org_admins import ORG_ADMIN_ROLE, account_id_of, administered_organizations  # noqa: F401 (the page uses them from here)
@@ -395,16 +395,18 @@ def _pending_invitation(kb, org: dict, invitation_id: str) -> dict | None:
 def resend_invitation(kb, org: dict, invitation_id: str, admin: dict) -> str:
     """An org admin sends one of their organization's pending invitations again; returns "resent" or "gone".
 
-    Keycloak's resend mails the same kind of link again (its own expiry starts over); the
-    invitation stays the one the CRM knows, so nothing new is told to the CRM.
+    The CRM's invitation goes again as the CRM's own resend does (invitation_lifecycle: a new
+    expiry, invitation.sent); one the CRM did not ask for, with Keycloak's resend.
     """
     inv = _pending_invitation(kb, org, invitation_id)
     if inv is None:
         return "gone"
     actor = actor_of_user(admin, admin["id"])
-    kb.keycloak.resend_organization_invitation(org["id"], invitation_id)
+    cause = f"{actor.label} on the Keybridge page"
+    # The CRM's invitation is resent as the CRM's resend is (a new expiry; invitation.sent), another by Keycloak.
+    invitation_lifecycle.resend_organization_invitation(kb, org["id"], invitation_id, cause, email=inv["email"])
     with kb.db.session() as session:
-        audit.record(session, "org_admin.invitation_resent", f"organization:{org['id']}", f"{actor.label} on the Keybridge page",
+        audit.record(session, "org_admin.invitation_resent", f"organization:{org['id']}", cause,
                      {"email": inv["email"], "invitation_id": invitation_id})
     return "resent"
 
@@ -420,8 +422,8 @@ def revoke_invitation(kb, org: dict, invitation_id: str, admin: dict) -> str:
         return "gone"
     actor = actor_of_user(admin, admin["id"])
     cause = f"{actor.label} on the Keybridge page"
-    kb.keycloak.delete_organization_invitation(org["id"], invitation_id)
-    _settle_crm_invitation(kb, org, inv["email"], cause)
+    # The CRM's invitation is revoked as the CRM's revoke is (its link ends; invitation.revoked once), another by Keycloak.
+    invitation_lifecycle.revoke_organization_invitation(kb, org["id"], invitation_id, cause, email=inv["email"])
     with kb.db.session() as session:
         audit.record(session, "org_admin.invitation_revoked", f"organization:{org['id']}", cause,
                      {"email": inv["email"], "invitation_id": invitation_id})
@@ -430,19 +432,6 @@ def revoke_invitation(kb, org: dict, invitation_id: str, admin: dict) -> str:
                 OrgAdminInvitation.status == "pending")):
             row.status, row.settled_at = "expired", utcnow()
     return "revoked"
-
-
-def _settle_crm_invitation(kb, org: dict, email: str, cause: str) -> None:
-    """The CRM's open contact invitation to this address in this organization is revoked (invitation.revoked)."""
-    from .handlers import invitations
-    from .models import Invitation
-
-    with kb.db.session() as session:
-        ids = [i.id for i in session.scalars(select(Invitation).where(
-            Invitation.kind == "contact", Invitation.organization_id == org["id"], Invitation.email == email,
-            Invitation.status.in_(("new", "sending", "sent"))))]
-    for inv_id in ids:
-        invitations._record_revoked(kb, inv_id, "revoked", cause)
 
 
 def member_left(kb, org: dict, user: dict, actor: Actor, fact_id: str, identity_deleted: bool = False) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from .. import delegation, tasks
 from ..events import AccountUpsertedSchema
 from ..models import Account, AccountDomain
-from . import access, audit, invitations, records
+from . import access, audit, invitations, landing, records
 
 MANAGED_ATTRIBUTES = ("crm_account_id", "contract_status", "contract_ends_at")
 
@@ -119,9 +119,7 @@ def converge_account(kb, account_id: str, cause: str, data: dict | None = None) 
             return "unknown"
         data = AccountUpsertedSchema().load(record.state)
     org = ensure_organization(kb, data, cause)
-    from ..invite_landing import ensure_organization_landing  # it imports this package
-
-    org = ensure_organization_landing(kb, org, cause)  # its invitations land on the welcome page
+    org = landing.ensure_organization_landing(kb, org, cause)  # its invitations land on the welcome page
     ensure_account_row(kb, data, org)
     delegation.ensure_organization_delegation(kb, org["id"], cause)
     return access.enforce_contract(kb, account_id, cause)

@@ -20,7 +20,7 @@ from ..events import (IDENTITY_REGISTERED, INVITATION_ACCEPTED, INVITATION_REVOK
                       ContactInviteSchema, LeadInviteSchema)
 from ..errors import PermanentError, RetryableError
 from ..models import AccessRevocation, Invitation
-from . import access, audit, records
+from . import access, audit, landing, records
 
 log = logging.getLogger(__name__)
 
@@ -312,10 +312,8 @@ def invite_lead(kb, data: dict, cause: str, crm_time=None) -> str:
 
 
 def _lead_redirect(kb, redirect_uri: str | None) -> tuple[str, str]:
-    """The link's client and redirect: the adapter's welcome page when there is one (invite_landing.py)."""
-    from ..invite_landing import lead_link_redirect  # it imports this package
-
-    return lead_link_redirect(kb, redirect_uri)
+    """The link's client and redirect: the adapter's welcome page when there is one (landing.py)."""
+    return landing.lead_link_redirect(kb, redirect_uri)
 
 
 def complete_lead_registration(kb, inv_id: int, user_id: str, cause: str, registered_at=None) -> None:

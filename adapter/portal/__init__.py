@@ -12,14 +12,15 @@ page's CSRF token; every id in a URL is checked to be a Keycloak id and to belon
 organization before anything is asked of Keycloak.
 
 `/portal/welcome` is where an invited person lands after accepting their invitation
-(invitation_landing.py): signed in, welcomed in the portal's look, then sent on to where
+(handlers/landing.py): signed in, welcomed in the portal's look, then sent on to where
 their invitation said.
 """
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template_string, request, session, url_for
 
-from .. import delegation, invite_landing, org_admins, web_login
+from .. import delegation, org_admins, web_login
+from ..handlers import landing
 from ..keycloak import is_keycloak_id
 from ..web_login import Refused as _Refused
 from ..web_login import require_csrf as _require_csrf
@@ -118,7 +119,7 @@ def members():
 
 @bp.get("/welcome")
 def welcome():
-    """Where an invited person lands after accepting (invite_landing.py): signed in, welcomed, sent on.
+    """Where an invited person lands after accepting (handlers/landing.py): signed in, welcomed, sent on.
 
     Keycloak appends its own `code`, `session_state` and `iss` for its `account` client: they are
     ignored (the adapter signs the person in with its own client)."""
@@ -129,9 +130,9 @@ def welcome():
     user = kb.keycloak.get_user(user_id)
     if user is None or not user.get("enabled", True):
         raise _Refused("Your account is not active. Your account manager can help.", 403)
-    destination, name = invite_landing.destination(kb, user)
+    destination, name = landing.destination(kb, user)
     return _page(WELCOME_PAGE, tagline="Welcome", destination=destination, destination_name=name, delay=3,
-                 first_name=user.get("firstName"), organization=invite_landing.organization_name(kb, user_id),
+                 first_name=user.get("firstName"), organization=landing.organization_name(kb, user_id),
                  title="Welcome to the Customer Portal")
 
 

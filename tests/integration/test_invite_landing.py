@@ -1,7 +1,7 @@
 """Where an invited person lands after accepting their invitation (issue 11), on the real Keycloak, in Chromium.
 
 Before: a contact who registered from an organization invitation ended on Keycloak's "Something
-went wrong - Invalid parameter: redirect_uri" (adapter/invite_landing.py says why), and a lead on
+went wrong - Invalid parameter: redirect_uri" (adapter/handlers/landing.py says why), and a lead on
 Keycloak's "You are all set" page, signed in nowhere. Now both pass the adapter's welcome page
 (the portal's look) and end where their invitation said, signed in: the tests look at the page
 each person ends on (its URL and what it says) and then at Keycloak's account page, which opens

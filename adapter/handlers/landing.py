@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from .handlers import audit
-from .models import Invitation
+from ..models import Invitation
+from . import audit
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,5 @@ def destination(kb, user: dict) -> tuple[str, str]:
 
 def organization_name(kb, user_id: str) -> str | None:
     """The name of the CRM organization the person belongs to (the first one), or None."""
-    from .org_admins import account_id_of
-
-    orgs = [o for o in kb.keycloak.organizations_of_member(user_id) if account_id_of(o)]
+    orgs = [o for o in kb.keycloak.organizations_of_member(user_id) if (o.get("attributes") or {}).get("crm_account_id")]
     return orgs[0].get("name") if orgs else None
