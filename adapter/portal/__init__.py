@@ -187,27 +187,24 @@ def give_role(user_id: str):
 
 @bp.post("/invitations/<invitation_id>/resend")
 def resend_invitation(invitation_id: str):
-    _require_csrf()
-    _require_invitation_id(invitation_id)
-    admin, org = _admin_and_org()
-    if admin is None:
-        return redirect(url_for("portal.login"))
-    if delegation.resend_invitation(_kb(), org, invitation_id, admin) == "gone":
-        raise _Refused("There is no such invitation in your organization, or it was answered or revoked already.", 404)
-    flash("The invitation was sent again.")
-    return redirect(url_for("portal.members", org=org["id"]))
+    return _on_invitation(invitation_id, delegation.resend_invitation, "The invitation was sent again.")
 
 
 @bp.post("/invitations/<invitation_id>/revoke")
 def revoke_invitation(invitation_id: str):
+    return _on_invitation(invitation_id, delegation.revoke_invitation, "The invitation is revoked: its link no longer works.")
+
+
+def _on_invitation(invitation_id: str, act, done: str):
+    """Resend or revoke one of the organization's pending invitations (another organization's is no such invitation)."""
     _require_csrf()
     _require_invitation_id(invitation_id)
     admin, org = _admin_and_org()
     if admin is None:
         return redirect(url_for("portal.login"))
-    if delegation.revoke_invitation(_kb(), org, invitation_id, admin) == "gone":
+    if act(_kb(), org, invitation_id, admin) == "gone":
         raise _Refused("There is no such invitation in your organization, or it was answered or revoked already.", 404)
-    flash("The invitation is revoked: its link no longer works.")
+    flash(done)
     return redirect(url_for("portal.members", org=org["id"]))
 
 

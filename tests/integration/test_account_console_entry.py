@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 from tests.support import stack
 
 from .test_core_loop import PASSWORD
-from .test_org_admin_page import acme, realm_admin  # noqa: F401 (fixtures)
+from .test_org_admin_page import acme, database_url, realm_admin  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +27,6 @@ ENTRY = "content/:componentId"  # the entry's path (keycloak-theme/keybridge/acc
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"account-console-{name}.png"), full_page=True)
-
-
-@pytest.fixture
-def database_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'keybridge.db'}"
 
 
 @pytest.fixture

@@ -10,16 +10,15 @@ without asking for a password.
 from __future__ import annotations
 
 import re
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.conftest import envelope, signed_post
 
 from .conftest import run_until, wait_for_mail
 from .test_core_loop import PASSWORD, register_through_invitation, set_password_through_invitation
+from .test_org_admin_page import adapter_url, database_url  # noqa: F401 (fixtures: the adapter knows its public URL)
 
 pytestmark = pytest.mark.integration
 
@@ -29,23 +28,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"invite-landing-{name}.png"), full_page=True)
-
-
-@pytest.fixture
-def database_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'keybridge.db'}"
-
-
-@pytest.fixture
-def adapter_url(adapter):
-    """The adapter over HTTP on a loopback port, known to itself as its public URL (KEYBRIDGE_PUBLIC_URL)."""
-    server = make_server("127.0.0.1", 0, adapter, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    adapter.extensions["keybridge"].settings.public_url = url
-    yield url
-    server.shutdown()
-    server.server_close()
 
 
 def post(client, event_type: str, data: dict) -> None:
@@ -60,7 +42,7 @@ def signed_in_to_the_account_page(page, kc, email: str) -> None:
     page.wait_for_function("email => [...document.querySelectorAll('input')].some(i => i.value === email)", arg=email)
 
 
-def test_contacts_land_signed_in_where_their_invitation_says(adapter, adapter_url, worker, crm, mail_dir, keycloak,
+def test_contacts_land_signed_in_where_their_invitation_says(adapter, adapter_url, worker, crm, mail_dir, keycloak,  # noqa: F811
                                                              chromium, unique):
     client = adapter.test_client()
     account_id = f"ACC-{unique}"
@@ -105,7 +87,7 @@ def test_contacts_land_signed_in_where_their_invitation_says(adapter, adapter_ur
     run_until(worker, lambda: len(crm.of_type("identity.registered")) >= 2, what="both registrations at the CRM")
 
 
-def test_a_lead_lands_signed_in_where_their_invitation_says(adapter, adapter_url, worker, crm, mail_dir, keycloak, page, unique):
+def test_a_lead_lands_signed_in_where_their_invitation_says(adapter, adapter_url, worker, crm, mail_dir, keycloak, page, unique):  # noqa: F811
     client = adapter.test_client()
     email = f"leo.{unique}@lead-{unique}.example"
     post(client, "lead.invite_requested", {"lead_id": f"L-{unique}", "email": email, "first_name": "Leo", "last_name": "Lead",
