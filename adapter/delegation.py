@@ -23,14 +23,15 @@ runtime client (`keybridge-adapter`) does not hold: they are written with a seco
 `keybridge-delegation` (`kb.delegation_keycloak`), used for nothing else. Without its
 secret, delegation is skipped, logged and audited (`delegation.unavailable`).
 
-What Keycloak cannot limit to one organization is inviting and removing: both need
-Organizations `manage`, which also lets the holder rename, disable or delete the whole
-organization, and removing also needs Users `manage`, which lets them delete people.
-And while the permissions above let an admin take a business role away, the 26.7.3
-console shows nobody without realm-management's view-realm (realm settings) any role
-mapping, so it offers nothing to take away. The adapter's page (adapter/portal) does
-exactly those three things, with the adapter's own account, after checking that the
-logged-in person administers that organization.
+What Keycloak cannot limit to one organization is inviting, handling invitations and
+removing: they need Organizations `manage`, which also lets the holder rename, disable or
+delete the whole organization, and removing also needs Users `manage`, which lets them
+delete people. And while the permissions above let an admin take a business role away,
+the 26.7.3 console shows nobody without realm-management's view-realm (realm settings) any
+role mapping, so it offers nothing to take away. The adapter's page (adapter/portal) does
+those, and gives business roles too so that everything an org admin does is in one place,
+with the adapter's own account, after checking that the logged-in person administers
+that organization (the functions below take that organization).
 """
 from __future__ import annotations
 
