@@ -1,8 +1,9 @@
-<#-- keycloak.v3/account/index.ftl of Keycloak 26.7.3 with two additions (marked "Keybridge"):
+<#-- keycloak.v3/account/index.ftl of Keycloak 26.7.3 with two additions, marked "Keybridge":
      js/org-admin-entry.js, a classic script that runs before the console's own module so it sees the
      console's first request (it shows the "Your organization" entry to org admins only), and the
-     address of the adapter's org admin page (theme property keybridgePortalUrl). Compare with the
-     new version's index.ftl when Keycloak is upgraded. -->
+     address of the adapter's org admin page (theme property keybridgePortalUrl). The words shown
+     while the console loads come from messages_*.properties, like every word of this theme.
+     Compare with the new version's index.ftl when Keycloak is upgraded. -->
 <!doctype html>
 <html lang="${locale}" dir="${localeDir}">
   <head>
@@ -143,16 +144,16 @@
     <div id="app">
       <main class="container">
         <div class="keycloak__loading-container">
-          <svg class="pf-v5-c-spinner pf-m-xl" role="progressbar" aria-valuetext="Loading..." viewBox="0 0 100 100" aria-label="Contents">
+          <svg class="pf-v5-c-spinner pf-m-xl" role="progressbar" aria-valuetext="${msg("keybridgeLoading")}" viewBox="0 0 100 100" aria-label="${msg("keybridgeLoading")}">
             <circle class="pf-v5-c-spinner__path" cx="50" cy="50" r="45" fill="none"></circle>
           </svg>
           <div>
-            <p id="loading-text">Loading the Account Console</p>
+            <p id="loading-text">${msg("keybridgeLoading")}</p>
           </div>
         </div>
       </main>
     </div>
-    <noscript>JavaScript is required to use the Account Console.</noscript>
+    <noscript>${msg("keybridgeJavaScriptRequired")}</noscript>
     <script id="environment" type="application/json">
       {
         "serverBaseUrl": "${serverBaseUrl}",
