@@ -1,5 +1,6 @@
 # The Keybridge adapter: one image for the web process (gunicorn) and the worker.
-FROM python:3.11-slim
+# Pinned to an exact release (a digest pin: append @sha256:... from `docker buildx imagetools inspect`).
+FROM python:3.11.16-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

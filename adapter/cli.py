@@ -8,6 +8,7 @@
     keybridge reconcile --from FILE       compare a CRM export with Keycloak (--dry-run), or converge
     keybridge realm apply [--dry-run]     make an existing realm match realm-config/
     keybridge db upgrade                  apply the schema migrations (run before starting a new version)
+    keybridge health worker               exit 1 unless this host's worker finished a pass in the last minute
     keybridge connectors test             check the configured CRM connector's credentials and fields
 """
 from __future__ import annotations
@@ -461,6 +462,32 @@ def realm_apply(realm_file: str, dry_run: bool, url: str, admin_user: str, admin
         click.echo(f"{done} change(s) applied" + (f"; {manual} need a hand (see above)" if manual else ""))
     except realm_config.RealmConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def health() -> None:
+    """Health checks for container orchestrators (exit code 0: healthy, 1: not)."""
+
+
+@health.command("worker")
+@click.option("--max-age", default=None, type=float, help="seconds since the worker's last finished pass  [default: 60, as /readyz]")
+def health_worker(max_age: float | None) -> None:
+    """Whether the worker on this host (container) finished a pass recently: its heartbeat.
+
+    The worker's container health check in docker-compose.yml. Reads only the database.
+    """
+    from .db import Database
+    from .health import WORKER_SILENCE_SECONDS, check_this_hosts_worker
+
+    database = Database(_settings().database_url)
+    try:
+        problem = check_this_hosts_worker(database, WORKER_SILENCE_SECONDS if max_age is None else max_age)
+    finally:
+        database.dispose()
+    if problem:
+        click.echo(f"unhealthy: {problem}", err=True)
+        sys.exit(1)
+    click.echo("healthy: the worker finished a pass recently")
 
 
 @main.group()

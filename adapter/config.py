@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import functools
 import logging
 import os
 from dataclasses import dataclass, field, fields
@@ -266,8 +267,11 @@ MIN_SECRET_BYTES = 24  # the Standard Webhooks spec: secrets of 24 to 64 random 
 MAKE_SECRET = "make one with `echo whsec_$(openssl rand -base64 32)`"
 
 
+@functools.lru_cache(maxsize=64)
 def whsec_key(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret; raises ValueError if it does not decode."""
+    """The HMAC key of a `whsec_<base64>` secret; raises ValueError if it does not decode.
+
+    Cached: every signed request decodes each configured secret (a failure is not cached)."""
     encoded = secret.removeprefix(SECRET_PREFIX)
     try:
         # unpadded base64 is common (the reference libraries accept it): pad, then decode strictly

@@ -4,6 +4,7 @@ The schema is created on start (`create_all`); every table lives in models.py.
 """
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -39,6 +40,13 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @functools.cached_property
+    def autocommit_engine(self) -> Engine:
+        """PostgreSQL: a second, small pool whose connections commit each statement as it runs and
+        are not pinged before use, for the webhook hot path (inbox.store_event: one statement, one
+        round trip). Its caller retries once when a connection turns out to be dead."""
+        return create_engine(self.url, future=True, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8)
 
     @property
     def is_postgres(self) -> bool:
@@ -92,6 +100,24 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if "autocommit_engine" in self.__dict__:
+            self.autocommit_engine.dispose()
+
+
+def insert_new(bind, table):
+    """`INSERT ... ON CONFLICT DO NOTHING` into `table` (a model or Table) in the dialect of `bind`
+    (a Session, Connection, Engine or dialect name; PostgreSQL or SQLite): a row whose key exists
+    already is skipped inside the statement, with no error to catch and no savepoint around it.
+    Add `.returning(...)` to learn which rows were new."""
+    if isinstance(bind, str):
+        dialect = bind
+    else:
+        dialect = (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
 
 
 def _sqlite_pragmas(dbapi_connection, _record):

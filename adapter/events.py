@@ -171,7 +171,10 @@ class IdentityEmailVerifiedData(_CrmLink):
 
 class IdentityAccessChangedData(_CrmLink):
     user_id = fields.Str(required=True)
-    enabled = fields.Bool(required=True)
+    enabled = fields.Bool(required=True, metadata={"description": (
+        "whether the person can log in now. For contract_inactive / contract_active the organization's contract "
+        "attributes decide (Keycloak's extension refuses login and refresh) and the identity's own enabled flag is "
+        "not changed; for left_company, rejected and admin it is that flag")})
     reason = fields.Str(required=True, validate=validate.OneOf(["contract_inactive", "contract_active", "left_company", "rejected", "admin"]))
 
 

@@ -8,6 +8,7 @@ answers 503 (the shared error body, `errors` naming each failing check), so a lo
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Blueprint, Flask, current_app, jsonify
 from sqlalchemy import text
@@ -51,6 +52,21 @@ def check_worker(kb) -> str | None:
         return "no worker has run yet: start `keybridge worker` (stored webhooks wait for it)"
     if age > WORKER_SILENCE_SECONDS:
         return f"no worker heartbeat for {int(age)} s: the worker is stopped or stuck (stored webhooks wait for it)"
+    return None
+
+
+def check_this_hosts_worker(db, max_age: float = WORKER_SILENCE_SECONDS) -> str | None:
+    """None when a worker on this host (container) finished a pass within `max_age` seconds;
+    otherwise what is wrong. `keybridge health worker` runs it as the worker's container health check."""
+    host = os.uname().nodename
+    try:
+        age = metrics.newest_heartbeat_age(db, host)
+    except Exception as exc:  # noqa: BLE001 — reported as the reason
+        return f"worker heartbeats not readable ({type(exc).__name__}); check KEYBRIDGE_DATABASE_URL"
+    if age is None:
+        return f"no worker on {host} has finished a pass yet (is `keybridge worker` running here?)"
+    if age > max_age:
+        return f"the worker on {host} has not finished a pass for {int(age)} s (more than {int(max_age)}): stopped or stuck"
     return None
 
 

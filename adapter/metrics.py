@@ -21,7 +21,7 @@ import logging
 import os
 import time
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, ProcessCollector,
                                generate_latest, start_http_server)
 from prometheus_client.core import GaugeMetricFamily
@@ -124,12 +124,14 @@ def beat(db, name: str) -> None:
             row.position = {"at": time.time()}
 
 
-def newest_heartbeat_age(db) -> float | None:
-    """Seconds since the most recent pass of any worker; None when no worker ever ran."""
+def newest_heartbeat_age(db, host: str | None = None) -> float | None:
+    """Seconds since the most recent pass of any worker (or of a worker on `host`, the node name
+    its heartbeat carries); None when none ever ran."""
     from .models import Cursor
 
+    prefix = HEARTBEAT_PREFIX + (f"{host}:" if host else "")
     with db.session() as session:
-        beats = [r.position.get("at", 0) for r in session.scalars(select(Cursor).where(Cursor.name.like(HEARTBEAT_PREFIX + "%")))]
+        beats = [r.position.get("at", 0) for r in session.scalars(select(Cursor).where(Cursor.name.startswith(prefix, autoescape=True)))]
     return time.time() - max(beats) if beats else None
 
 
@@ -168,7 +170,7 @@ def _count_webhook(response):
         source = path.split("/")[2] or "unknown"
         if response.status_code < 300:
             try:
-                outcome = (response.get_json(silent=True) or {}).get("status", "accepted")
+                outcome = g.get("webhook_outcome") or (response.get_json(silent=True) or {}).get("status", "accepted")
             except Exception:  # noqa: BLE001 — a non-JSON answer (a SOAP Ack) counts as accepted
                 outcome = "accepted"
             outcome = outcome if outcome in ("accepted", "duplicate", "ignored") else "accepted"

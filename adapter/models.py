@@ -145,11 +145,14 @@ class AccessRevocation(Base):
     """Keybridge disabled this user, and why; only these are re-enabled when the reason ends.
 
     A user an administrator disabled for another reason has no row and stays disabled.
+    Reasons are per person (left_company, rejected): a contract is the organization's
+    attributes. Rows with contract_inactive come from earlier versions only; the worker's
+    upgrade step (handlers/contracts.py) gives those flags back and deletes them.
     """
 
     __tablename__ = "access_revocations"
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    reason: Mapped[str] = mapped_column(String(40), primary_key=True)  # contract_inactive | left_company
+    reason: Mapped[str] = mapped_column(String(40), primary_key=True)  # left_company | rejected
     account_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     contact_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revoked_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -48,6 +48,13 @@ class PortalCookie(SecureCookieSessionInterface):
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"] or (has_request_context() and request.is_secure))
 
+    def open_session(self, app: Flask, request):
+        """Without the cookie (every webhook, API and health request), an empty session at once:
+        building the signing serializer first is a third of an ingested webhook's Flask overhead."""
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
 
 def configure_cookie(app: Flask, settings) -> None:
     """Sign the session cookie with KEYBRIDGE_SESSION_SECRET and set its attributes (once per app).

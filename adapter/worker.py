@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from . import admin_events, delegation, health, jobs, keycloak_events, logs, metrics, nudges, org_admins, outbox, reconcile, tasks  # noqa: F401  (reconcile: registers its job)
 from .errors import PermanentError, RetryableError
-from .handlers import TASKS, access, activity, invitation_expiry, records
+from .handlers import TASKS, activity, contracts, invitation_expiry, records
 from .keycloak import CredentialError
 from . import webhooks  # noqa: F401  (the vendor dialects and their vendor_read job)
 
@@ -167,7 +167,7 @@ class Worker:
     def schedule(self) -> int:
         """Queue what is due by the clock alone (contracts whose end date passed, the activity report,
         the sweep that converges every CRM record again, invitations that expire or get their reminder)."""
-        return (access.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
+        return (contracts.schedule_due_expiries(self.kb) + activity.schedule_report(self.kb)
                 + records.schedule_sweep(self.kb) + invitation_expiry.schedule_due(self.kb))
 
     def nudged(self) -> bool:
@@ -196,9 +196,7 @@ class Worker:
     def run_forever(self, idle_sleep: float = 0.5) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         metrics.serve_worker_metrics(self.kb.db, self.kb.settings.worker_metrics_port)
-        # Once per database: org admins from before admin rights belonged to one organization get theirs.
-        with self.kb.db.session() as session:
-            tasks.enqueue(session, org_admins.MIGRATION_JOB, "per-organization-admins-v1")
+        self.queue_upgrade_steps()
         log.info("worker started (database %s)", self.kb.db.engine.url.render_as_string(hide_password=True))
         health.log_startup_problems(self.kb, "worker")
         while not self._stop:
@@ -209,6 +207,14 @@ class Worker:
                 busy = 0
             if not busy:
                 time.sleep(idle_sleep)
+
+    def queue_upgrade_steps(self) -> None:
+        """At start: the steps that bring what earlier versions left in Keycloak in line (each idempotent)."""
+        # Once per database: org admins from before admin rights belonged to one organization get theirs.
+        with self.kb.db.session() as session:
+            tasks.enqueue(session, org_admins.MIGRATION_JOB, "per-organization-admins-v1")
+        # Users disabled one by one for a contract (before the organization's attributes decided) get their flag back.
+        contracts.queue_lift_of_contract_revocations(self.kb)
 
     def stop(self) -> None:
         self._stop = True

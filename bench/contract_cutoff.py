@@ -8,10 +8,13 @@ member users, created once and reused by later runs, all enabled.
 
 Timed, in the same run and on the same Keycloak:
 
-- adapter: `access.enforce_contract` with the contract suspended (every member disabled,
-  their sessions ended), then active again (every member enabled), through
-  `Keybridge(settings)` with `keycloak_concurrency=--concurrency`;
-- plain: a script making the same Keycloak calls one by one with `requests` and the
+- adapter: what `account.upserted` does now, `accounts.converge_account` with the contract
+  suspended, then active again, through `Keybridge(settings)` (the organization's
+  attributes written: that is the cut-off), timed until one member's password login and
+  refresh are refused (accepted); its Keycloak writes counted. The members' follow-up
+  (`contract_members`: sessions ended, one CRM event each) is run and timed apart, as the
+  background work it is, with `keycloak_concurrency=--concurrency`;
+- plain: the per-user path (what the adapter did before) as a script making its Keycloak calls one by one with `requests` and the
   adapter's own service-account token: the member list, then per member
   PUT users/{id} {"enabled": false} and POST users/{id}/logout; then per member
   PUT users/{id} {"enabled": true}.
@@ -51,12 +54,12 @@ sys.path.insert(0, str(REPO_DIR))  # `python bench/contract_cutoff.py` from anyw
 
 import requests  # noqa: E402
 from requests.adapters import HTTPAdapter  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from adapter.config import Settings  # noqa: E402
-from adapter.handlers import access  # noqa: E402
+from adapter.handlers import accounts, contracts  # noqa: E402
 from adapter.keycloak import KeycloakGateway  # noqa: E402
-from adapter.models import AccessRevocation, Account  # noqa: E402
+from adapter.models import Job, OutboxEvent  # noqa: E402
 from adapter.runtime import Keybridge  # noqa: E402
 from tests.support import stack  # noqa: E402
 
@@ -274,80 +277,97 @@ class Meter:
 
 
 class CountingGateway(KeycloakGateway):
-    """The adapter's gateway, unchanged, plus progress lines and where the time went."""
+    """The adapter's gateway, unchanged, plus a count of the calls that change something in Keycloak."""
+
+    WRITES = ("create_organization", "update_organization", "update_organization_attributes", "set_enabled", "logout",
+              "update_user", "add_member", "remove_member", "ensure_realm_roles", "save_admin_user_policy",
+              "save_admin_permission", "delete_admin_policy")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.progress: Progress | None = None
-        self.listing = 0.0
-        self.first_call: float | None = None
-        self.last_call = 0.0
+        self.writes: dict[str, int] = {}
+        self._count_lock = threading.Lock()
+        for name in self.WRITES:
+            setattr(self, name, self._counted(name, getattr(self, name)))
 
-    def start_phase(self, progress: Progress) -> None:
-        self.progress, self.listing, self.first_call, self.last_call = progress, 0.0, None, 0.0
-        self.writes = 0
+    def _counted(self, name, method):
+        def call(*args, **kwargs):
+            result = method(*args, **kwargs)
+            with self._count_lock:
+                self.writes[name] = self.writes.get(name, 0) + 1
+                self.last_write_at = time.perf_counter()
+            return result
+        return call
 
-    def organization_members(self, org_id: str, page_size: int = 500) -> list[dict]:
-        started = time.perf_counter()
-        try:
-            return super().organization_members(org_id, page_size)
-        finally:
-            self.listing += time.perf_counter() - started
-
-    def set_enabled(self, user_id: str, enabled: bool) -> None:
-        if self.first_call is None:
-            self.first_call = time.perf_counter()
-        super().set_enabled(user_id, enabled)
-        self.writes += 1
-        self.last_call = time.perf_counter()
-        if self.progress:
-            self.progress.tick()
-
-    def logout(self, user_id: str) -> None:
-        super().logout(user_id)
-        self.writes += 1
-        self.last_call = time.perf_counter()
-
-    def parts(self, wall: float) -> dict[str, float]:
-        calls = self.last_call - self.first_call if self.first_call is not None else 0.0
-        return {"member list": self.listing, "per-user calls": calls, "the rest": wall - self.listing - calls}
+    def take_writes(self) -> dict[str, int]:
+        with self._count_lock:
+            taken, self.writes = self.writes, {}
+        return taken
 
 
-def run_adapter(settings: Settings, account_id: str, org_id: str, members: int, admin: AdminApi,
-                meter: Meter) -> tuple[Phase, Phase]:
-    """enforce_contract suspended, then active; returns the (cut off, restore) phases."""
+def bench_account(account_id: str, members: int, status: str) -> dict:
+    """The account.upserted body the bench organization stands for (its name and domain as set up)."""
+    slug = account_id.lower()
+    return {"account_id": account_id, "name": f"Benchmark: {members} members", "domains": [f"{slug}.bench.example"],
+            "contract": {"status": status}}
+
+
+def run_adapter(settings: Settings, account_id: str, org_id: str, members: int, admin: AdminApi, sample: "SampleMember",
+                meter: Meter) -> tuple[Phase, Phase, Phase, Phase]:
+    """converge_account suspended, then active; returns the (cut off, restore) phases and their background follow-ups."""
     gateway = CountingGateway.from_settings(settings)
     kb = Keybridge(settings, keycloak=gateway)
     try:
-        with kb.db.session() as session:
-            session.merge(Account(account_id=account_id, organization_id=org_id, name=account_id,
-                                  contract_status="suspended"))
-
-        gateway.start_phase(Progress("adapter cut off", members))
-        with meter.phase() as cut:
-            state = access.enforce_contract(kb, account_id, cause="bench: contract suspended")
-        cut.parts, cut.writes = gateway.parts(cut.wall), gateway.writes
-        if state != "inactive":
-            raise SystemExit(f"adapter cut off: enforce_contract answered {state!r}, expected 'inactive'")
-        with kb.db.session() as session:
-            revoked = session.scalar(select(func.count()).select_from(AccessRevocation)
-                                     .where(AccessRevocation.account_id == account_id))
-        if revoked != members:
-            raise SystemExit(f"adapter cut off: {revoked} revocations recorded, expected {members}")
-        check_members(admin, org_id, False, members, "adapter", "cut off")
-
-        with kb.db.session() as session:
-            session.get(Account, account_id).contract_status = "active"
-        gateway.start_phase(Progress("adapter restore", members))
-        with meter.phase() as restore:
-            state = access.enforce_contract(kb, account_id, cause="bench: contract renewed")
-        restore.parts, restore.writes = gateway.parts(restore.wall), gateway.writes
-        if state != "active":
-            raise SystemExit(f"adapter restore: enforce_contract answered {state!r}, expected 'active'")
-        check_members(admin, org_id, True, members, "adapter", "restore")
-        return cut, restore
+        accounts.converge_account(kb, account_id, "bench: setup", bench_account(account_id, members, "active"))  # not timed
+        gateway.take_writes()
+        phases = []
+        refresh_token = sample.refresh_token()
+        for status, refused in (("suspended", True), ("active", False)):
+            if not refused:
+                refresh_token = None  # the cut-off's follow-up ended the sample's sessions, as it should
+            with meter.phase() as phase, ThreadPoolExecutor(max_workers=1) as checker:
+                started = time.perf_counter()
+                # The sample member tries to log in (and refresh) from the moment the webhook's work starts.
+                flipped = checker.submit(sample.until, refused, refresh_token, started)
+                state = accounts.converge_account(kb, account_id, f"bench: contract {status}", bench_account(account_id, members, status))
+                converged = time.perf_counter() - started
+                written = gateway.last_write_at - started
+                phase.refused_after = flipped.result()
+            writes = gateway.take_writes()
+            phase.writes = sum(writes.values())
+            phase.parts = {"the organization write returned at": written,
+                           "converge_account returned at (admins' permissions, Keybridge's rows)": converged}
+            if state != ("inactive" if refused else "active"):
+                raise SystemExit(f"adapter {status}: converge_account answered {state!r}")
+            if set(writes) - {"update_organization"}:
+                raise SystemExit(f"adapter {status}: the cut-off path wrote more than the organization: {writes}")
+            check_members(admin, org_id, True, members, "adapter", f"{status} (nobody's enabled flag changes)")
+            phases.append(phase)
+            phases.append(follow_up(kb, gateway, account_id, members, refused, meter))
+        return tuple(phases)
     finally:
         kb.db.dispose()
+
+
+def follow_up(kb, gateway: CountingGateway, account_id: str, members: int, cut: bool, meter: Meter) -> Phase:
+    """The queued contract_members job, run now: every member's sessions ended (cut off) and one CRM event each."""
+    with kb.db.session() as session:
+        (job,) = session.scalars(select(Job).where(Job.kind == contracts.MEMBERS_JOB, Job.status == "queued")).all()
+        session.expunge(job)
+    with meter.phase() as phase:
+        outcome = contracts.handle_contract_members(kb, job)
+    with kb.db.session() as session:
+        session.get(Job, job.id).status = "done"
+        told = len(session.scalars(select(OutboxEvent.id).where(OutboxEvent.type == "identity.access_changed",
+                                                                OutboxEvent.dedupe_key.endswith(job.payload["since"]))).all())
+    writes = gateway.take_writes()
+    phase.writes = sum(writes.values())
+    expected = members - 1 if not cut else members  # the sample member's own sessions: ended too
+    if told < expected - 1 or (cut and writes.get("logout", 0) < expected - 1):
+        raise SystemExit(f"adapter follow-up: {outcome}; {told} CRM events, {writes} writes for {members} members")
+    phase.parts = {"outcome": 0.0}
+    say(f"    follow-up ({'cut off' if cut else 'restore'}): {outcome}, {told} CRM events, writes {writes}, {phase.wall:.2f} s")
+    return phase
 
 
 # --- the plain script -------------------------------------------------------------------
@@ -423,6 +443,49 @@ def run_plain(kc: stack.KeycloakInstance, org_id: str, members: int, admin: Admi
 # --- the extension ----------------------------------------------------------------------
 
 
+class SampleMember:
+    """One member with a password: whether Keycloak refuses their login and refresh is the cut-off's effect."""
+
+    PASSWORD = "Bench-Extension-Pw-1!"
+    WAIT_LIMIT = 30.0
+
+    def __init__(self, kc: stack.KeycloakInstance, admin: AdminApi, org_id: str):
+        self.token_url = f"{kc.realm_url}/protocol/openid-connect/token"
+        self.http = requests.Session()
+        member = admin.request("GET", f"/organizations/{org_id}/members", params={"first": 0, "max": 1}).json()[0]
+        self.id, self.name = member["id"], member["username"]
+        admin.request("PUT", f"/users/{self.id}/reset-password",
+                      json={"type": "password", "value": self.PASSWORD, "temporary": False})
+
+    def login(self) -> requests.Response:
+        return self.http.post(self.token_url, timeout=30, data={
+            "grant_type": "password", "client_id": "customer-portal", "username": self.name, "password": self.PASSWORD})
+
+    def refresh(self, refresh_token: str) -> requests.Response:
+        return self.http.post(self.token_url, timeout=30, data={
+            "grant_type": "refresh_token", "client_id": "customer-portal", "refresh_token": refresh_token})
+
+    def refresh_token(self) -> str:
+        r = self.login()
+        if r.status_code != 200:
+            raise SystemExit(f"the sample member cannot log in before the phase: {r.text[:200]}")
+        return r.json()["refresh_token"]
+
+    def until(self, refused: bool, refresh_token: str | None, started: float) -> float:
+        """Seconds from `started` until both the login and the refresh are refused (or both accepted);
+        without a refresh token (its session was ended meanwhile), the login alone."""
+        want = (lambda r: r.status_code == 400 and r.json().get("error") == "invalid_grant") if refused else (
+            lambda r: r.status_code == 200)
+        login_done, refresh_done = False, refresh_token is None
+        while not (login_done and refresh_done):
+            if time.perf_counter() - started > self.WAIT_LIMIT:
+                raise SystemExit(f"the sample member's login/refresh did not flip within {self.WAIT_LIMIT:.0f} s "
+                                 "(is keycloak-extension installed and wired in realm-config?)")
+            login_done = login_done or want(self.login())
+            refresh_done = refresh_done or want(self.refresh(refresh_token))
+        return time.perf_counter() - started
+
+
 class ExtensionPath:
     """The cut-off as one organization write, checked by one member's login and refresh.
 
@@ -431,56 +494,22 @@ class ExtensionPath:
     write goes through the adapter's own service account, as the adapter would make it.
     """
 
-    PASSWORD = "Bench-Extension-Pw-1!"
-    WAIT_LIMIT = 30.0
-
-    def __init__(self, kc: stack.KeycloakInstance, admin: AdminApi, org_id: str):
-        self.kc, self.admin, self.org_id = kc, admin, org_id
+    def __init__(self, kc: stack.KeycloakInstance, admin: AdminApi, org_id: str, sample: SampleMember):
+        self.kc, self.admin, self.org_id, self.sample = kc, admin, org_id, sample
         self.script = PlainScript(kc)  # the adapter's service-account token, one session
-        self.token_url = f"{kc.realm_url}/protocol/openid-connect/token"
-        self.http = requests.Session()
-        member = admin.request("GET", f"/organizations/{org_id}/members", params={"first": 0, "max": 1}).json()[0]
-        self.sample_id, self.sample_name = member["id"], member["username"]
-        admin.request("PUT", f"/users/{self.sample_id}/reset-password",
-                      json={"type": "password", "value": self.PASSWORD, "temporary": False})
-
-    def _login(self) -> requests.Response:
-        return self.http.post(self.token_url, timeout=30, data={
-            "grant_type": "password", "client_id": "customer-portal", "username": self.sample_name,
-            "password": self.PASSWORD})
-
-    def _refresh(self, refresh_token: str) -> requests.Response:
-        return self.http.post(self.token_url, timeout=30, data={
-            "grant_type": "refresh_token", "client_id": "customer-portal", "refresh_token": refresh_token})
 
     def _set_contract(self, status: str) -> None:
         org = self.script.call("GET", f"/organizations/{self.org_id}").json()
         org.setdefault("attributes", {})["contract_status"] = [status]
         self.script.call("PUT", f"/organizations/{self.org_id}", json=org)
 
-    def _until(self, refused: bool, refresh_token: str, started: float) -> float:
-        """Seconds from `started` until both the login and the refresh are refused (or both accepted)."""
-        want = (lambda r: r.status_code == 400 and r.json().get("error") == "invalid_grant") if refused else (
-            lambda r: r.status_code == 200)
-        login_done = refresh_done = False
-        while not (login_done and refresh_done):
-            if time.perf_counter() - started > self.WAIT_LIMIT:
-                raise SystemExit(f"extension: the sample member's login/refresh did not flip within {self.WAIT_LIMIT:.0f} s "
-                                 "(is keycloak-extension installed and wired in realm-config?)")
-            login_done = login_done or want(self._login())
-            refresh_done = refresh_done or want(self._refresh(refresh_token))
-        return time.perf_counter() - started
-
     def run(self, members: int, meter: Meter) -> tuple[Phase, Phase]:
-        before = self._login()
-        if before.status_code != 200:
-            raise SystemExit(f"extension: the sample member cannot log in before the cut-off: {before.text[:200]}")
-        refresh_token = before.json()["refresh_token"]
+        refresh_token = self.sample.refresh_token()
         with meter.phase() as cut:
             started = time.perf_counter()
             self._set_contract("suspended")
             written = time.perf_counter() - started
-            cut.refused_after = self._until(True, refresh_token, started)
+            cut.refused_after = self.sample.until(True, refresh_token, started)
         cut.writes, cut.parts = 1, {"the write (GET + PUT organization)": written,
                                     "checking login and refresh": cut.wall - written}
         check_members(self.admin, self.org_id, True, members, "extension", "cut off (nobody's enabled flag changes)")
@@ -488,7 +517,7 @@ class ExtensionPath:
             started = time.perf_counter()
             self._set_contract("active")
             written = time.perf_counter() - started
-            restore.refused_after = self._until(False, refresh_token, started)
+            restore.refused_after = self.sample.until(False, refresh_token, started)
         restore.writes, restore.parts = 1, {"the write (GET + PUT organization)": written,
                                             "checking login and refresh": restore.wall - written}
         check_members(self.admin, self.org_id, True, members, "extension", "restore")
@@ -510,8 +539,8 @@ class PoolDiscards(logging.Handler):
             self.count += 1
 
 
-PHASES = ("adapter cut off", "adapter restore", "plain cut off", "plain restore", "extension cut off",
-          "extension restore")
+PHASES = ("adapter cut off", "adapter restore", "adapter follow-up (cut off)", "adapter follow-up (restore)",
+          "plain cut off", "plain restore", "extension cut off", "extension restore")
 
 
 def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, version: str, calls: int,
@@ -529,12 +558,13 @@ def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, versi
         f"adapter keycloak_concurrency={concurrency}; {len(rounds)} round(s), median shown")
     if calls:
         say(f"plain script: {calls} Keycloak calls one by one (member list; PUT enabled=false + POST logout; PUT enabled=true)")
-    say("extension: one organization write (contract_status), timed until a member's password login and refresh "
-        "are refused (cut off) or accepted (restore)")
+    say("adapter: converge_account (what account.upserted runs), timed until a member's password login and refresh "
+        "are refused (cut off) or the login accepted (restore); the members' follow-up is timed apart (background)")
+    say("extension: one organization write (contract_status) by hand, timed the same way")
     say("")
     paths = [w for w in ("adapter", "plain", "extension") if f"{w} cut off" in rounds[0]]
-    ratios = [w for w in ("plain", "adapter") if w in paths] if "extension" in paths else []
-    say(f"{'':12}" + "".join(f"{w:>12}" for w in paths) + "".join(f"{f'{w}/ext':>13}" for w in ratios))
+    ratios = ["plain"] if "plain" in paths and "adapter" in paths else []
+    say(f"{'':12}" + "".join(f"{w:>12}" for w in paths) + "".join(f"{'plain/adapter':>15}" for _ in ratios))
 
     def both(r, who):
         return r[f"{who} cut off"].wall + r[f"{who} restore"].wall
@@ -544,19 +574,26 @@ def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, versi
             ("total", {w: median(lambda r, w=w: both(r, w)) for w in paths})]
     for label, seconds in rows:
         say(f"{label:12}" + "".join(f"{seconds[w]:>10.2f} s" for w in paths)
-            + "".join(f"{seconds[w] / seconds['extension']:>12.0f}x" for w in ratios))
+            + "".join(f"{seconds[w] / seconds['adapter']:>14.0f}x" for w in ratios))
     writes = {w: (rounds[0][f"{w} cut off"].writes, rounds[0][f"{w} restore"].writes) for w in paths}
     say(f"{'writes':12}" + "".join(f"{f'{c} + {r}':>12}" for c, r in writes.values()))
-    if "extension" in paths:
-        say("(adapter and plain: a member is refused once their own disable ran, the last one at the end of the phase; "
-            "extension: every member at once)")
-        say(f"extension: login and refresh refused {median(lambda r: r['extension cut off'].refused_after):.3f} s after the "
-            f"write started, accepted again {median(lambda r: r['extension restore'].refused_after):.3f} s after the renewal")
+    say("(plain: a member is refused once their own disable ran, the last one at the end of the phase; "
+        "adapter and extension: every member at once)")
+    for who in [w for w in ("adapter", "extension") if w in paths]:
+        say(f"{who}: login and refresh refused {median(lambda r, w=who: r[f'{w} cut off'].refused_after):.3f} s after the "
+            f"{'webhook work' if who == 'adapter' else 'write'} started, accepted again "
+            f"{median(lambda r, w=who: r[f'{w} restore'].refused_after):.3f} s after the renewal's")
+    if "adapter" in paths:
+        say(f"adapter, in the background afterwards (not on the cut-off's path): follow-up of the cut off "
+            f"{median(lambda r: r['adapter follow-up (cut off)'].wall):.2f} s "
+            f"({rounds[0]['adapter follow-up (cut off)'].writes} writes: sessions ended; one CRM event per member), "
+            f"of the restore {median(lambda r: r['adapter follow-up (restore)'].wall):.2f} s "
+            f"({rounds[0]['adapter follow-up (restore)'].writes} writes)")
 
     say("")
     say(f"where the time went (CPU-seconds, mean of the rounds; {os.cpu_count()} CPUs give "
         f"{os.cpu_count()} CPU-s per second of wall time)")
-    say(f"{'':18}{'wall':>8}{'Keycloak':>10}{'bench':>8}{'others':>8}{'CPUs busy':>11}")
+    say(f"{'':30}{'wall':>8}{'Keycloak':>10}{'bench':>8}{'others':>8}{'CPUs busy':>11}")
     for name in [n for n in PHASES if n in rounds[0]]:
         phases = [r[name] for r in rounds]
         wall = mean(p.wall for p in phases)
@@ -564,8 +601,8 @@ def report(rounds: list[dict[str, Phase]], members: int, concurrency: int, versi
         own, other = mean(p.bench_cpu for p in phases), mean(p.other_cpu for p in phases)
         busy = ((kc or 0.0) + own + other) / wall / (os.cpu_count() or 1)
         kc_text = f"{kc:>10.2f}" if kc is not None else f"{'?':>10}"
-        say(f"{name:18}{wall:>8.2f}{kc_text}{own:>8.2f}{other:>8.2f}{busy:>10.0%}")
-    for name in [n for n in PHASES[:2] + PHASES[4:] if n in rounds[0]]:
+        say(f"{name:30}{wall:>8.2f}{kc_text}{own:>8.2f}{other:>8.2f}{busy:>10.0%}")
+    for name in [n for n in PHASES[:2] + PHASES[6:] if n in rounds[0]]:
         parts = {k: mean(r[name].parts[k] for r in rounds) for k in rounds[0][name].parts}
         say(f"{name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
     if discards:
@@ -629,19 +666,20 @@ def run(args: argparse.Namespace, discards: PoolDiscards) -> int:
                 keycloak_delegation_client_secret=kc.delegation_client_secret)
             phases: dict[str, Phase] = {}
             if "adapter" in paths:
-                say(f"round {round_no}/{args.rounds}: adapter (concurrency {args.concurrency})")
-                phases["adapter cut off"], phases["adapter restore"] = run_adapter(settings, account_id, org_id,
-                                                                                 args.members, admin, meter)
-                say(f"  adapter: cut off {phases['adapter cut off'].wall:.2f} s, "
-                    f"restore {phases['adapter restore'].wall:.2f} s")
+                say(f"round {round_no}/{args.rounds}: adapter (converge_account; follow-up concurrency {args.concurrency})")
+                (phases["adapter cut off"], phases["adapter follow-up (cut off)"], phases["adapter restore"],
+                 phases["adapter follow-up (restore)"]) = run_adapter(settings, account_id, org_id, args.members, admin,
+                                                                      SampleMember(kc, admin, org_id), meter)
+                say(f"  adapter: cut off {phases['adapter cut off'].wall:.3f} s, "
+                    f"restore {phases['adapter restore'].wall:.3f} s")
             if "plain" in paths:
                 say(f"round {round_no}/{args.rounds}: plain script")
                 phases["plain cut off"], phases["plain restore"], calls = run_plain(kc, org_id, args.members, admin, meter)
                 say(f"  plain:   cut off {phases['plain cut off'].wall:.2f} s, restore {phases['plain restore'].wall:.2f} s")
             if "extension" in paths:
                 say(f"round {round_no}/{args.rounds}: extension (one organization write)")
-                phases["extension cut off"], phases["extension restore"] = ExtensionPath(kc, admin, org_id).run(
-                    args.members, meter)
+                phases["extension cut off"], phases["extension restore"] = ExtensionPath(
+                    kc, admin, org_id, SampleMember(kc, admin, org_id)).run(args.members, meter)
                 say(f"  extension: cut off {phases['extension cut off'].wall:.3f} s, "
                     f"restore {phases['extension restore'].wall:.3f} s")
             rounds.append(phases)

@@ -292,6 +292,8 @@ def adapter_calls(fx: Fixtures, admin: Session) -> dict[str, Callable[[Session],
         "list an organization group's members": list_organization_group_members,
         "a member's organization groups": lambda sa: expect(
             sa.call("GET", f"/organizations/{fx.org_id}/members/{fx.member_id}/groups"), 200),
+        "read client profiles and policies (is contract access enforced)": lambda sa: expect(
+            sa.call("GET", "/client-policies/profiles"), 200) or expect(sa.call("GET", "/client-policies/policies"), 200),
     }
 
 

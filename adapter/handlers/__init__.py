@@ -9,8 +9,8 @@ from marshmallow import fields
 from .. import tasks
 from ..errors import PermanentError
 from ..models import InboundEvent
-from . import (access, accounts, activity, batches, contacts, convergence, invitation_expiry, invitation_lifecycle, invitations,  # noqa: F401  (register)
-               records, registrations, self_service)
+from . import (access, accounts, activity, batches, contacts, contracts, convergence, invitation_expiry,  # noqa: F401  (register)
+               invitation_lifecycle, invitations, records, registrations, self_service)
 
 log = logging.getLogger(__name__)
 

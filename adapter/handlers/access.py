@@ -1,16 +1,25 @@
-"""Who may log in: contracts and departures turned into enabled/disabled identities.
+"""Who may log in: the rule Keycloak's extension applies, and the per-person cut-offs.
 
-Access is cut by disabling the user and ending every session (password logins and
-refresh-token grants fail at once); it is restored by enabling them again. Keybridge
-records why it disabled someone (`AccessRevocation`), so a renewal only gives access
-back to the people it took it from, never to someone an administrator disabled.
+**Contracts are not per person.** Keycloak's extension (keycloak-extension/, AccessRule.java)
+refuses a login and a token refresh when none of the person's CRM organizations has an
+active contract (`contract_status` active and `contract_ends_at` not passed), or when the
+person's `crm_status` is `left`. So a contract cut-off is the organization's attribute
+write (accounts.ensure_organization) and a renewal the write back; nobody's `enabled`
+flag is touched for a contract, and an administrator's disable is simply never undone.
+`access_decision` is the same rule in Python, for counts and for the CRM's events;
+handlers/contracts.py does what follows a contract change in the background.
+
+**Departures and rejections are per person**: `revoke_users` disables the identity and
+ends its sessions (reason `left_company` or `rejected`), `restore_revoked` gives access
+back when the reason ends. Keybridge records why it disabled someone (`AccessRevocation`),
+so it only gives back access it took, never access an administrator took.
 
 An administrator's explicit enable or disable (read from Keycloak's admin event log,
 `AdminAccessDecision`) is part of the state: Keybridge never gives back access an
 administrator took (the audit says so: `access.kept_disabled`), and it does not take
 access from someone an administrator enabled after the CRM state that would cut them
 off was taken (`access.kept_enabled`); a newer CRM change applies to them again.
-Per-user Keycloak calls for a whole organization run in parallel.
+Per-user Keycloak calls run in parallel.
 """
 from __future__ import annotations
 
@@ -20,11 +29,11 @@ from datetime import datetime, timezone
 
 from sqlalchemy import delete, select
 
-from .. import outbox, tasks
+from .. import outbox
 from ..db import utcnow
 from ..events import IDENTITY_ACCESS_CHANGED
 from ..errors import PermanentError, RetryableError
-from ..models import AccessRevocation, Account, AdminAccessDecision, CrmRecord
+from ..models import AccessRevocation, AdminAccessDecision
 from . import audit
 
 log = logging.getLogger(__name__)
@@ -32,6 +41,8 @@ log = logging.getLogger(__name__)
 CONTRACT_INACTIVE = "contract_inactive"
 CONTRACT_ACTIVE = "contract_active"
 LEFT_COMPANY = "left_company"
+CRM_ACCOUNT_ATTRIBUTE = "crm_account_id"
+CRM_STATUS_ATTRIBUTE = "crm_status"  # active | left, on the person
 
 
 def contract_is_active(status: str | None, ends_at: datetime | None, now: datetime | None = None) -> bool:
@@ -40,7 +51,55 @@ def contract_is_active(status: str | None, ends_at: datetime | None, now: dateti
     return status == "active" and (ends_at is None or ends_at > now)
 
 
-def _parallel(kb, fn, items: list) -> tuple[list, list[Exception]]:
+def _first(attributes: dict | None, name: str) -> str | None:
+    values = (attributes or {}).get(name) or []
+    value = values[0] if values else None
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def is_crm_organization(org: dict) -> bool:
+    return _first(org.get("attributes"), CRM_ACCOUNT_ATTRIBUTE) is not None
+
+
+def organization_contract_active(org: dict, now: datetime | None = None) -> bool:
+    """What the extension reads on the organization: status `active` and no `contract_ends_at` in the past
+    (an unreadable one counts as past). `now` aware or naive UTC."""
+    attributes = org.get("attributes") or {}
+    if _first(attributes, "contract_status") != "active":
+        return False
+    ends = _first(attributes, "contract_ends_at")
+    if ends is None:
+        return True
+    try:
+        ends_at = datetime.fromisoformat(ends.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if ends_at.tzinfo is None:
+        return False  # the extension reads only instants with a zone
+    now = now or datetime.now(timezone.utc)
+    return ends_at > (now if now.tzinfo else now.replace(tzinfo=timezone.utc))
+
+
+def access_decision(user: dict, organizations: list[dict], now: datetime | None = None) -> str | None:
+    """The extension's rule (AccessRule.decide): None when the person may log in as far as the CRM is
+    concerned, else the reason: `left_company` (their crm_status is left) or `contract_inactive` (they
+    belong to CRM organizations and none has an active contract). A person in no CRM organization is
+    not refused by it. The `enabled` flag is not part of the rule (Keycloak checks it itself)."""
+    status = _first(user.get("attributes"), CRM_STATUS_ATTRIBUTE)
+    if status is not None and status.lower() == "left":
+        return LEFT_COMPANY
+    customers = [o for o in organizations if is_crm_organization(o)]
+    if not customers or any(organization_contract_active(o, now) for o in customers):
+        return None
+    return CONTRACT_INACTIVE
+
+
+def can_log_in(user: dict, organizations: list[dict], now: datetime | None = None) -> bool:
+    """Enabled in Keycloak and not refused by the extension's rule."""
+    return bool(user.get("enabled", True)) and access_decision(user, organizations, now) is None
+
+
+def parallel(kb, fn, items: list) -> tuple[list, list[Exception]]:
     """Run `fn(item)` for every item on the Keycloak pool; returns (results, errors)."""
     if not items:
         return [], []
@@ -55,7 +114,7 @@ def _parallel(kb, fn, items: list) -> tuple[list, list[Exception]]:
     return results, errors
 
 
-def _raise_first(errors: list[Exception], what: str) -> None:
+def raise_first(errors: list[Exception], what: str) -> None:
     if errors:
         retryable = [e for e in errors if isinstance(e, RetryableError)]
         first = (retryable or errors)[0]
@@ -127,7 +186,7 @@ def revoke_users(kb, users: list[dict], reason: str, account_id: str | None, cau
         kb.keycloak.set_enabled(user["id"], False)
         return user
 
-    done, errors = _parallel(kb, cut, targets)
+    done, errors = parallel(kb, cut, targets)
     with kb.db.session() as session:
         _note_revocations(session, done, reason, account_id)
         for user in done:
@@ -135,7 +194,7 @@ def revoke_users(kb, users: list[dict], reason: str, account_id: str | None, cau
         if done:
             audit.record(session, "access.revoked", f"account:{account_id}" if account_id else f"user:{done[0]['id']}", cause,
                          {"reason": reason, "users": [u["id"] for u in done]})
-    _raise_first(errors, "access cuts")
+    raise_first(errors, "access cuts")
     return len(done)
 
 
@@ -179,7 +238,7 @@ def restore_revoked(kb, reason: str, restored_reason: str, cause: str, account_i
                 return (user_id, None, "gone")
         return row
 
-    done, errors = _parallel(kb, give_back, rows)
+    done, errors = parallel(kb, give_back, rows)
     with kb.db.session() as session:
         gone = {r[0] for r in done if len(r) == 3}
         done = [r[:2] for r in done]
@@ -193,77 +252,5 @@ def restore_revoked(kb, reason: str, restored_reason: str, cause: str, account_i
         if done:
             audit.record(session, "access.restored", f"account:{account_id}" if account_id else f"user:{done[0][0]}", cause,
                          {"reason": restored_reason, "users": [u for u, _ in done if u not in others and u not in gone]})
-    _raise_first(errors, "access restores")
+    raise_first(errors, "access restores")
     return len([1 for u, _ in done if u not in others and u not in gone])
-
-
-def enforce_contract(kb, account_id: str, cause: str) -> str:
-    """Make the organization's members' access match the contract; returns 'active' or 'inactive'."""
-    with kb.db.session() as session:
-        account = session.get(Account, account_id)
-        if account is None or not account.organization_id:
-            return "unknown"
-        active = contract_is_active(account.contract_status, account.contract_ends_at)
-        org_id = account.organization_id
-    if active:
-        count = restore_revoked(kb, CONTRACT_INACTIVE, CONTRACT_ACTIVE, cause, account_id=account_id)
-    else:
-        count = revoke_users(kb, kb.keycloak.organization_members(org_id), CONTRACT_INACTIVE, account_id, cause,
-                             since=_state_taken_at(kb, account_id))
-    state = "active" if active else "inactive"
-    with kb.db.session() as session:
-        account = session.get(Account, account_id)
-        account.access, account.access_enforced_at = state, utcnow()
-    log.info("account %s contract %s: %d member(s) changed (%s)", account_id, state, count, cause)
-    return state
-
-
-def enforce_for_member(kb, account_id: str | None, user_id: str, cause: str) -> None:
-    """A person just joined (or moved to) this account: their access follows its contract."""
-    if not account_id:
-        return
-    with kb.db.session() as session:
-        account = session.get(Account, account_id)
-        state = account.access if account else None
-    if state == "inactive":
-        user = kb.keycloak.get_user(user_id)
-        if user is not None:
-            revoke_users(kb, [user], CONTRACT_INACTIVE, account_id, cause, since=_state_taken_at(kb, account_id))
-    elif state == "active":
-        restore_revoked(kb, CONTRACT_INACTIVE, CONTRACT_ACTIVE, cause, user_ids=[user_id])
-
-
-def _state_taken_at(kb, account_id: str):
-    """When Keybridge took the account's current desired state (None: it keeps none)."""
-    with kb.db.session() as session:
-        row = session.get(CrmRecord, ("account", account_id))
-        return row.updated_at if row is not None else None
-
-
-def schedule_due_expiries(kb) -> int:
-    """Queue an enforcement for every contract whose end date passed (even while the adapter was down)."""
-    now = utcnow()
-    queued = 0
-    with kb.db.session() as session:
-        due = session.scalars(select(Account).where(
-            Account.contract_status == "active", Account.contract_ends_at <= now,
-            (Account.access != "inactive") | Account.access.is_(None))).all()
-        for account in due:
-            ends = account.contract_ends_at.replace(tzinfo=timezone.utc).isoformat()
-            queued += tasks.enqueue(session, "contract_expiry", f"{account.account_id}@{ends}", {"account_id": account.account_id})
-    return queued
-
-
-@tasks.job("contract_expiry", ordering_key=lambda p: f"account:{p['account_id']}")
-def handle_contract_expiry(kb, job) -> str:
-    """The contract's end date passed: the organization says expired and its members lose access."""
-    account_id = job.payload["account_id"]
-    with kb.db.session() as session:
-        account = session.get(Account, account_id)
-        ends = account.contract_ends_at if account else None
-    if ends is None or ends > utcnow():
-        return "not_due"  # renewed since the job was queued
-    kb.keycloak.update_organization_attributes(account.organization_id, {"contract_status": ["expired"]})
-    with kb.db.session() as session:
-        session.get(Account, account_id).contract_status = "expired"
-    return enforce_contract(kb, account_id, cause=f"schedule: contract ended at {outbox.iso(ends)}")

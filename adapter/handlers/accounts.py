@@ -13,7 +13,7 @@ from sqlalchemy import select
 from .. import delegation, tasks
 from ..events import AccountUpsertedSchema
 from ..models import Account, AccountDomain
-from . import access, audit, invitations, landing, records
+from . import audit, contracts, invitations, landing, records
 
 MANAGED_ATTRIBUTES = ("crm_account_id", "contract_status", "contract_ends_at")
 
@@ -94,8 +94,8 @@ def ensure_account_row(kb, data: dict, org: dict) -> None:
 
 @tasks.crm_event("account.upserted", schema=AccountUpsertedSchema, ordering_key=lambda d: f"account:{d['account_id']}")
 def handle_account_upserted(kb, data: dict, cause: str, crm_time=None) -> str:
-    """The account's newest state is stored; the organization matches it, members' access
-    matches the contract, the admin is invited. An older state than the stored one changes nothing."""
+    """The account's newest state is stored; the organization matches it (its contract attributes
+    decide the members' access), the admin is invited. An older state than the stored one changes nothing."""
     if not records.take(kb, "account", data["account_id"], AccountUpsertedSchema().dump(data), crm_time, cause):
         return "stale"
     state = converge_account(kb, data["account_id"], cause, data)
@@ -111,8 +111,10 @@ def handle_account_upserted(kb, data: dict, cause: str, crm_time=None) -> str:
 
 def converge_account(kb, account_id: str, cause: str, data: dict | None = None) -> str:
     """Make Keycloak match the account's desired state (`data`, else the stored one): the organization,
-    its attributes, its admins' permissions, members' access. Idempotent; returns the access state
-    ('active', 'inactive', or 'unknown' when the CRM never sent this account)."""
+    its attributes (the contract attributes are what Keycloak's extension decides access from: writing
+    them is the cut-off or the renewal), its admins' permissions; what follows for the members runs in
+    the background (contracts.follow_contract). Idempotent; returns the access state ('active',
+    'inactive', or 'unknown' when the CRM never sent this account)."""
     if data is None:
         record = records.desired(kb, "account", account_id)
         if record is None:
@@ -122,5 +124,5 @@ def converge_account(kb, account_id: str, cause: str, data: dict | None = None) 
     org = landing.ensure_organization_landing(kb, org, cause)  # its invitations land on the welcome page
     ensure_account_row(kb, data, org)
     delegation.ensure_organization_delegation(kb, org["id"], cause)
-    return access.enforce_contract(kb, account_id, cause)
+    return contracts.follow_contract(kb, account_id, cause)
 

@@ -9,7 +9,7 @@ Keycloak fact about the person and from the sweep:
   belongs to no CRM organization; their pending organization invitations are deleted in
   Keycloak (the link stops working) and a lead link of theirs not yet used is ended;
 - `active`: `crm_status: active`; access given back if Keybridge took it because they
-  left, and following the contract of each CRM organization they belong to.
+  left (the contracts of their organizations are read by Keycloak's extension itself).
 
 Profile, roles and the account's membership change only when a contact.upserted says so:
 the sweep does not undo what people and org admins change themselves in between.
@@ -22,7 +22,7 @@ from .. import outbox, tasks
 from ..events import MEMBERSHIP_CHANGED, ContactUpsertedSchema
 from ..errors import RetryableError
 from ..models import Invitation
-from . import access, audit, invitations, records
+from . import access, audit, contracts, invitations, records
 from .invitations import CONTACT_ATTRIBUTE
 
 CRM_STATUS_ATTRIBUTE = "crm_status"  # active | left, read by the Keycloak extension too
@@ -105,12 +105,9 @@ def converge_contact(kb, contact_id: str, cause: str, user: dict | None = None, 
     if user is None:
         return "no_identity"
     ensure_crm_status(kb, user, "active")
-    # Back from `left`: access back, unless the contract (or an administrator) says otherwise.
+    # Back from `left`: the flag back, unless an administrator says otherwise (a contract that is
+    # not active still refuses them: the extension reads it).
     access.restore_revoked(kb, access.LEFT_COMPANY, access.CONTRACT_ACTIVE, cause, user_ids=[user["id"]])
-    for org in kb.keycloak.user_organizations(user["id"]):
-        account_ids = (org.get("attributes") or {}).get("crm_account_id") or []
-        if account_ids:
-            access.enforce_for_member(kb, account_ids[0], user["id"], cause)
     return "active"
 
 
@@ -169,14 +166,19 @@ def ensure_membership(kb, user: dict, contact_id: str, account_id: str, cause: s
     org = kb.keycloak.find_organization(account_id)
     if org is None:
         raise RetryableError(f"Account {account_id} has no organization yet: the CRM must send account.upserted first (retrying).", retry_after=30)
-    for other in kb.keycloak.user_organizations(user["id"]):
+    before = kb.keycloak.user_organizations(user["id"])
+    changed = False
+    for other in before:
         if other["id"] != org["id"] and (other.get("attributes") or {}).get("crm_account_id"):
             kb.keycloak.remove_member(other["id"], user["id"])
             _membership_changed(kb, other["attributes"]["crm_account_id"][0], user, contact_id, "removed", cause)
+            changed = True
     if not kb.keycloak.is_member(org["id"], user["id"]):
         kb.keycloak.add_member(org["id"], user["id"])
         _membership_changed(kb, account_id, user, contact_id, "added", cause)
-    access.enforce_for_member(kb, account_id, user["id"], cause)
+        changed = True
+    if changed:  # another organization's contract may give (or take) access: the CRM hears if it did
+        contracts.tell_if_access_changed(kb, user, before, cause)
 
 
 def contact_left(kb, user: dict, contact_id: str, cause: str, since=None) -> str:

@@ -11,7 +11,7 @@ contacts.converge_contact.
 from __future__ import annotations
 
 from .. import tasks
-from . import access, accounts, contacts, records
+from . import accounts, contacts, records
 from .invitations import CONTACT_ATTRIBUTE
 
 
@@ -30,10 +30,9 @@ def run_converge_record(kb, job) -> str:
 def converge_person(kb, user_id: str, cause: str) -> str:
     """A Keycloak fact about this person: their access matches the desired state again.
 
-    A person linked to a CRM contact Keybridge keeps state for follows that contact (and
-    the contracts of their organizations); anyone else in CRM organizations follows those
-    contracts. People in no CRM organization and linked to no contact are not Keybridge's:
-    nothing is changed.
+    A person linked to a CRM contact Keybridge keeps state for follows that contact. The
+    contracts of their organizations need nothing here: Keycloak's extension reads them at
+    each login and refresh. People linked to no contact are left as they are.
     """
     user = kb.keycloak.get_user(user_id)
     if user is None:
@@ -41,10 +40,4 @@ def converge_person(kb, user_id: str, cause: str) -> str:
     contact_id = ((user.get("attributes") or {}).get(CONTACT_ATTRIBUTE) or [None])[0]
     if contact_id and records.desired(kb, "contact", contact_id) is not None:
         return contacts.converge_contact(kb, contact_id, cause, user=user)
-    followed = 0
-    for org in kb.keycloak.user_organizations(user_id):
-        account_ids = (org.get("attributes") or {}).get("crm_account_id") or []
-        if account_ids:
-            access.enforce_for_member(kb, account_ids[0], user_id, cause)
-            followed += 1
-    return "contract_followed" if followed else "not_managed"
+    return "not_managed"

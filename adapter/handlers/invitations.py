@@ -240,7 +240,6 @@ def ensure_contact_identity(kb, inv_id: int, user: dict) -> None:
 
     if details.get("org_admin") and org_id:  # admin of this organization only (its admins group), not of all
         org_admins.make_admin(kb, org_id, user["id"], f"contact {contact_id} invited as org admin of account {account_id}")
-    access.enforce_for_member(kb, account_id, user["id"], f"joined account {account_id}")
     if org_id:  # a new member (or admin) of the organization: its admins' permissions follow at once
         delegation.ensure_organization_delegation(kb, org_id, f"contact {contact_id} joined account {account_id}")
 

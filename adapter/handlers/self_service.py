@@ -127,7 +127,6 @@ def approve(kb, user_id: str, account_id: str | None, crm_roles: list[str] | Non
                        "via": "self_service", "registered_at": outbox.iso(reg.registered_at)},
                       f"{IDENTITY_REGISTERED}:{user_id}")
         audit.record(session, "registration.approved", f"user:{user_id}", cause, {"account_id": account_id, "roles": sorted(roles), "by": decided_by})
-    access.enforce_for_member(kb, account_id, user_id, cause)
     return "approved"
 
 

@@ -17,10 +17,9 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import case, exists, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from ..db import utcnow
+from ..db import insert_new, utcnow
 from ..logs import current_request_id
 from ..errors import PermanentError, RetryableError  # noqa: F401  (re-exported: the queue's callers import them here)
 from ..models import Job
@@ -48,19 +47,22 @@ def enqueue(session: Session, kind: str, ref: str, payload: dict | None = None, 
     Jobs sharing an `ordering_key` run strictly one after another, in the order enqueued,
     even when an earlier one is waiting for a retry.
 
-    Runs inside the caller's transaction (a savepoint keeps a duplicate from undoing it).
+    Runs inside the caller's transaction: one `INSERT ... ON CONFLICT DO NOTHING`, so a
+    duplicate (even one a concurrent transaction is inserting) neither raises nor undoes it.
     """
-    exists = session.scalar(select(Job.id).where(Job.kind == kind, Job.ref == ref))
-    if exists:
-        return False
-    try:
-        with session.begin_nested():
-            # request_id: the web request (or the job) that queued it, so one id runs through the logs
-            session.add(Job(kind=kind, ref=ref, payload=payload or {}, run_at=run_at or utcnow(), ordering_key=ordering_key,
-                            request_id=current_request_id()))
-    except IntegrityError:
-        return False
-    return True
+    table = Job.__table__
+    added = session.execute(
+        insert_new(session, table).returning(table.c.id), job_values(kind, ref, payload, run_at, ordering_key)
+    ).first()
+    return added is not None
+
+
+def job_values(kind: str, ref: str, payload: dict | None = None, run_at=None, ordering_key: str | None = None) -> dict:
+    """The columns of a new queued job (for `enqueue`, or a caller that inserts it in its own statement)."""
+    now = utcnow()
+    # request_id: the web request (or the job) that queued it, so one id runs through the logs
+    return {"kind": kind, "ref": ref, "payload": payload or {}, "run_at": run_at or now, "created_at": now,
+            "status": "queued", "attempts": 0, "ordering_key": ordering_key, "request_id": current_request_id()}
 
 
 def claim(session: Session, lease: timedelta = LEASE, max_crashes: int = MAX_CRASHES) -> Job | None:
@@ -167,6 +169,15 @@ def finish(session: Session, job: Job) -> None:
     job.finished_at = utcnow()
     job.locked_until = None
     job.last_error = None
+
+
+def cancel_unstarted(session: Session, kind: str, ordering_key: str, reason: str) -> int:
+    """Settle the jobs of `kind` under `ordering_key` that never started (queued, never claimed) as done,
+    with `reason` as their note; returns how many. A job that ran once (and waits for a retry) is kept."""
+    return session.execute(
+        update(Job).where(Job.kind == kind, Job.ordering_key == ordering_key, Job.status == "queued", Job.attempts == 0)
+        .values(status="done", finished_at=utcnow(), last_error=f"cancelled: {reason}"[:4000])
+    ).rowcount
 
 
 def fail(session: Session, job: Job, error: Exception, retry_window_seconds: int, max_delay: int) -> str:

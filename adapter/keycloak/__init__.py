@@ -518,10 +518,11 @@ class KeycloakGateway:
         return _check(r, "list organizations").json()
 
     @keycloak_call("list an organization's members")
-    def organization_members_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
-        """Members in brief (id, username, email, enabled, membershipType), `max_results` from `first`."""
+    def organization_members_page(self, org_id: str, first: int, max_results: int, brief: bool = True) -> list[dict]:
+        """Members in brief (id, username, email, enabled, membershipType), `max_results` from `first`;
+        with `brief=False`, whole users (with attributes)."""
         r = self.admin.connection.raw_get(self._path("organizations/{org_id}/members", org_id=org_id), first=first, max=max_results,
-                                          briefRepresentation="true")
+                                          briefRepresentation="true" if brief else "false")
         return _check(r, "list members").json()
 
     @keycloak_call("list an organization's pending invitations")
@@ -699,6 +700,17 @@ class KeycloakGateway:
         r = requests.get(self.openid_configuration()["userinfo_endpoint"], timeout=self._connection.timeout,
                          headers={"Authorization": f"Bearer {access_token}"})
         return _check(r, "read the logged-in person").json()
+
+    @keycloak_call("read the realm's client policies")
+    def contract_access_enforced(self) -> bool:
+        """Whether an enabled client policy of the realm uses a profile with Keybridge's `keybridge-contract-access`
+        executor (keycloak-extension installed and wired: tokens follow the contract attributes)."""
+        r = self.admin.connection.raw_get(self._path("client-policies/profiles"), **{"include-global-profiles": "false"})
+        profiles = {p.get("name") for p in _check(r, "read the client profiles").json().get("profiles") or []
+                    if any(e.get("executor") == "keybridge-contract-access" for e in p.get("executors") or [])}
+        r = self.admin.connection.raw_get(self._path("client-policies/policies"), **{"include-global-policies": "false"})
+        return any(p.get("enabled", True) and profiles & set(p.get("profiles") or [])
+                   for p in _check(r, "read the client policies").json().get("policies") or [])
 
     @keycloak_call("list a user's organizations")
     def organizations_of_member(self, user_id: str) -> list[dict]:

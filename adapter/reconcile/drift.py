@@ -16,11 +16,10 @@ from sqlalchemy import select
 
 from ..events import AccountUpsertedSchema
 from ..models import Invitation
-from .export import ACCOUNT, CONTACT, Export, parse_time
+from .export import ACCOUNT, CONTACT, Export
 from .realm import RealmFacts, RealmReader
 
 CONTACT_ATTRIBUTE = "crm_contact_id"
-CONTRACT_INACTIVE = "contract_inactive"
 LEFT_COMPANY = "left_company"
 
 KINDS: dict[str, str] = {
@@ -88,29 +87,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def contract_active_in_export(data: dict, now: datetime) -> tuple[bool, str]:
-    """(active?, status) of an account.upserted body: an active contract whose end passed is expired."""
-    contract = data.get("contract") or {}
-    status = contract.get("status", "none")
-    ends = contract.get("ends_at")
-    if status == "active" and ends and parse_time(ends) <= now:
-        status = "expired"
-    return status == "active", status
-
-
-def contract_active_in_keycloak(org_representation: dict, now: datetime) -> tuple[bool, str]:
-    attributes = org_representation.get("attributes") or {}
-    status = (attributes.get("contract_status") or ["none"])[0]
-    ends = (attributes.get("contract_ends_at") or [None])[0]
-    if status == "active" and ends:
-        try:
-            if parse_time(ends) <= now:
-                status = "expired"
-        except ValueError:
-            pass
-    return status == "active", status
-
-
 def _organization_differences(data: dict, org: dict) -> list[str]:
     """What `account.upserted` would change on the organization (the handler's own desired state)."""
     from ..handlers.accounts import desired_organization
@@ -138,7 +114,6 @@ class DriftFinder:
         self.now = now or _now()
         self.report = DriftReport()
         self.business_roles = set(kb.roles.business_roles)
-        self._contract_cache: dict[str, tuple[bool, str, bool]] = {}
 
     def run(self) -> DriftReport:
         self.facts = self.reader.facts()
@@ -174,19 +149,6 @@ class DriftFinder:
             if account_id not in self.export.accounts:
                 self.report.add(Drift("unknown_organization", f"account:{account_id}", "the export has no such account",
                                       fix="export this account too, or delete the organization in Keycloak if the CRM deleted it"))
-
-    def _contract(self, account_id: str) -> tuple[bool, str, bool]:
-        """(active?, status, in the export?) of an account: the export's word, else the organization's attributes."""
-        cached = self._contract_cache.get(account_id)
-        if cached is None:
-            record = self.export.accounts.get(account_id)
-            if record is not None:
-                active, status = contract_active_in_export(record.data, self.now)
-            else:
-                org = self.facts.organizations.get(account_id)
-                active, status = contract_active_in_keycloak(org.representation, self.now) if org else (True, "unknown")
-            cached = self._contract_cache[account_id] = (active, status, record is not None)
-        return cached
 
     # -- users ----------------------------------------------------------------------------
 
@@ -243,33 +205,13 @@ class DriftFinder:
     def _compare_access(self, user_id: str, contact_id: str | None, enabled: bool, accounts: list[str],
                         revocations: dict, contact) -> None:
         who = f"contact:{contact_id}" if contact_id else f"user:{user_id}"
-        for account_id in accounts:
-            active, status, known = self._contract(account_id)
-            if enabled and not active and self._enabled_by_admin_since(user_id, account_id):
-                continue  # an administrator's enable after this contract state stands (README, the state model)
-            if enabled and not active:
-                self.report.add(Drift("access_contradicts_contract", who, f"enabled while the contract of {account_id} is {status}",
-                                      user_id, fix=None if known else f"export account {account_id} too (or send account.upserted for it)"),
-                                (ACCOUNT, account_id) if known else None)
+        # A contract's access is the organization's attributes (Keycloak's extension reads them), compared as
+        # `account_differs`; members keep their `enabled` flag whatever the contract says.
         if enabled:
             return
-        if CONTRACT_INACTIVE in revocations:
-            account_id = revocations[CONTRACT_INACTIVE]
-            active, status, known = self._contract(account_id) if account_id else (False, "unknown", False)
-            if active:
-                self.report.add(Drift("access_contradicts_contract", who, f"disabled by Keybridge (contract_inactive) while the "
-                                      f"contract of {account_id} is active", user_id,
-                                      fix=None if known else f"export account {account_id} too (or send account.upserted for it)"),
-                                (ACCOUNT, account_id) if known else None)
         if LEFT_COMPANY in revocations and contact is not None and contact.status == "active":
             self.report.add(Drift("access_contradicts_contract", who, "disabled by Keybridge (left_company) while the CRM says "
                                   "the contact is active", user_id), (CONTACT, contact.contact_id))
-
-    def _enabled_by_admin_since(self, user_id: str, account_id: str) -> bool:
-        """Whether an administrator enabled the user after the account's CRM state (the export's time for it)."""
-        enabled_at = self.facts.admin_enabled.get(user_id)
-        record = self.export.accounts.get(account_id)
-        return enabled_at is not None and record is not None and enabled_at > self.export.time_of(record)
 
     def _compare_membership(self, user_id: str, contact, accounts: list[str], record: str, converge) -> None:
         if not contact.account_id:

@@ -1,4 +1,7 @@
-"""Contracts drive access on the real Keycloak: a cut-off really stops logins and refreshes."""
+"""Contracts drive access on the real Keycloak: a cut-off really stops logins and refreshes.
+
+The adapter writes the organization's contract attributes; Keybridge's Keycloak extension
+refuses logins and refreshes from them. Nobody's `enabled` flag changes for a contract."""
 from __future__ import annotations
 
 import time
@@ -75,6 +78,7 @@ def test_expiry_cuts_logins_and_refresh_tokens_and_renewal_restores(adapter, wor
     assert alice.password_login().status_code in (400, 401)
     assert alice.refresh(refresh_token).status_code == 400
     assert kc_admin.organization_of(account_id)["attributes"]["contract_status"] == ["expired"]
+    assert kc_admin.get(f"/users/{alice.id}")["enabled"] is True, "refused by the organization's attribute, not her flag"
 
     assert signed_post(client, envelope("account.upserted", account(account_id, "active"))).status_code == 202
     run_until(worker, lambda: len(crm.of_type("identity.access_changed")) == 2, what="access restored")
@@ -133,3 +137,62 @@ def test_contact_left_loses_access_and_membership(adapter, worker, crm, kc_admin
     assert kc_admin.get(f"/organizations/{org['id']}/members") == []
     removed = [e["data"] for e in crm.of_type("membership.changed") if e["data"]["change"] == "removed"]
     assert removed and removed[0]["user_id"] == dave.id
+
+
+def test_a_member_of_two_accounts_keeps_access_while_either_contract_is_active(adapter, worker, crm, kc_admin, keycloak, unique):
+    """Access belongs to whichever contract is active: the extension and the adapter's counts and events agree."""
+    from adapter import reports
+
+    client, kb = adapter.test_client(), adapter.extensions["keybridge"]
+    first, second = f"ACC-1-{unique}", f"ACC-2-{unique}"
+    for account_id in (first, second):
+        assert signed_post(client, envelope("account.upserted", account(account_id, "active"))).status_code == 202
+    run_until(worker, lambda: kc_admin.organization_of(first) and kc_admin.organization_of(second), what="both organizations")
+    both = Person(kc_admin, keycloak, kc_admin.organization_of(first)["id"], f"both.{unique}@two-{unique}.example", f"CON-2-{unique}")
+    requests.post(f"{kc_admin.base}/organizations/{kc_admin.organization_of(second)['id']}/members", headers=kc_admin.headers,
+                  data=both.id, timeout=30).raise_for_status()
+    only = Person(kc_admin, keycloak, kc_admin.organization_of(first)["id"], f"only.{unique}@two-{unique}.example", f"CON-1-{unique}")
+
+    signed_post(client, envelope("account.upserted", account(first, "suspended")))
+    changed = run_until(worker, lambda: crm.of_type("identity.access_changed"), what="the first suspension's follow-up")
+    assert only.password_login().status_code in (400, 401)
+    assert both.password_login().status_code == 200, "the second account's active contract still lets them in"
+    assert [e["data"]["user_id"] for e in changed] == [only.id]
+    status = reports.account_status(kb, first)
+    assert (status["members"], status["members_with_access"], status["members_cut_off_by_contract"]) == (2, 1, 1)
+
+    signed_post(client, envelope("account.upserted", account(second, "suspended")))
+    run_until(worker, lambda: len(crm.of_type("identity.access_changed")) == 2, what="the second suspension's follow-up")
+    assert both.password_login().status_code in (400, 401)
+    assert crm.of_type("identity.access_changed")[1]["data"] == {
+        "user_id": both.id, "contact_id": f"CON-2-{unique}", "enabled": False, "reason": "contract_inactive"}
+    assert reports.account_status(kb, first)["members_with_access"] == 0
+
+
+def test_upgrading_gives_back_the_flags_the_per_user_path_took_but_not_an_administrators(adapter, worker, crm, kc_admin, keycloak, unique):
+    """An earlier version disabled the members of a suspended account one by one (and remembered it); at
+    start, this version enables them again: the extension keeps refusing them until the renewal."""
+    from adapter.models import AccessRevocation, AdminAccessDecision
+    from adapter.db import utcnow
+
+    client, kb = adapter.test_client(), adapter.extensions["keybridge"]
+    account_id = f"ACC-{unique}"
+    signed_post(client, envelope("account.upserted", account(account_id, "suspended")))
+    run_until(worker, lambda: kc_admin.organization_of(account_id), what="the organization")
+    org_id = kc_admin.organization_of(account_id)["id"]
+    cut = Person(kc_admin, keycloak, org_id, f"cut.{unique}@upgrade-{unique}.example", f"CON-C-{unique}", enabled=False)
+    admins = Person(kc_admin, keycloak, org_id, f"adm.{unique}@upgrade-{unique}.example", f"CON-D-{unique}", enabled=False)
+    with kb.db.session() as session:  # what the per-user path left behind
+        for person in (cut, admins):
+            session.add(AccessRevocation(user_id=person.id, reason="contract_inactive", account_id=account_id,
+                                         contact_id=None, revoked_at=utcnow()))
+        session.add(AdminAccessDecision(user_id=admins.id, enabled=False, actor="console", decided_at=utcnow(), event_id="adm"))
+
+    worker.queue_upgrade_steps()  # what a worker does when it starts
+    run_until(worker, lambda: kc_admin.get(f"/users/{cut.id}")["enabled"] is True, what="the flag given back")
+    assert cut.password_login().status_code in (400, 401), "the suspended organization still refuses them"
+    assert kc_admin.get(f"/users/{admins.id}")["enabled"] is False
+
+    signed_post(client, envelope("account.upserted", account(account_id, "active")))
+    run_until(worker, lambda: cut.password_login().status_code == 200, what="access after the renewal")
+    assert admins.password_login().status_code in (400, 401)

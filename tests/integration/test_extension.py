@@ -110,6 +110,27 @@ def test_suspended_organization_is_refused_at_login_and_refresh_and_renewal_rest
     assert bob.password_login().status_code in (400, 401)
 
 
+def test_a_person_in_two_customers_organizations_is_let_in_while_either_contract_is_active(kc_admin, keycloak, unique):
+    first, second = Organization(kc_admin, unique), Organization(kc_admin, f"{unique}-2")
+    consultant = Person(kc_admin, keycloak, first.id, f"consultant.{unique}@{first.domain}", f"CON-K-{unique}")
+    requests.post(f"{kc_admin.base}/organizations/{second.id}/members", headers=kc_admin.headers, data=consultant.id,
+                  timeout=30).raise_for_status()
+    tokens = consultant.password_login()
+    assert tokens.status_code == 200, tokens.text
+
+    first.set_contract("suspended")
+    assert consultant.password_login().status_code == 200, "the second customer's contract is active"
+    assert consultant.refresh(tokens.json()["refresh_token"]).status_code == 200
+
+    second.set_contract("active", "2020-01-01T00:00:00Z")  # ended too
+    grant = consultant.password_login()
+    assert (grant.status_code, grant.json()["error"]) == (400, "invalid_grant")
+    assert consultant.refresh(tokens.json()["refresh_token"]).status_code == 400
+
+    first.set_contract("active")
+    assert consultant.password_login().status_code == 200
+
+
 def test_an_end_date_in_the_past_refuses_without_any_write(kc_admin, keycloak, unique):
     org = Organization(kc_admin, unique)
     carol = Person(kc_admin, keycloak, org.id, f"carol.{unique}@{org.domain}", f"CON-C-{unique}")

@@ -27,6 +27,7 @@ import json
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 
 from adapter.jobs import PermanentError, RetryableError
 from adapter.keycloak import KeycloakGateway
@@ -426,9 +427,11 @@ class FakeKeycloak:
         return orgs[first:first + max_results]
 
     @_kc
-    def organization_members_page(self, org_id: str, first: int, max_results: int) -> list[dict]:
+    def organization_members_page(self, org_id: str, first: int, max_results: int, brief: bool = True) -> list[dict]:
         self._require_org(org_id)
         page = sorted(self.members[org_id], key=lambda u: self.users[u]["username"])[first:first + max_results]
+        if not brief:
+            return [copy.deepcopy(self.users[u]) for u in page]
         return [{k: self.users[u].get(k) for k in ("id", "username", "email", "enabled")}
                 | {"membershipType": "MANAGED" if (org_id, u) in self.managed_members else "UNMANAGED"} for u in page]
 
@@ -579,6 +582,35 @@ class FakeKeycloak:
         if user is None:
             raise PermanentError("Keycloak refused to read the logged-in person (401)")
         return {"sub": user["id"], "email": user["email"], "preferred_username": user["username"]}
+
+    #: whether the realm applies keycloak-extension's client policy (the adapter checks before lifting old cut-offs)
+    enforces_contract_access = True
+
+    @_kc
+    def contract_access_enforced(self) -> bool:
+        return self.enforces_contract_access
+
+    def can_log_in(self, user_id: str, now: datetime | None = None) -> bool:
+        """What Keycloak with keybridge's extension answers to this person's login or refresh (test control,
+        written from AccessRule.java, not from the adapter): enabled, crm_status not `left`, and, when they
+        belong to CRM organizations, at least one of them with status `active` and no end date passed."""
+        user = self.users.get(user_id)
+        if user is None or not user.get("enabled", True):
+            return False
+        if [s.lower() for s in (user.get("attributes") or {}).get("crm_status") or []][:1] == ["left"]:
+            return False
+        now = now or datetime.now(timezone.utc)
+        customers = [o for oid, o in self.organizations.items()
+                     if user_id in self.members.get(oid, set()) and (o.get("attributes") or {}).get("crm_account_id")]
+
+        def active(org):
+            attributes = org.get("attributes") or {}
+            if (attributes.get("contract_status") or [None])[0] != "active":
+                return False
+            ends = (attributes.get("contract_ends_at") or [None])[0]
+            return ends is None or datetime.fromisoformat(ends.replace("Z", "+00:00")) > now
+
+        return not customers or any(active(o) for o in customers)
 
     @_kc
     def organizations_of_member(self, user_id: str) -> list[dict]:

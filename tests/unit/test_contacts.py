@@ -103,7 +103,8 @@ def test_a_contact_moved_into_an_account_without_a_contract_loses_access(client,
     deliver(client, worker, "contact.upserted", {**CONTACT, "account_id": "A-2"})
 
     assert memberships(keycloak, jane) == ["A-2"]
-    assert keycloak.users[jane]["enabled"] is False and jane in keycloak.sessions_ended
+    assert not keycloak.can_log_in(jane) and jane in keycloak.sessions_ended
+    assert keycloak.users[jane]["enabled"] is True, "a contract touches nobody's enabled flag"
     assert access_changes(kb) == [{"user_id": jane, "contact_id": "C-1", "enabled": False, "reason": "contract_inactive"}]
 
 
@@ -173,10 +174,11 @@ def test_a_contact_back_from_leaving_while_the_contract_is_suspended_stays_cut_o
 
     deliver(client, worker, "contact.upserted", CONTACT)
     assert memberships(keycloak, jane) == ["A-1"]
-    assert keycloak.users[jane]["enabled"] is False
+    assert keycloak.users[jane]["enabled"] is True, "back from leaving: Keybridge gives back the flag it took"
+    assert not keycloak.can_log_in(jane), "the suspended contract still refuses her"
 
     deliver(client, worker, "account.upserted", ACME)
-    assert keycloak.users[jane]["enabled"] is True
+    assert keycloak.can_log_in(jane)
 
 
 # -- no identity yet -------------------------------------------------------------------

@@ -50,9 +50,9 @@ def audit(kb, action: str) -> list[AuditEntry]:
 
 
 def has_access(keycloak, user_id: str) -> bool:
-    """Could this person use the application: an enabled identity in the organization."""
-    user = keycloak.users.get(user_id)
-    return bool(user and user["enabled"] and user_id in keycloak.members[org_of(keycloak)["id"]])
+    """Could this person use the application: a member of the organization whom Keycloak (with keybridge's
+    extension: enabled, not left, a contract that is active) lets log in."""
+    return user_id in keycloak.members[org_of(keycloak)["id"]] and keycloak.can_log_in(user_id)
 
 
 @pytest.fixture
@@ -183,29 +183,31 @@ def test_a_renewal_does_not_undo_an_administrators_disable_and_the_audit_says_wh
     drain(worker)
     deliver_at(client, worker, "account.upserted", ACCOUNT, "2026-11-22T13:00:00Z")
 
-    assert has_access(keycloak, ann)
+    assert has_access(keycloak, ann) and not has_access(keycloak, bob)
     assert keycloak.users[bob]["enabled"] is False
-    (kept,) = audit(kb, "access.kept_disabled")
-    assert kept.details["users"] == [bob] and kept.details["why"] == "disabled by an administrator"
-    assert kept.details["by"][bob]["actor"] == f"keycloak-admin:{CONSOLE_ADMIN}"
+    assert [a for a, _ in keycloak.calls_to("set_enabled")] == [], "a contract never touches the flag: nothing to undo"
+    (disabled,) = audit(kb, "access.admin_disabled")
+    assert disabled.details["by"] == f"keycloak-admin:{CONSOLE_ADMIN}"
     assert {"user_id": bob, "contact_id": "C-BOB", "enabled": False, "reason": "admin"} in [
         e.data for e in outbox_events(kb, "identity.access_changed")]
     deliver_at(client, worker, "account.upserted", ACCOUNT, "2026-11-22T14:00:00Z")  # and again
     assert keycloak.users[bob]["enabled"] is False
 
 
-def test_an_administrators_enable_is_respected_until_the_crm_changes_the_account_again(client, kb, keycloak, worker, settings, acme):
+def test_an_administrators_enable_does_not_override_the_contract_and_the_sweep_changes_nothing(client, kb, keycloak, worker, settings, acme):
+    """The contract is the organization's: Keycloak's extension refuses its members whatever their flag."""
     ann = add_member(keycloak, "C-ANN")
     deliver_at(client, worker, "account.upserted", {**ACCOUNT, "contract": {"status": "suspended"}}, "2026-11-22T12:00:00Z")
     admin_sets_enabled(keycloak, ann, True)
     drain(worker)
+    calls = len(keycloak.calls_to("set_enabled"))
     sweep_now(kb, settings)
     drain(worker)
-    assert keycloak.users[ann]["enabled"] is True, "the sweep leaves the administrator's exception alone"
-    assert audit(kb, "access.kept_enabled")
+    assert keycloak.users[ann]["enabled"] is True and len(keycloak.calls_to("set_enabled")) == calls
+    assert not has_access(keycloak, ann)
 
-    deliver_at(client, worker, "account.upserted", {**ACCOUNT, "contract": {"status": "expired"}}, "2026-11-22T15:00:00Z")
-    assert keycloak.users[ann]["enabled"] is False, "a newer CRM change applies to them again"
+    deliver_at(client, worker, "account.upserted", ACCOUNT, "2026-11-22T15:00:00Z")
+    assert has_access(keycloak, ann)
 
 
 def test_the_adapters_own_enable_and_disable_are_not_taken_for_an_administrators(client, kb, keycloak, worker, acme):

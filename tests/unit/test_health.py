@@ -121,3 +121,39 @@ def test_the_worker_logs_an_error_at_start_when_keycloak_refuses_it(kb, keycloak
         worker.run_forever(idle_sleep=0)
     assert any("worker start-up check keycloak failed" in r.getMessage() and "KEYBRIDGE_KEYCLOAK_CLIENT_SECRET" in r.getMessage()
                for r in caplog.records if r.levelno == logging.ERROR)
+
+
+def test_keybridge_health_worker_is_the_workers_container_check(kb, worker, settings, monkeypatch):
+    """Exit 1 before this host's worker ran, 0 after a pass, 1 once its heartbeat is older than --max-age;
+    a worker on another host does not make this one healthy."""
+    import time as clock
+
+    from click.testing import CliRunner
+
+    from adapter import cli, metrics
+
+    monkeypatch.setenv("KEYBRIDGE_DATABASE_URL", settings.database_url)
+    run = lambda *args: CliRunner().invoke(cli.main, ["health", "worker", *args])  # noqa: E731
+
+    metrics.beat(kb.db, "some-other-container:1")
+    first = run()
+    assert first.exit_code == 1 and "no worker on" in first.output and "has finished a pass yet" in first.output
+
+    worker.run_once()
+    ok = run()
+    assert (ok.exit_code, "healthy" in ok.output) == (0, True)
+
+    monkeypatch.setattr(clock, "time", lambda real=clock.time: real() + 90)
+    stale = run()
+    assert stale.exit_code == 1 and "has not finished a pass for 9" in stale.output and "more than 60" in stale.output
+    assert run("--max-age", "120").exit_code == 0
+
+
+def test_keybridge_health_worker_fails_when_the_database_cannot_be_read(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from adapter import cli
+
+    monkeypatch.setenv("KEYBRIDGE_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    result = CliRunner().invoke(cli.main, ["health", "worker"])
+    assert result.exit_code == 1 and "heartbeats not readable" in result.output

@@ -30,8 +30,8 @@ CONTACTS = ("record_type,contact_id,email,account_id,first_name,last_name,roles,
             "contact,C-5,ed@acme.example,A-1,Ed,E,,active\n"                 # invited, not registered: no drift
             "contact,C-6,flo@acme.example,A-1,Florence,F,,active\n"          # first name differs
             "contact,C-7,gil@acme.example,A-1,Gil,G,,active\n"               # not a member of A-1
-            "contact,C-8,hal@beta.example,A-2,Hal,H,,active\n"               # enabled while Beta is suspended
-            "contact,C-10,ivy@acme.example,A-1,Ivy,I,,active\n"              # disabled by Keybridge while Acme is active
+            "contact,C-8,hal@beta.example,A-2,Hal,H,,active\n"               # enabled while Beta is suspended: not drift
+            "contact,C-10,ivy@acme.example,A-1,Ivy,I,,active\n"              # disabled by Keybridge as a leaver, active again
             "contact,C-11,jo@acme.example,A-1,Jo,J,,active\n"                # disabled by an administrator: not drift
             "contact,C-12,kim@acme.example,A-1,Kim,K,,left\n")               # left; an administrator's invitation pending
 
@@ -68,7 +68,7 @@ def realm(client, kb, keycloak, worker):
         "lead": member(keycloak, None, "lee@corp.example", "Lee", "L", roles={"lead"}),
     }
     with kb.db.session() as session:
-        session.add(AccessRevocation(user_id=ids["C-10"], reason="contract_inactive", account_id="A-1", contact_id="C-10",
+        session.add(AccessRevocation(user_id=ids["C-10"], reason="left_company", account_id=None, contact_id="C-10",
                                      revoked_at=utcnow()))
     deliver(client, worker, "contact.invite_requested", {"contact_id": "C-3", "email": "cy@acme.example", "account_id": "A-1"})
     keycloak.invite_new_member(org_of(keycloak, "A-1"), "ed@acme.example", "Ed", "E")
@@ -97,12 +97,13 @@ def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, 
     result = reconcile.reconcile(kb, export(), dry_run=True)
 
     assert result["drift"]["counts"] == {
-        "missing_organization": 1, "account_differs": 1, "access_contradicts_contract": 2, "left_can_login": 1,
+        "missing_organization": 1, "account_differs": 1, "access_contradicts_contract": 1, "left_can_login": 1,
         "left_pending_invitation": 2, "roles_differ": 1, "membership_differs": 2, "profile_differs": 1,
         "missing_identity": 1, "unknown_identity": 1, "unknown_organization": 1}
     assert records(result, "missing_organization") == ["account:A-3"]
     assert records(result, "account_differs") == ["account:A-2"]
-    assert records(result, "access_contradicts_contract") == ["contact:C-10", "contact:C-8"]
+    # Hal, of suspended Beta, keeps his flag: the organization's attributes (account_differs) are the drift.
+    assert records(result, "access_contradicts_contract") == ["contact:C-10"]
     assert records(result, "left_can_login") == ["contact:C-2"]
     assert records(result, "left_pending_invitation") == ["contact:C-12", "contact:C-3"]
     assert [i.get("fix") for i in result["drift"]["items"]["left_pending_invitation"]] == [
@@ -115,7 +116,7 @@ def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, 
     assert records(result, "unknown_identity") == [f"user:{realm['C-99']}"]
     assert records(result, "unknown_organization") == ["account:A-9"]
     assert result["drift"]["stats"]["invited_not_registered"] == 1
-    assert result["drift"]["to_converge"] == {"accounts": 3, "contacts": 5}
+    assert result["drift"]["to_converge"] == {"accounts": 2, "contacts": 6}
     # What only a person can fix says what to do.
     assert "invite" in result["drift"]["items"]["missing_identity"][0]["fix"]
 
@@ -132,14 +133,15 @@ def test_a_real_run_feeds_the_drifted_records_to_the_handlers_and_a_second_run_f
     with kb.db.session() as session:
         stored = session.scalars(select(InboundEvent).where(InboundEvent.source == "reconcile")).all()
     assert sorted((e.type, e.payload["data"].get("account_id") if e.type == "account.upserted" else e.payload["data"]["contact_id"])
-                  for e in stored) == [("account.upserted", "A-1"), ("account.upserted", "A-2"), ("account.upserted", "A-3"),
-                                       ("contact.upserted", "C-1"), ("contact.upserted", "C-2"), ("contact.upserted", "C-3"),
-                                       ("contact.upserted", "C-6"), ("contact.upserted", "C-7")]
+                  for e in stored) == [("account.upserted", "A-2"), ("account.upserted", "A-3"),
+                                       ("contact.upserted", "C-1"), ("contact.upserted", "C-10"), ("contact.upserted", "C-2"),
+                                       ("contact.upserted", "C-3"), ("contact.upserted", "C-6"), ("contact.upserted", "C-7")]
     assert {e.payload["timestamp"] for e in stored} == {"2026-11-25T10:00:00Z"}  # the export's time, for "newest wins"
     drain(worker)
 
     hal, ivy, jo, bob = (keycloak.users[realm[c]] for c in ("C-8", "C-10", "C-11", "C-2"))
-    assert hal["enabled"] is False and ivy["enabled"] is True and jo["enabled"] is False and bob["enabled"] is False
+    assert hal["enabled"] is True and not keycloak.can_log_in(realm["C-8"]), "Beta's attributes refuse Hal"
+    assert ivy["enabled"] is True and jo["enabled"] is False and bob["enabled"] is False
     assert keycloak.user_roles[realm["C-1"]] == {"buyer"}
     assert keycloak.users[realm["C-6"]]["firstName"] == "Florence"
     assert realm["C-7"] in keycloak.members[org_of(keycloak, "A-1")]
@@ -147,7 +149,7 @@ def test_a_real_run_feeds_the_drifted_records_to_the_handlers_and_a_second_run_f
     assert keycloak.organizations[org_of(keycloak, "A-2")]["attributes"]["contract_status"] == ["suspended"]
 
     (summary,) = [e.data for e in outbox_events(kb, "reconcile.completed")]
-    assert summary["run_id"] == result["run_id"] and summary["events_stored"] == 8 and summary["total_drift"] == 14
+    assert summary["run_id"] == result["run_id"] and summary["events_stored"] == 8 and summary["total_drift"] == 13
     assert summary["drift"]["left_can_login"] == 1 and summary["records"] == {"accounts": 3, "contacts": 11}
 
     again = reconcile.reconcile(kb, export(), dry_run=False)
@@ -199,14 +201,15 @@ def test_a_page_that_fails_for_a_moment_is_read_again_instead_of_failing_the_run
         list(RealmReader(kb, concurrency=1, user_page=5).users())
 
 
-@pytest.mark.parametrize("hours, reported", [(1, False), (-1, True)])
-def test_an_administrators_enable_after_the_crm_state_is_not_drift(kb, keycloak, realm, hours, reported):
-    from datetime import timedelta
-
+def test_members_of_a_suspended_account_are_not_drift_whatever_their_flag(kb, keycloak, realm):
+    """Access follows the organization's attributes (Keycloak's extension): an enabled member of a suspended
+    account, or one an administrator enabled, is as it should be once the organization says suspended."""
     from adapter.models import AdminAccessDecision
 
-    with kb.db.session() as session:  # HAL, of suspended Beta, enabled by an administrator
+    keycloak.update_organization_attributes(org_of(keycloak, "A-2"), {"contract_status": ["suspended"], "contract_ends_at": []})
+    with kb.db.session() as session:
         session.add(AdminAccessDecision(user_id=realm["C-8"], enabled=True, actor="admin@corp.example", event_id="adm-1",
-                                        decided_at=(EXPORTED_AT + timedelta(hours=hours)).replace(tzinfo=None)))
+                                        decided_at=EXPORTED_AT.replace(tzinfo=None)))
     result = reconcile.reconcile(kb, export(), dry_run=True)
-    assert ("contact:C-8" in records(result, "access_contradicts_contract")) is reported
+    assert records(result, "access_contradicts_contract") == ["contact:C-10"]
+    assert records(result, "account_differs") == []

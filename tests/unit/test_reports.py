@@ -81,15 +81,16 @@ def test_the_audit_trail_names_the_webhook_that_cut_and_restored_access(client, 
     deliver(client, worker, "account.upserted", SUSPENDED, webhook_id="msg_suspend")
     deliver(client, worker, "account.upserted", ACCOUNT, webhook_id="msg_renew")
 
-    trail = [e for e in reports.audit_trail(kb, "account:A-1") if e["action"].startswith("access.")]
+    trail = [e for e in reports.audit_trail(kb, "account:A-1") if e["action"].startswith(("access.", "contract."))]
     assert [(e["action"], e["subject"], e["cause"]) for e in trail] == [
-        ("access.restored", "account:A-1", "webhook msg_renew (account.upserted)"),
-        ("access.revoked", "account:A-1", "webhook msg_suspend (account.upserted)"),
+        ("access.contract_restored", "account:A-1", "webhook msg_renew (account.upserted)"),
+        ("contract.access_restored", "account:A-1", "webhook msg_renew (account.upserted)"),
+        ("access.contract_ended", "account:A-1", "webhook msg_suspend (account.upserted)"),
+        ("contract.access_ended", "account:A-1", "webhook msg_suspend (account.upserted)"),
     ]
-    assert sorted(trail[1]["details"]["users"]) == sorted(members[:2])
-    assert trail[1]["details"]["reason"] == "contract_inactive"
+    assert trail[3]["details"]["contract_status"] == "suspended", "the switch: the organization's attributes"
+    assert sorted(trail[2]["details"]["users"]) == sorted(members[:2]) and trail[2]["details"]["sessions_ended"] is True
     assert sorted(trail[0]["details"]["users"]) == sorted(members[:2])
-    assert trail[0]["details"]["reason"] == "contract_active"
 
 
 def test_the_audit_trail_names_the_schedule_when_an_end_date_cut_access(client, kb, worker, members):
@@ -97,8 +98,8 @@ def test_the_audit_trail_names_the_schedule_when_an_end_date_cut_access(client, 
         session.get(Account, "A-1").contract_ends_at = ends = utcnow().replace(microsecond=0) - timedelta(hours=1)
     drain(worker)
 
-    (revoked,) = [e for e in reports.audit_trail(kb, "account:A-1") if e["action"] == "access.revoked"]
-    assert revoked["cause"] == f"schedule: contract ended at {ends.isoformat()}Z"
+    (ended,) = [e for e in reports.audit_trail(kb, "account:A-1") if e["action"] == "contract.access_ended"]
+    assert ended["cause"] == f"schedule: contract ended at {ends.isoformat()}Z"
 
 
 def test_the_audit_trail_of_one_account_holds_only_its_entries(client, kb, worker, members):
@@ -133,7 +134,7 @@ def test_keybridge_audit_lists_an_accounts_access_changes_with_their_cause(clien
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    (revoked,) = [line for line in lines if "access.revoked" in line]
+    (revoked,) = [line for line in lines if "access.contract_ended" in line]
     assert "account:A-1" in revoked and "webhook msg_suspend (account.upserted)" in revoked
     assert members[0] in revoked and members[2] not in revoked
     assert any("organization.created" in line and "msg_create" in line for line in lines)
@@ -169,5 +170,5 @@ def test_the_operator_api_lists_the_audit_trail_of_an_account(client, kb, worker
     r = client.get("/api/audit?subject=account:A-1", headers=AUTH)
 
     assert r.status_code == 200
-    (revoked,) = [e for e in r.json["entries"] if e["action"] == "access.revoked"]
+    (revoked,) = [e for e in r.json["entries"] if e["action"] == "access.contract_ended"]
     assert revoked["cause"] == "webhook msg_suspend (account.upserted)"

@@ -200,3 +200,25 @@ def test_a_webhook_id_that_cannot_be_an_idempotency_key_is_400_naming_it(client,
     r = signed_post(client, envelope("contact.invite_requested", INVITE), webhook_id=webhook_id)
     assert r.status_code == 400 and "webhook-id" in r.json["errors"]
     assert stored(kb) == (0, 0)
+
+
+def test_storing_a_webhook_on_sqlite_is_two_inserts_in_one_transaction(client, kb):
+    """The event and its job: no lookup first, no savepoint; a duplicate is skipped by the insert itself."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def listener(conn, cursor, sql, *_):
+        statements.append(" ".join(sql.split()[:3]))
+
+    assert signed_post(client, envelope("contact.invite_requested", INVITE), webhook_id="msg_warm").status_code == 202
+    event.listen(kb.db.engine, "before_cursor_execute", listener)
+    try:
+        assert signed_post(client, envelope("contact.invite_requested", INVITE), webhook_id="msg_two").status_code == 202
+        assert statements == ["INSERT INTO inbound_events", "INSERT INTO jobs"]
+        statements.clear()
+        assert signed_post(client, envelope("contact.invite_requested", INVITE), webhook_id="msg_two").status_code == 200
+        assert statements == ["INSERT INTO inbound_events"]
+    finally:
+        event.remove(kb.db.engine, "before_cursor_execute", listener)
+    assert stored(kb) == (2, 2)

@@ -17,11 +17,16 @@ import java.util.Map;
  *   <li>{@code crm_status = left}: refused ({@link Decision#LEFT_COMPANY}).</li>
  *   <li>No CRM organization (a lead, a self-registration waiting, a service
  *       account): allowed, this rule has nothing to say.</li>
- *   <li>Any CRM organization whose contract is not active (status other than
- *       {@code active}, missing, or an end date that has passed or cannot be
- *       read): refused ({@link Decision#CONTRACT_INACTIVE}). A person in two
- *       customers' organizations is refused while either is cut off, as the
- *       adapter's per-user path did, because their tokens name both.</li>
+ *   <li>CRM organizations, none of them with an active contract (status other
+ *       than {@code active}, missing, or an end date that has passed or cannot
+ *       be read): refused ({@link Decision#CONTRACT_INACTIVE}).</li>
+ *   <li>At least one CRM organization with an active contract: allowed. Access
+ *       to the portal belongs to whichever contract is active: a person working
+ *       for two customers keeps it while either customer pays, as they would
+ *       with two separate accounts. Which organization's data they see is the
+ *       applications' decision (the token's {@code organization} claim names
+ *       every membership; they check the organization's contract themselves).
+ *       The adapter counts and reports access with the same rule.</li>
  * </ul>
  *
  * Plain Java, no Keycloak types: the Keycloak-facing classes map models to
@@ -102,12 +107,16 @@ public final class AccessRule {
         if (crmStatus != null && LEFT.equalsIgnoreCase(crmStatus.trim())) {
             return Decision.LEFT_COMPANY;
         }
+        boolean customer = false;
         for (Organization organization : organizations) {
-            if (organization.isCrmAccount() && !organization.contractActive(now)) {
-                return Decision.CONTRACT_INACTIVE;
+            if (organization.isCrmAccount()) {
+                if (organization.contractActive(now)) {
+                    return Decision.ALLOWED;
+                }
+                customer = true;
             }
         }
-        return Decision.ALLOWED;
+        return customer ? Decision.CONTRACT_INACTIVE : Decision.ALLOWED;
     }
 
     /** ISO-8601 with an offset ("2026-11-22T10:00:00Z", "...+02:00"), or null when it is not one. */

@@ -25,14 +25,17 @@ import org.keycloak.theme.Theme;
  * {@code GET /realms/{realm}/keybridge/registration-hint?email=...}: what the
  * registration page shows under the email field (see RegistrationHint). Reads
  * the organization by email domain from Keycloak's store; the text comes from
- * the realm's login theme in the page's language.
+ * the realm's login theme in the page's language. Rate limited per client
+ * address (429 with Retry-After beyond it).
  */
 public class RegistrationHintResource {
 
     private final KeycloakSession session;
+    private final HintRateLimit rateLimit;
 
-    public RegistrationHintResource(KeycloakSession session) {
+    public RegistrationHintResource(KeycloakSession session, HintRateLimit rateLimit) {
         this.session = session;
+        this.rateLimit = rateLimit;
     }
 
     @GET
@@ -42,6 +45,11 @@ public class RegistrationHintResource {
         RealmModel realm = session.getContext().getRealm();
         if (!realm.isRegistrationAllowed()) {
             return Response.status(Response.Status.NOT_FOUND).entity(Map.of("error", "registration is off in this realm")).build();
+        }
+        long wait = rateLimit.acquire(session.getContext().getConnection().getRemoteAddr());
+        if (wait > 0) {
+            return Response.status(Response.Status.TOO_MANY_REQUESTS).header("Retry-After", wait)
+                    .entity(Map.of("error", "too many registration hints from this address; try again in " + wait + " s")).build();
         }
         OrganizationProvider organizations = session.getProvider(OrganizationProvider.class);
         RegistrationHint.Access access = RegistrationHint.forEmail(email, domain -> {

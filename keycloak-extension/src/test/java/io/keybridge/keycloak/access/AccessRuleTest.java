@@ -94,9 +94,29 @@ class AccessRuleTest {
     }
 
     @Test
-    void oneInactiveCustomerAmongSeveralRefuses() {
-        assertEquals(Decision.CONTRACT_INACTIVE,
+    void oneActiveCustomerAmongSeveralIsEnough() {
+        assertEquals(Decision.ALLOWED,
                 AccessRule.decide(null, List.of(customer("active", null), customer("suspended", null)), NOW));
+        assertEquals(Decision.ALLOWED,
+                AccessRule.decide(null, List.of(customer("expired", null), customer("active", "2026-12-01T00:00:00Z")), NOW));
+    }
+
+    @Test
+    void everyCustomerCutOffRefuses() {
+        assertEquals(Decision.CONTRACT_INACTIVE,
+                AccessRule.decide(null, List.of(customer("suspended", null), customer("active", "2026-11-01T00:00:00Z")), NOW));
+    }
+
+    @Test
+    void anOrganizationThatIsNotACustomerGivesNoAccessBesideACutOffOne() {
+        assertEquals(Decision.CONTRACT_INACTIVE,
+                AccessRule.decide(null, List.of(plainOrganization(), customer("suspended", null)), NOW));
+    }
+
+    @Test
+    void leavingWinsOverAnyActiveContract() {
+        assertEquals(Decision.LEFT_COMPANY,
+                AccessRule.decide("left", List.of(customer("active", null), customer("active", null)), NOW));
     }
 
     @Test
