@@ -1,10 +1,11 @@
-"""Reconciling a CRM export of 100,000 contacts against Keycloak: the adapter against a naive script.
+"""Reconciling a CRM export of 100,000 contacts against Keycloak: `keybridge reconcile --dry-run` beside baselines.
 
-    python bench/reconcile.py [--contacts 100000] [--rounds 3] [--sample 1000] [--concurrency 8]
+    python bench/reconcile.py [--contacts 100000] [--rounds 3] [--sample 200] [--listing-pages 2] [--concurrency 8]
 
 Runs against its own Keycloak instance `bench-reconcile-<contacts>` (scripts/keycloak.sh,
 port 28080, data in .data/bench-reconcile-<contacts>/, kept between runs: seeded once;
-never reset when realm-config changes). Setup, not timed:
+never reset when realm-config changes; one instance at a time, they share the port). It
+runs Keybridge's extension, as every instance scripts/keycloak.sh starts. Setup, not timed:
 
 - contacts/100 organizations BENCH-A-0001... (contract active) through the admin API;
 - the users, straight into the stopped instance's H2 database (`SEED_SQL`: one
@@ -17,19 +18,23 @@ never reset when realm-config changes). Setup, not timed:
   identities left out of the export, 0.5% more contacts without identity, and 1% of the
   accounts suspended in the CRM while their organizations say active.
 
-Timed, each in a fresh child process (its wall time, CPU time and peak RSS are its own):
+Timed, each round:
 
-- adapter: what `keybridge reconcile --from export.csv --no-wait` does (not a dry run: the
-  drift found and one event stored per drifted record, into a new SQLite database each
-  time); the worker does not run, so Keycloak stays as seeded;
-- naive baseline: one contact at a time, what an operator's script would do: find the user
-  by crm_contact_id, read its organizations and its realm roles (3 calls), with `requests`
-  and the adapter's own service-account token. It runs on the first `--sample` contacts and
-  is extrapolated linearly to all of them.
+- **keybridge reconcile --from export.csv --dry-run --json**, the command an operator types,
+  in its own process (a new SQLite database): wall time, and its own CPU time and peak RSS
+  (os.wait4's rusage of that process). It reads Keycloak through the extension's export.
+- **export read alone** (the floor): the same export pages read with `requests` and parsed,
+  nothing compared: what reading costs, without the CSV, the drift logic or the adapter.
+- **admin API listing** (the simplest read without the extension): the first
+  `--listing-pages` pages of `GET users?briefRepresentation=true&max=500`, extrapolated to
+  all users. A lower bound: it carries no roles or memberships, and Keycloak pages by offset.
+- **naive per contact**: what an operator's script would do, one contact at a time: find
+  the user by crm_contact_id, read its organizations and its realm roles (3 calls), on the
+  first `--sample` contacts, extrapolated.
 
-Checks: the adapter's drift counts must equal the seeded ones, and the events it stored
-must be exactly the upserts of the seeded drifted records; otherwise the run stops with an
-error instead of printing a figure. It is a measurement, not a test.
+Checks, before any figure is printed: the drift counts must equal the seeded ones kind by
+kind, every seeded user must have been read, and through the export (not the fallback).
+It is a measurement, not a test.
 """
 from __future__ import annotations
 
@@ -37,7 +42,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -266,59 +270,79 @@ def organization_ids(admin: Admin) -> dict[str, str]:
 # --- the timed runs ---------------------------------------------------------------------------
 
 
-def child_adapter(export_path: str, database: str, concurrency: int) -> None:
-    """In a fresh process: what `keybridge reconcile --from export.csv --no-wait` does; prints JSON."""
-    from adapter import reconcile
-    from adapter.config import Settings
-    from adapter.runtime import Keybridge
-
-    settings = Settings.from_env({}, database_url=f"sqlite:///{database}", keycloak_url=f"http://localhost:{HTTP_PORT}",
-                                 keycloak_realm=stack.REALM, keycloak_client_id=stack.ADAPTER_CLIENT_ID,
-                                 keycloak_client_secret=CLIENT_SECRET, keycloak_concurrency=concurrency,
-                                 keycloak_timeout_seconds=300)  # a shared 2-CPU machine answers slowly at times
-    kb = Keybridge(settings)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    phases: dict[str, list[float]] = {}
-
-    def progress(phase: str, done: int, total: int | None) -> None:
-        now = time.perf_counter() - t0
-        phases.setdefault(phase, [now, now])[1] = now
-
-    usage0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
-    export = reconcile.read_files([export_path])
-    t_read = time.perf_counter() - t0
-    result = reconcile.reconcile(kb, export, dry_run=False, source="bench", progress=progress)
-    wall = time.perf_counter() - t0
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
-    from sqlalchemy import select
-
-    from adapter.models import InboundEvent
-
-    with kb.db.session() as session:
-        stored = [(e.type, e.payload["data"].get("contact_id") or e.payload["data"]["account_id"])
-                  for e in session.scalars(select(InboundEvent).where(InboundEvent.source == "reconcile"))]
-    print(json.dumps({"wall": wall, "read_export": t_read, "cpu": cpu, "phases": {k: round(v[1], 1) for k, v in phases.items()}, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "rss_before_mb": rss_before, "counts": result["drift"]["counts"], "stats": result["drift"]["stats"],
-                      "events": result["events"], "stored": stored}))
+def cli_env(database: str, concurrency: int) -> dict[str, str]:
+    """The environment `keybridge` reads its settings from, pointed at the bench Keycloak and a new SQLite file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBRIDGE_")}
+    env.update({"KEYBRIDGE_DATABASE_URL": f"sqlite:///{database}", "KEYBRIDGE_KEYCLOAK_URL": f"http://localhost:{HTTP_PORT}",
+                "KEYBRIDGE_KEYCLOAK_REALM": stack.REALM, "KEYBRIDGE_KEYCLOAK_CLIENT_ID": stack.ADAPTER_CLIENT_ID,
+                "KEYBRIDGE_KEYCLOAK_CLIENT_SECRET": CLIENT_SECRET, "KEYBRIDGE_KEYCLOAK_CONCURRENCY": str(concurrency),
+                "KEYBRIDGE_KEYCLOAK_TIMEOUT_SECONDS": "300",  # a shared 2-CPU machine answers slowly at times
+                "PYTHONPATH": str(REPO_DIR)})
+    return env
 
 
-def run_adapter(export_path: Path, concurrency: int) -> dict:
+def run_cli(export_path: Path, concurrency: int) -> dict:
+    """`keybridge reconcile --from export.csv --dry-run --json` in its own process: its wall time, CPU time and
+    peak RSS (os.wait4: that process alone), and the JSON result it printed."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, __file__, "--child", str(export_path), "--database", f"{tmp}/kb.db",
-                              "--concurrency", str(concurrency)], capture_output=True, text=True, cwd=REPO_DIR)
-    if out.returncode != 0:
-        raise SystemExit(f"the adapter's run failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        out_path, err_path = Path(tmp, "stdout.json"), Path(tmp, "stderr.txt")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            t0 = time.perf_counter()
+            child = subprocess.Popen([sys.executable, "-c", "from adapter.cli import main; main()", "reconcile",
+                                      "--from", str(export_path), "--dry-run", "--json"],
+                                     stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=REPO_DIR,
+                                     env=cli_env(f"{tmp}/kb.db", concurrency))
+            _, status, usage = os.wait4(child.pid, 0)
+            wall = time.perf_counter() - t0
+            child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise SystemExit(f"keybridge reconcile failed ({child.returncode}):\n{err_path.read_text()[-3000:]}")
+        result = json.loads(out_path.read_text())
+        warnings = [line for line in err_path.read_text().splitlines() if "WARNING" in line]
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+            "counts": result["drift"]["counts"], "stats": result["drift"]["stats"], "warnings": warnings}
+
+
+def adapter_token(kc: stack.KeycloakInstance) -> str:
+    return requests.post(f"{kc.realm_url}/protocol/openid-connect/token", timeout=60, data={
+        "grant_type": "client_credentials", "client_id": kc.client_id, "client_secret": kc.client_secret}).json()["access_token"]
+
+
+def run_export_read(kc: stack.KeycloakInstance) -> tuple[float, int]:
+    """The floor: the extension's export read page after page with `requests` and parsed, nothing compared."""
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {adapter_token(kc)}"
+    t0 = time.perf_counter()
+    users, after = 0, ""
+    while after is not None:
+        r = http.get(f"{kc.realm_url}/keybridge-export/users", params={"after": after, "max": 1000,
+                                                                      "attribute": ["crm_contact_id", "phone"]}, timeout=300)
+        r.raise_for_status()
+        body = r.json()
+        users += len(body["users"])
+        after = body["next"]
+    return time.perf_counter() - t0, users
+
+
+def run_listing(kc: stack.KeycloakInstance, pages: int) -> float:
+    """Without the extension, the simplest full read: the admin API's user listing (briefRepresentation=true, pages
+    of 500, as reconcile's fallback reads it but without the role and membership calls), its first `pages` pages;
+    seconds. Extrapolated linearly it is a lower bound: Keycloak pages by offset, a deep page costs more."""
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {adapter_token(kc)}"
+    t0 = time.perf_counter()
+    for page in range(pages):
+        r = http.get(f"{kc.admin_url}/users", params={"first": page * 500, "max": 500, "briefRepresentation": "true"}, timeout=600)
+        r.raise_for_status()
+        if len(r.json()) != 500:
+            raise SystemExit(f"the admin API listed {len(r.json())} users on page {page}: is the seed complete?")
+    return time.perf_counter() - t0
 
 
 def run_baseline(kc: stack.KeycloakInstance, sample: int) -> float:
     """The naive script on the first `sample` contacts: 3 calls per contact, one after the other; seconds."""
     http = requests.Session()
-    token = requests.post(f"{kc.realm_url}/protocol/openid-connect/token", timeout=30, data={
-        "grant_type": "client_credentials", "client_id": kc.client_id, "client_secret": kc.client_secret}).json()["access_token"]
-    http.headers["Authorization"] = f"Bearer {token}"
+    http.headers["Authorization"] = f"Bearer {adapter_token(kc)}"
     base = kc.admin_url
     t0 = time.perf_counter()
     found = 0
@@ -336,34 +360,30 @@ def run_baseline(kc: stack.KeycloakInstance, sample: int) -> float:
 
 
 def check(result: dict, contacts: int, accounts: int) -> None:
+    """Every seeded kind of drift found, in the seeded number; every user read, through the extension's export."""
     want = expected_drift(contacts, accounts)
     got = {k: v for k, v in result["counts"].items() if v}
     if got != {k: v for k, v in want.items() if v}:
         raise SystemExit(f"drift found {got} but {want} was seeded: the run did not do the work")
-    kinds = {drift_of(i) for i in range(1, 101)}
-    stored_contacts = {cid for t, cid in result["stored"] if t == "contact.upserted"}
-    stored_accounts = {aid for t, aid in result["stored"] if t == "account.upserted"}
-    want_contacts = {contact_id(i) for i in range(1, contacts + 1) if drift_of(i) in kinds - {None, "unknown_identity"}}
-    want_accounts = {account_id(j) for j in range(1, accounts + 1) if suspended(j)}
-    if stored_contacts != want_contacts or stored_accounts != want_accounts:
-        raise SystemExit(f"stored {len(stored_contacts)} contact and {len(stored_accounts)} account events, expected "
-                         f"{len(want_contacts)} and {len(want_accounts)}")
+    if result["stats"].get("users_read") != contacts or result["stats"].get("read_through_export") != 1:
+        raise SystemExit(f"the run read {result['stats'].get('users_read')} users (of {contacts}), through the export: "
+                         f"{bool(result['stats'].get('read_through_export'))}; warnings: {result['warnings']}")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--sample", type=int, default=1000, help="contacts the naive baseline looks up (extrapolated)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sample", type=int, default=200, help="contacts the naive baseline looks up (extrapolated)")
+    parser.add_argument("--listing-pages", type=int, default=2, help="pages of 500 the admin API listing reads (extrapolated)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed-only", action="store_true")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--database", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.accounts = max(1, -(-args.contacts // PER_ACCOUNT))
-    if args.child:
-        child_adapter(args.child, args.database, args.concurrency)
-        return
 
     name = f"{NAME}-{args.contacts}"
     bench_dir = REPO_DIR / ".data" / name
@@ -377,31 +397,39 @@ def main() -> None:
     if args.seed_only:
         return
     say(f"  export: {export_path.relative_to(REPO_DIR)} ({export_path.stat().st_size / 1e6:.1f} MB)")
+    n = args.contacts
     runs = []
     for round_ in range(1, args.rounds + 1):
-        adapter = run_adapter(export_path, args.concurrency)
-        say(f"  round {round_}: adapter {adapter['wall']:.1f} s, CPU {adapter['cpu']:.1f} s, peak RSS {adapter['rss_mb']:.0f} MB, "
-            f"phases ended at {adapter['phases']}")
-        check(adapter, args.contacts, args.accounts)
-        baseline = run_baseline(kc, args.sample)
-        extrapolated = baseline / args.sample * args.contacts
-        runs.append((adapter, extrapolated))
-        say(f"  round {round_}: adapter {adapter['wall']:.1f} s (export read {adapter['read_export']:.1f} s, adapter CPU "
-            f"{adapter['cpu']:.1f} s; phases ended at {adapter['phases']}), "
-            f"peak RSS {adapter['rss_mb']:.0f} MB; naive {baseline:.1f} s for {args.sample} contacts -> "
-            f"{extrapolated:.0f} s for {args.contacts}; ratio {extrapolated / adapter['wall']:.1f}x")
-    walls = [a["wall"] for a, _ in runs]
-    naive = [b for _, b in runs]
-    last = runs[-1][0]
+        load_before = load_average()
+        cli = run_cli(export_path, args.concurrency)
+        check(cli, args.contacts, args.accounts)  # no figure unless the drift found is the drift seeded
+        read, users = run_export_read(kc)
+        if users != n:
+            raise SystemExit(f"the export listed {users} users, {n} were seeded")
+        listing = run_listing(kc, args.listing_pages) / (args.listing_pages * 500) * n
+        naive = run_baseline(kc, args.sample) / args.sample * n
+        runs.append({"cli": cli, "read": read, "listing": listing, "naive": naive, "load": f"{load_before} / {load_average()}"})
+        say(f"  round {round_}: keybridge reconcile --dry-run {cli['wall']:.1f} s (CPU {cli['cpu']:.1f} s, peak RSS "
+            f"{cli['rss_mb']:.0f} MB); export read alone {read:.1f} s; admin API listing ~{listing:.0f} s; "
+            f"naive per contact ~{naive:.0f} s; load average {runs[-1]['load']}")
+
+    def median(key: str, sub: str | None = None) -> float:
+        return statistics.median(r[key][sub] if sub else r[key] for r in runs)
+
+    wall = median("cli", "wall")
     say("")
-    say(f"{'':26}{'adapter':>12}{'naive':>12}{'naive/adapter':>16}")
-    say(f"{'wall (median)':26}{statistics.median(walls):>10.1f} s{statistics.median(naive):>10.0f} s"
-        f"{statistics.median(naive) / statistics.median(walls):>15.1f}x")
-    say(f"{'adapter CPU (median)':26}{statistics.median(a['cpu'] for a, _ in runs):>10.1f} s")
-    say(f"{'peak RSS (max)':26}{max(a['rss_mb'] for a, _ in runs):>9.0f} MB")
-    say(f"drift found (= seeded): {json.dumps({k: v for k, v in last['counts'].items() if v})}")
-    say(f"events stored: {last['events']['stored']}; users read: {last['stats'].get('users_read')}; "
-        f"organizations: {last['stats'].get('organizations')}")
+    say(f"{n} contacts, {args.rounds} round(s), medians; load average (1, 5, 15 min) before / after each round: "
+        + "; ".join(r["load"] for r in runs))
+    say(f"{'':46}{'time':>10}{'vs reconcile':>14}")
+    say(f"{'keybridge reconcile --dry-run (export)':46}{wall:>8.1f} s{'1.0x':>14}")
+    for label, key in (("export read alone, nothing compared (floor)", "read"),
+                       (f"admin API user listing, {args.listing_pages} pages, extrap.", "listing"),
+                       (f"naive: 3 admin calls a contact, {args.sample}, extrap.", "naive")):
+        say(f"{label:46}{median(key):>8.1f} s{median(key) / wall:>13.1f}x")
+    say(f"peak RSS of keybridge reconcile: {max(r['cli']['rss_mb'] for r in runs):.0f} MB (max); "
+        f"CPU {median('cli', 'cpu'):.1f} s (median)")
+    say(f"drift found (= seeded): {json.dumps({k: v for k, v in runs[-1]['cli']['counts'].items() if v})}")
+    say(f"users read: {runs[-1]['cli']['stats'].get('users_read')}; organizations: {runs[-1]['cli']['stats'].get('organizations')}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,10 @@ def _translate(exc: Exception, what: str) -> Exception:
 _KEYCLOAK_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
+class ExportMissing(PermanentError):
+    """Keycloak has no `keybridge-export` endpoint: Keybridge's extension (keycloak-extension/) is not installed."""
+
+
 class InvalidKeycloakId(PermanentError):
     """An id or name that cannot be part of a Keycloak URL; nothing was sent to Keycloak."""
 
@@ -542,6 +546,35 @@ class KeycloakGateway:
         """Users with their attributes (ordered by username), `max_results` from `first`."""
         r = self.admin.connection.raw_get(self._path("users"), first=first, max=max_results, briefRepresentation="false")
         return _check(r, "list users").json()
+
+    # -- the bulk export of Keybridge's Keycloak extension (keycloak-extension/, io.keybridge.keycloak.export) --
+
+    def _export_path(self, resource: str) -> str:
+        """`realms/<realm>/keybridge-export/<resource>` (the realm escaped as `_path` does; `resource` is a constant)."""
+        return f"realms/{path_segment(self.realm, 'realm')}/keybridge-export/{path_segment(resource, 'resource')}"
+
+    def _export_page(self, what: str, resource: str, after: str | None, max_results: int, **params) -> tuple[list[dict], str | None]:
+        r = self.admin.connection.raw_get(self._export_path(resource), after=after or "", max=max_results, **params)
+        if r.status_code == 404:
+            raise ExportMissing(f"Keycloak has no keybridge-export endpoint in realm {self.realm} (404): install Keybridge's "
+                                "Keycloak extension (keycloak-extension/) to read large realms quickly")
+        if r.status_code == 403:
+            raise PermanentError(f"Keycloak refused to {what} (403): give the adapter's service account the realm-management "
+                                 "role view-users (or manage-users)")
+        body = _check(r, what).json()
+        return body[resource], body.get("next")
+
+    @keycloak_call("read a page of the user export")
+    def export_users_page(self, after: str | None, max_results: int, attributes: list[str]) -> tuple[list[dict], str | None]:
+        """Users whose id follows `after` (in the database's order), with the named attributes, their direct realm
+        role names (`realmRoles`) and organization ids (`organizations`); and the next page's `after` (None: last page).
+        Raises ExportMissing when the extension is not installed."""
+        return self._export_page("read a page of the user export", "users", after, max_results, attribute=list(attributes))
+
+    @keycloak_call("read a page of the invitation export")
+    def export_invitations_page(self, after: str | None, max_results: int) -> tuple[list[dict], str | None]:
+        """The realm's pending organization invitations (id, organizationId, email, expiresAt) after `after`, and the next `after`."""
+        return self._export_page("read a page of the invitation export", "invitations", after, max_results)
 
     # -- delegated administration: fine-grained admin permissions (v2) ----------------
 

@@ -127,6 +127,8 @@ class DriftFinder:
         for user in self.reader.users(wants_roles=self._wants_roles):
             self.report.stats["users_read"] += 1
             self._compare_user(user)
+        if self.reader.uses_export:
+            self.report.stats["read_through_export"] = 1  # the extension's bulk export, not the admin API
         if self.export.has_contacts:
             self._contacts_without_identity()
         else:
@@ -155,7 +157,7 @@ class DriftFinder:
     def _compare_user(self, user: dict) -> None:
         user_id = user["id"]
         enabled = user.get("enabled", True)
-        accounts = self.facts.memberships.get(user_id, [])
+        accounts = user.get("crm_accounts", [])
         contact_id = ((user.get("attributes") or {}).get(CONTACT_ATTRIBUTE) or [None])[0]
         contact = self.export.contacts.get(contact_id) if contact_id else None
         revocations = self.facts.revocations.get(user_id, {})

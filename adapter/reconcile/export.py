@@ -20,6 +20,7 @@ names of the common CRMs' exports that are understood as each field.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -72,8 +73,13 @@ CONTACT_STATUSES = {"active": "active", "left": "left"}
 MAX_PROBLEMS = 50
 
 
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+_NOT_KEY = re.compile(r"[^a-z0-9]")
+
+
+@functools.lru_cache(maxsize=4096)
+def _key(name) -> str:
+    """A column or field name without case, spaces or punctuation (cached: the same few names on every row)."""
+    return _NOT_KEY.sub("", str(name).lower())
 
 
 class ExportError(ValueError):
@@ -391,20 +397,21 @@ class _Reader:
             self.problems.append((label, "", f"is not a readable CSV file ({exc}); save it as UTF-8 CSV with a header row"))
 
     def _read_csv(self, text: str, label: str) -> None:
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames:
+        reader = csv.reader(io.StringIO(text))
+        fieldnames = next(reader, None)
+        if not fieldnames:
             self.problems.append((label, "", "empty file; give a header row and one row per record"))
             return
-        header = [_key(h) for h in reader.fieldnames]
+        header = [_key(h) for h in fieldnames]
         default = self.file_kind(header)
         roles_column = any(h in FIELD_NAMES[CONTACT]["roles"] for h in header)
         self.export.sources.append(label)
+        columns = [(i, key) for i, key in enumerate(header) if key not in header[:i]]  # the first of a repeated name wins
         for number, row in enumerate(reader, start=2):
-            flat: dict = {}
-            for name, value in row.items():
-                if name is None:
-                    continue
-                flat.setdefault(_key(name), value)
+            if not row:
+                continue  # a blank line, as csv.DictReader skips it
+            width = len(row)
+            flat = {key: (row[i] if i < width else None) for i, key in columns}  # a short row: the rest is missing
             where = f"{label} row {number}"
             kind, problems = record_type(flat, default, where)
             if problems:

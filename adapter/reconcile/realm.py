@@ -1,10 +1,22 @@
 """Keycloak's side of a reconciliation, read in pages and never held whole.
 
-What the drift needs is kept small: the CRM organizations, who is a member of which
-(user id -> account ids), the pending invitations, Keybridge's own revocations and the
-administrators' enables. Users themselves are streamed: each page (with the realm roles
-of the contacts whose roles are compared) is compared and dropped. Pages are fetched in parallel (a bounded window, so
-at most a few pages are in memory at once) on the gateway's connection pool.
+Two ways to read the realm:
+
+- **The export** of Keybridge's Keycloak extension (`/realms/<realm>/keybridge-export`,
+  keycloak-extension/ io.keybridge.keycloak.export): users in keyset pages of
+  `EXPORT_PAGE`, each with the attributes compared here, its direct realm roles and its
+  organizations, read by Keycloak with four set-based queries a page; and the realm's
+  pending invitations the same way. What is kept is small: the CRM organizations, the
+  pending invitations, Keybridge's own revocations and the administrators' enables; each
+  user page is compared and dropped (the next one is fetched meanwhile).
+- **The admin API**, when the extension is missing (a warning says so): the members and
+  invitations of every organization (user id -> account ids kept for the whole run), then
+  the users in offset pages fetched in parallel (a bounded window), each compared
+  contact's realm roles read one request a user. Keycloak itself resolves every listed
+  user's organizations one query at a time: on a large realm this takes hours, not seconds.
+
+Every user the reader yields carries `crm_accounts` (the CRM accounts of its organizations)
+and, where asked, `realm_roles`.
 """
 from __future__ import annotations
 
@@ -20,6 +32,7 @@ from itertools import islice
 from sqlalchemy import select
 
 from ..errors import RetryableError
+from ..keycloak import ExportMissing
 from ..models import AccessRevocation, AdminAccessDecision
 
 log = logging.getLogger(__name__)
@@ -28,6 +41,8 @@ USER_PAGE = 500
 MEMBER_PAGE = 500
 ORG_PAGE = 100
 INVITATION_PAGE = 500
+EXPORT_PAGE = 1000
+EXPORT_ATTRIBUTES = ("crm_contact_id", "phone")  # what drift.py reads of a user's attributes
 
 Progress = Callable[[str, int, int | None], None]  # (phase, done so far, total or None)
 
@@ -54,7 +69,7 @@ class RealmFacts:
     """Everything about the realm the drift needs, except the users (streamed by `RealmReader.users`)."""
 
     organizations: dict[str, Organization] = field(default_factory=dict)  # by crm_account_id
-    memberships: dict[str, list[str]] = field(default_factory=dict)  # user id -> crm account ids
+    memberships: dict[str, list[str]] = field(default_factory=dict)  # user id -> crm account ids (admin API only)
     pending: dict[str, list[PendingInvitation]] = field(default_factory=dict)  # lower-cased email -> invitations
     revocations: dict[str, dict[str, str | None]] = field(default_factory=dict)  # user id -> {reason: account id}
     admin_enabled: dict[str, datetime] = field(default_factory=dict)  # user id -> when an administrator enabled them
@@ -108,25 +123,67 @@ def _all_pages(fetch: Callable[[int, int], list], page_size: int) -> Iterator[di
 class RealmReader:
     """Reads the realm through the adapter's gateway (or the unit tests' fake)."""
 
-    def __init__(self, kb, progress: Progress | None = None, concurrency: int | None = None, user_page: int = USER_PAGE):
+    def __init__(self, kb, progress: Progress | None = None, concurrency: int | None = None, user_page: int = USER_PAGE,
+                 export_page: int = EXPORT_PAGE):
         self.kb = kb
         self.keycloak = _PatientGateway(kb.keycloak)
         self.progress = progress or (lambda phase, done, total: None)
         self.concurrency = concurrency or kb.settings.keycloak_concurrency
         self.user_page = user_page
+        self.export_page = export_page
+        self.uses_export: bool | None = None  # known after facts(): whether Keycloak serves the extension's export
+        self._facts: RealmFacts | None = None
+        self._account_of: dict[str, str] = {}  # organization id -> crm account id
 
     def facts(self) -> RealmFacts:
         """Organizations, memberships, pending invitations, Keybridge's revocations and administrators' enables."""
         self.keycloak.warm_up()
-        facts = RealmFacts()
+        facts = self._facts = RealmFacts()
         for org in _all_pages(self.keycloak.organizations_page, ORG_PAGE):
             for account_id in (org.get("attributes") or {}).get("crm_account_id") or []:
                 if account_id in facts.organizations:
                     facts.duplicate_organizations.append(account_id)
                     continue
                 facts.organizations[account_id] = Organization(org["id"], account_id, org)
+        self._account_of = {}
+        for org in facts.organizations.values():
+            self._account_of.setdefault(org.id, org.account_id)
         self.progress("organizations", len(facts.organizations), len(facts.organizations))
 
+        try:
+            self._exported_invitations(facts)
+            self.uses_export = True
+        except ExportMissing as exc:
+            log.warning("%s. Reading through the admin API instead: one request per organization, page of users and "
+                        "compared contact, and Keycloak resolves each listed user's organizations one at a time.", exc)
+            self.uses_export = False
+            self._members_and_invitations(facts)
+
+        with self.kb.db.session() as session:
+            for row in session.execute(select(AccessRevocation.user_id, AccessRevocation.reason, AccessRevocation.account_id)):
+                facts.revocations.setdefault(row.user_id, {})[row.reason] = row.account_id
+            for row in session.execute(select(AdminAccessDecision.user_id, AdminAccessDecision.decided_at)
+                                       .where(AdminAccessDecision.enabled.is_(True))):
+                facts.admin_enabled[row.user_id] = row.decided_at.replace(tzinfo=timezone.utc)
+        return facts
+
+    def _exported_invitations(self, facts: RealmFacts) -> None:
+        """The pending invitations of the CRM organizations, from the extension's export (raises ExportMissing)."""
+        by_id = {org.id: org for org in facts.organizations.values()}
+        after = None
+        while True:
+            page, after = self.keycloak.export_invitations_page(after, EXPORT_PAGE)
+            for invitation in page:
+                org = by_id.get(invitation.get("organizationId"))
+                if org is not None:
+                    email = (invitation.get("email") or "").lower()
+                    facts.pending.setdefault(email, []).append(PendingInvitation(org.account_id, org.id, invitation["id"], email))
+            if after is None:
+                break
+        self.progress("members", len(facts.organizations), len(facts.organizations))
+
+    def _members_and_invitations(self, facts: RealmFacts) -> None:
+        """Each CRM organization's members and pending invitations, through the admin API."""
         orgs = list(facts.organizations.values())
 
         def members_of(org: Organization) -> tuple[Organization, list[str], list[PendingInvitation]]:
@@ -149,23 +206,41 @@ class RealmReader:
                 if done % 50 == 0 or done == len(orgs):
                     self.progress("members", done, len(orgs))
 
-        with self.kb.db.session() as session:
-            for row in session.execute(select(AccessRevocation.user_id, AccessRevocation.reason, AccessRevocation.account_id)):
-                facts.revocations.setdefault(row.user_id, {})[row.reason] = row.account_id
-            for row in session.execute(select(AdminAccessDecision.user_id, AdminAccessDecision.decided_at)
-                                       .where(AdminAccessDecision.enabled.is_(True))):
-                facts.admin_enabled[row.user_id] = row.decided_at.replace(tzinfo=timezone.utc)
-        return facts
-
     def users(self, wants_roles: Callable[[dict], bool] | None = None) -> Iterator[dict]:
-        """Every user of the realm (with attributes), page by page; each user once. Users for whom
-        `wants_roles(user)` holds also carry `realm_roles` (their direct realm roles), read in
+        """Every user of the realm (with attributes and `crm_accounts`), page by page; each user once; `facts()` first.
+
+        Users for whom `wants_roles(user)` holds also carry `realm_roles` (their direct realm
+        roles; the export gives them for everyone). Through the admin API those are read in
         parallel page by page: Keycloak 26.7.3 lists a role's holders by offset, and a deep page
         (or one page of all 10,000 holders) outlasts its 300 s transaction on a busy machine."""
+        if self.uses_export is None:
+            raise RuntimeError("RealmReader.users() before facts()")
+        if self.uses_export:
+            yield from self._exported_users()
+            return
+        memberships = self._facts.memberships
         for page in self._user_pages():
             if wants_roles is not None:
                 self._add_roles([u for u in page if wants_roles(u)])
+            for user in page:
+                user["crm_accounts"] = memberships.get(user["id"], [])
             yield from page
+
+    def _exported_users(self) -> Iterator[dict]:
+        """The export's pages, one fetched ahead while the previous is compared (keyset pages cannot go in parallel)."""
+        done = 0
+        with ThreadPoolExecutor(max_workers=1) as ahead:
+            pending = ahead.submit(self.keycloak.export_users_page, None, self.export_page, EXPORT_ATTRIBUTES)
+            while pending is not None:
+                page, after = pending.result()
+                pending = ahead.submit(self.keycloak.export_users_page, after, self.export_page, EXPORT_ATTRIBUTES) \
+                    if after is not None else None
+                for user in page:
+                    user["realm_roles"] = user.pop("realmRoles", [])
+                    user["crm_accounts"] = [self._account_of[o] for o in user.pop("organizations", []) if o in self._account_of]
+                done += len(page)
+                self.progress("users", done, None)
+                yield from page
 
     def _add_roles(self, users: list[dict]) -> None:
         if not users:

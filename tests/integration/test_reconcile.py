@@ -143,6 +143,7 @@ def test_dry_run_reports_each_drift_real_run_converges_second_run_stores_nothing
         "roles_differ": [f"contact:ANN-{unique}"],
         "unknown_identity": [f"user:{zed.id}"],
     }
+    assert dry["drift"]["stats"]["read_through_export"] == 1  # Keybridge's extension served the realm in bulk
     assert bob.password_login().status_code == 200 and kc_admin.get(f"/users/{hal.id}")["enabled"] is True
     assert crm.of_type("reconcile.completed") == []
 

@@ -89,6 +89,7 @@ class FakeKeycloak:
         self._fail_with: dict[str, Exception] = {}
         self._down_after: set[str] = set()
         self._fail_for: dict[str, set] = {}
+        self.has_export = True  # whether Keybridge's extension serves /realms/<realm>/keybridge-export
 
     # -- failure injection (test controls, not Keycloak API) ---------------------------
 
@@ -448,6 +449,32 @@ class FakeKeycloak:
     @_kc
     def users_page(self, first: int, max_results: int) -> list[dict]:
         return sorted(self.users.values(), key=lambda u: u["username"])[first:first + max_results]
+
+    # -- the extension's bulk export (keycloak-extension/, io.keybridge.keycloak.export) ---
+
+    def _export(self, items: list[dict], after: str | None, max_results: int) -> tuple[list[dict], str | None]:
+        if not self.has_export:
+            from adapter.keycloak import ExportMissing
+
+            raise ExportMissing("Keycloak has no keybridge-export endpoint (404)")
+        page = [i for i in sorted(items, key=lambda i: i["id"]) if i["id"] > (after or "")][:max_results]
+        return page, page[-1]["id"] if len(page) == max_results else None
+
+    @_kc
+    def export_users_page(self, after: str | None, max_results: int, attributes) -> tuple[list[dict], str | None]:
+        users = [{k: u.get(k) for k in ("id", "username", "email", "emailVerified", "firstName", "lastName")}
+                 | {"enabled": u.get("enabled", True),
+                    "attributes": {n: v for n, v in (u.get("attributes") or {}).items() if n in attributes},
+                    "realmRoles": sorted(self.user_roles.get(u["id"], set())),
+                    "organizations": sorted(o for o, members in self.members.items() if u["id"] in members)}
+                 for u in self.users.values()]
+        return self._export(users, after, max_results)
+
+    @_kc
+    def export_invitations_page(self, after: str | None, max_results: int) -> tuple[list[dict], str | None]:
+        pending = [{"id": i["id"], "organizationId": i["organizationId"], "email": i["email"], "expiresAt": 0}
+                   for i in self.invitations.values() if i["status"] == "PENDING"]
+        return self._export(pending, after, max_results)
 
     # -- what happens in Keycloak without the adapter (test controls) ------------------
 

@@ -108,7 +108,7 @@ def test_keycloak_ids_are_uuids():
 def test_every_raw_admin_call_builds_its_path_with_the_one_helper():
     """A path built with an f-string or .format would skip validation and escaping: none in the gateway."""
     tree = ast.parse(inspect.getsource(gateway_module))
-    helpers = {"_path", "_permissions_path"}
+    helpers = {"_path", "_permissions_path", "_export_path"}
     offenders = []
     for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
         for call in (n for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)):
@@ -124,3 +124,23 @@ def test_every_raw_admin_call_builds_its_path_with_the_one_helper():
                        for n in ast.walk(template)):
                     offenders.append(f"{fn.name}: {ast.unparse(call)[:100]}")
     assert offenders == []
+
+
+def test_the_export_pages_are_asked_with_their_cursor_and_a_missing_extension_or_role_says_what_to_do(gateway, http):
+    from urllib.parse import parse_qs, urlsplit
+
+    from adapter.errors import PermanentError
+    from adapter.keycloak import ExportMissing
+
+    export = f"{KC}/realms/customers/keybridge-export/users"
+    http.add(responses.GET, export, json={"users": [{"id": USER}], "next": USER})
+    assert gateway.export_users_page("a b", 2, ["crm_contact_id", "phone"]) == ([{"id": USER}], USER)
+    query = parse_qs(urlsplit(http.calls[-1].request.url).query, keep_blank_values=True)
+    assert query == {"after": ["a b"], "max": ["2"], "attribute": ["crm_contact_id", "phone"]}
+
+    http.replace(responses.GET, export, status=404, body="")
+    with pytest.raises(ExportMissing, match="install Keybridge's Keycloak extension"):
+        gateway.export_users_page(None, 2, [])
+    http.add(responses.GET, f"{KC}/realms/customers/keybridge-export/invitations", status=403, json={"error": "..."})
+    with pytest.raises(PermanentError, match="view-users"):
+        gateway.export_invitations_page(None, 2)

@@ -89,7 +89,9 @@ WRITES = ("create_organization", "update_organization", "update_user", "set_enab
           "remove_member", "ensure_realm_roles", "invite_new_member", "invite_existing_member")
 
 
-def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, realm):
+@pytest.mark.parametrize("extension", [True, False], ids=["export", "admin-api"])
+def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, realm, extension, caplog):
+    keycloak.has_export = extension  # without Keybridge's extension, the reader falls back to the admin API
     writes_before = {m: len(keycloak.calls_to(m)) for m in WRITES}
     with kb.db.session() as session:
         events_before = len(session.scalars(select(InboundEvent)).all())
@@ -124,6 +126,14 @@ def test_a_dry_run_reports_each_kind_of_drift_and_changes_nothing(kb, keycloak, 
     with kb.db.session() as session:
         assert len(session.scalars(select(InboundEvent)).all()) == events_before
     assert outbox_events(kb, "reconcile.completed") == []
+    per_user = ("users_page", "organization_members_page", "organization_invitations_page", "user_realm_roles")
+    fallback = [r.getMessage() for r in caplog.records if "keybridge-export" in r.getMessage() and r.levelname == "WARNING"]
+    if extension:  # the realm in a few pages: no listing per organization, no request per user
+        assert [m for m in per_user if keycloak.calls_to(m)] == [] and fallback == []
+        assert len(keycloak.calls_to("export_users_page")) == 1 and len(keycloak.calls_to("export_invitations_page")) == 1
+    else:
+        assert keycloak.calls_to("users_page") and keycloak.calls_to("organization_members_page")
+        assert len(fallback) == 1 and "Reading through the admin API instead" in fallback[0]
 
 
 def test_a_real_run_feeds_the_drifted_records_to_the_handlers_and_a_second_run_finds_nothing_to_do(kb, keycloak, worker, realm):
@@ -179,10 +189,28 @@ def test_the_events_carry_each_records_own_crm_time_and_older_state_is_not_newer
                                      "first_name": "Ann", "roles": ["Buyer"], "status": "active"}
 
 
+def test_the_export_is_read_in_keyset_pages_each_user_once_with_roles_and_accounts(kb, keycloak, realm):
+    for i in range(20):
+        keycloak.add_user(f"u{i:02d}@x.example")
+    reader = RealmReader(kb, export_page=4)
+    reader.facts()
+    users = {u["email"]: u for u in reader.users()}
+
+    assert len(users) == len(keycloak.users) == 29
+    pages = keycloak.calls_to("export_users_page")
+    assert [args[0] for args, _ in pages][:2] == [None, sorted(keycloak.users)[3]]  # each page after the last id of the one before
+    assert len(pages) == 8 and all(args[1] == 4 and args[2] == ("crm_contact_id", "phone") for args, _ in pages)
+    ann = users["ann@acme.example"]
+    assert ann["crm_accounts"] == ["A-1"] and ann["realm_roles"] == ["member"]
+    assert ann["attributes"] == {"crm_contact_id": ["C-1"]} and users["gil@acme.example"]["crm_accounts"] == []
+
+
 def test_users_are_read_in_pages_each_once(kb, keycloak):
+    keycloak.has_export = False
     for i in range(23):
         keycloak.add_user(f"u{i:02d}@x.example")
     reader = RealmReader(kb, concurrency=3, user_page=5)
+    reader.facts()
     users = list(reader.users())
     assert sorted(u["email"] for u in users) == [f"u{i:02d}@x.example" for i in range(23)]
     pages = keycloak.calls_to("users_page")
@@ -193,12 +221,19 @@ def test_a_page_that_fails_for_a_moment_is_read_again_instead_of_failing_the_run
     monkeypatch.setattr("adapter.reconcile.realm.time.sleep", lambda seconds: None)
     for i in range(7):
         keycloak.add_user(f"u{i}@x.example")
-    keycloak.fail_next("users_page", times=2)  # a timeout, then Keycloak busy
-    assert len(list(RealmReader(kb, concurrency=2, user_page=5).users())) == 7
+    def read(method: str, failures: int, concurrency: int = 2, **pages) -> int:
+        keycloak.fail_next(method, times=failures)
+        reader = RealmReader(kb, concurrency=concurrency, **pages)
+        reader.facts()
+        return len(list(reader.users()))
 
-    keycloak.fail_next("users_page", times=4)  # down for good: the run fails, saying why
+    assert read("export_users_page", 2, export_page=5) == 7  # a timeout, then Keycloak busy
+    with pytest.raises(RetryableError, match="export_users_page"):  # down for good: the run fails, saying why
+        read("export_users_page", 4, concurrency=1, export_page=5)
+    keycloak.has_export = False
+    assert read("users_page", 2, user_page=5) == 7
     with pytest.raises(RetryableError, match="users_page"):
-        list(RealmReader(kb, concurrency=1, user_page=5).users())
+        read("users_page", 4, concurrency=1, user_page=5)  # one page at a time: all four failures hit it
 
 
 def test_members_of_a_suspended_account_are_not_drift_whatever_their_flag(kb, keycloak, realm):
