@@ -140,29 +140,45 @@ def read_invite_csv(path) -> list[dict]:
 @click.option("--csv", "csv_path", required=True, type=click.Path(exists=True, dir_okay=False), help="one invitation per row")
 @click.option("--batch-id", default=None, help="re-use one to make a repeated import a no-op (default: from the file's content)")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="show progress until the worker has handled every row")
-def invite(csv_path: str, batch_id: str | None, wait: bool) -> None:
-    """Invite contacts and leads from a CSV file, as one batch the worker handles."""
+@click.option("--results", "results_path", default=None, type=click.Path(dir_okay=False),
+              help="write each row's outcome to this CSV file (row, kind, id, email, outcome, error) once done waiting")
+@click.option("--worker-timeout", default=60.0, show_default=True, type=click.FloatRange(min=1),
+              help="stop waiting when no worker has finished a pass for this many seconds")
+def invite(csv_path: str, batch_id: str | None, wait: bool, results_path: str | None, worker_timeout: float) -> None:
+    """Invite contacts and leads from a CSV file, as one batch the worker handles.
+
+    While waiting it shows a progress bar with the rate and the time left; it stops waiting, saying
+    what to do, when no worker is running (the batch stays stored for the next one).
+    """
     import hashlib
-    import time
 
-    from . import inbox
-    from .handlers import batches
+    from . import batch_progress, inbox
 
+    if results_path and not wait:
+        raise click.BadParameter("the results are known once the worker handled the rows: leave out --no-wait",
+                                 param_hint="--results")
+    if results_path:
+        batch_progress.results_path_ok(results_path)
     items = read_invite_csv(csv_path)
     with open(csv_path, "rb") as handle:
         batch_id = batch_id or f"csv-{hashlib.sha256(handle.read()).hexdigest()[:16]}"
     kb = _kb()
     inbox.store_operator_event(kb.db, "invitations.batch_requested", {"batch_id": batch_id, "items": items}, "cli")
     click.echo(f"batch {batch_id}: {len(items)} invitation(s) queued")
-    while wait:
-        status = batches.batch_status(kb, batch_id, limit=1)
-        if status is not None:
-            counts = ", ".join(f"{k} {v}" for k, v in sorted(status["counts"].items()))
-            click.echo(f"\r{status['done']}/{status['total']} ({counts})", nl=False)
-            if status["status"] == "completed":
-                click.echo("")
-                return
-        time.sleep(1)
+    if not wait:
+        return
+    try:
+        status = batch_progress.wait(kb, batch_id, len(items), worker_timeout=worker_timeout)
+    except batch_progress.NoWorker:
+        if results_path:
+            rows = batch_progress.write_results(kb, batch_id, results_path)
+            click.echo(f"{results_path}: {rows} row(s) so far (outcome 'waiting': not handled yet)", err=True)
+        raise
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(status["counts"].items()) if v)
+    click.echo(f"batch {batch_id} completed: {counts}")
+    if results_path:
+        rows = batch_progress.write_results(kb, batch_id, results_path)
+        click.echo(f"{results_path}: {rows} row(s)")
 
 
 @main.group()

@@ -36,7 +36,7 @@ class ConfigError(ValueError):
 # KEYBRIDGE_* names read by something other than Settings (the CLI's realm apply, the
 # test stack, the fuzz suite, Keycloak's nudge listener, scripts/test): not reported as unknown.
 OTHER_NAMES = {"KEYBRIDGE_SETTINGS", "KEYBRIDGE_REALM_ADMIN_USER", "KEYBRIDGE_REALM_ADMIN_PASSWORD",
-               "KEYBRIDGE_NUDGE_URL", "KEYBRIDGE_SKIP_JAVA_TESTS"}
+               "KEYBRIDGE_NUDGE_URL", "KEYBRIDGE_SKIP_JAVA_TESTS", "KEYBRIDGE_PORTAL_URL"}
 OTHER_PREFIXES = ("KEYBRIDGE_TEST_", "KEYBRIDGE_FUZZ_", "KEYBRIDGE_BENCH_")
 SECRET_WORDS = ("secret", "token", "password")
 
@@ -99,6 +99,9 @@ class Settings:
     lead_webmail_policy: str = "refuse"
     public_webmail_domains: list[str] = field(default_factory=lambda: list(PUBLIC_WEBMAIL_DOMAINS))
     invite_redirect_uri: str = ""
+    # The adapter's URL as browsers reach it (https://keybridge.example.com): invited people land on its
+    # /portal/welcome after accepting (adapter/portal/welcome.py); unset, they land where Keycloak sends them.
+    public_url: str = ""
     invite_expires_in_days: int = 7
     invite_reminder_days_before: int = 2  # one reminder this many days before an invitation expires; 0: none
     events_poll_seconds: float = 2.0
@@ -251,6 +254,9 @@ class Settings:
             raise ConfigError(f"KEYBRIDGE_SESSION_SECRET must not be the Keycloak client secret; {SESSION_SECRET_HOWTO}")
         if self.trusted_proxies < 0:
             raise ConfigError("KEYBRIDGE_TRUSTED_PROXIES is the number of proxies in front of the adapter (0 when none)")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError(f"KEYBRIDGE_PUBLIC_URL={self.public_url!r} must be the adapter's URL as browsers reach it, "
+                              "starting with https:// (e.g. https://keybridge.example.com)")
         if self.portal_session_seconds <= 0:
             raise ConfigError("KEYBRIDGE_PORTAL_SESSION_SECONDS must be a positive number of seconds (default 28800)")
         if not 1 <= self.invite_expires_in_days <= 90:

@@ -23,14 +23,15 @@ runtime client (`keybridge-adapter`) does not hold: they are written with a seco
 `keybridge-delegation` (`kb.delegation_keycloak`), used for nothing else. Without its
 secret, delegation is skipped, logged and audited (`delegation.unavailable`).
 
-What Keycloak cannot limit to one organization is inviting and removing: both need
-Organizations `manage`, which also lets the holder rename, disable or delete the whole
-organization, and removing also needs Users `manage`, which lets them delete people.
-And while the permissions above let an admin take a business role away, the 26.7.3
-console shows nobody without realm-management's view-realm (realm settings) any role
-mapping, so it offers nothing to take away. The adapter's page (adapter/portal) does
-exactly those three things, with the adapter's own account, after checking that the
-logged-in person administers that organization.
+What Keycloak cannot limit to one organization is inviting, handling invitations and
+removing: they need Organizations `manage`, which also lets the holder rename, disable or
+delete the whole organization, and removing also needs Users `manage`, which lets them
+delete people. And while the permissions above let an admin take a business role away,
+the 26.7.3 console shows nobody without realm-management's view-realm (realm settings) any
+role mapping, so it offers nothing to take away. The adapter's page (adapter/portal) does
+those, and gives business roles too so that everything an org admin does is in one place,
+with the adapter's own account, after checking that the logged-in person administers
+that organization (the functions below take that organization).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from sqlalchemy import select
 from . import org_admins, outbox
 from .db import utcnow
 from .events import MEMBERSHIP_CHANGED
-from .handlers import audit
+from .handlers import audit, invitation_lifecycle
 from .keycloak import AdminPermissionsOff
 from .models import OrgAdminInvitation
 from .org_admins import ORG_ADMIN_ROLE, account_id_of, administered_organizations  # noqa: F401 (the page uses them from here)
@@ -260,12 +261,16 @@ def take_business_access(kb, user_id: str) -> set[str]:
 def invite_member(kb, org: dict, email: str, first_name: str | None, last_name: str | None, admin: dict) -> str:
     """An org admin invites someone into their organization; returns what happened.
 
-    - "invited": a new person: the adapter creates the identity as a member with the default
-      business roles and Keycloak mails them a link to choose their password (no REGISTER
-      event follows, so nothing mistakes them for a self-registration);
-    - "join_link_sent": someone with an identity already gets Keycloak's join link; the worker
-      notices when they joined (`settle_invitations`);
-    - "already_member", "already_invited".
+    The same invitation as the CRM's contact invitation (invitations.invite_contact): Keycloak's
+    organization invitation, so it is listed with the organization's pending invitations and
+    can be sent again or revoked like any other.
+
+    - "invited": a new person gets the registration link; registering makes them a member;
+    - "join_link_sent": someone with an identity already gets the join link;
+    - "already_member", "already_invited" (an invitation to the address is pending: send it again instead).
+    Either way the worker notices when they joined (`settle_invitations`, and the REGISTER event at
+    once, `settle_page_invitation`): the default business roles, the delegation, and
+    membership.changed to the CRM with the admin as actor.
     """
     email = email.strip().lower()
     actor = actor_of_user(admin, admin["id"])
@@ -273,42 +278,23 @@ def invite_member(kb, org: dict, email: str, first_name: str | None, last_name: 
     user = kb.keycloak.find_user_by_email(email)
     if user is not None and kb.keycloak.is_member(org["id"], user["id"]):
         return "already_member"
+    if any(i.get("status", "PENDING") == "PENDING" for i in kb.keycloak.organization_invitations(org["id"], email)):
+        return "already_invited"  # Keycloak refuses a second invitation while one is pending
     if user is not None:
-        if any(i.get("status", "PENDING") == "PENDING" for i in kb.keycloak.organization_invitations(org["id"], email)):
-            return "already_invited"  # Keycloak refuses a second join link while one is pending
         kb.keycloak.invite_existing_member(org["id"], user["id"])
-        with kb.db.session() as session:
-            for old in session.scalars(select(OrgAdminInvitation).where(  # an earlier link that lapsed
-                    OrgAdminInvitation.organization_id == org["id"], OrgAdminInvitation.user_id == user["id"],
-                    OrgAdminInvitation.status == "pending")):
-                old.status, old.settled_at = "expired", utcnow()
-            session.add(OrgAdminInvitation(organization_id=org["id"], account_id=account_id, email=email, user_id=user["id"],
-                                           invited_by=admin["id"], invited_by_email=actor.label))
-            audit.record(session, "org_admin.invited", f"organization:{org['id']}", f"{actor.label} on the Keybridge page",
-                         {"email": email, "existing_user": user["id"]})
-        return "join_link_sent"
-
-    kb.keycloak.create_user({"username": email, "email": email, "enabled": True, "emailVerified": False,
-                             "firstName": first_name or "", "lastName": last_name or ""})
-    user = kb.keycloak.find_user_by_email(email)
-    kb.keycloak.add_member(org["id"], user["id"])
-    kb.keycloak.ensure_realm_roles(user["id"], set(kb.roles.default_business_roles))
-    days = kb.settings.invite_expires_in_days
-    client_id, redirect = _invite_redirect(kb)
-    kb.keycloak.send_actions_email(user["id"], ["UPDATE_PASSWORD"], days * 86400, client_id, redirect)
-    follow_now(kb, org["id"], f"{actor.label} invited {email}")
-    if account_id:
-        record_membership_changed(kb, account_id, user, "added", actor, f"invite:{org['id']}:{user['id']}")
+    else:
+        kb.keycloak.invite_new_member(org["id"], email, first_name, last_name)
     with kb.db.session() as session:
+        for old in session.scalars(select(OrgAdminInvitation).where(  # an earlier invitation that lapsed
+                OrgAdminInvitation.organization_id == org["id"], OrgAdminInvitation.email == email,
+                OrgAdminInvitation.status == "pending")):
+            old.status, old.settled_at = "expired", utcnow()
+        # A new person has no identity yet: user_id stays "" until they registered (settle_invitations).
+        session.add(OrgAdminInvitation(organization_id=org["id"], account_id=account_id, email=email,
+                                       user_id=user["id"] if user else "", invited_by=admin["id"], invited_by_email=actor.label))
         audit.record(session, "org_admin.invited", f"organization:{org['id']}", f"{actor.label} on the Keybridge page",
-                     {"email": email, "user_id": user["id"]})
-    return "invited"
-
-
-def _invite_redirect(kb) -> tuple[str, str]:
-    if kb.settings.invite_redirect_uri:
-        return "customer-portal", kb.settings.invite_redirect_uri
-    return "account-console", f"{kb.settings.keycloak_url.rstrip('/')}/realms/{kb.settings.keycloak_realm}/account/"
+                     {"email": email, "existing_user": user["id"] if user else None})
+    return "join_link_sent" if user is not None else "invited"
 
 
 def remove_member(kb, org: dict, user_id: str, admin: dict) -> str:
@@ -354,6 +340,101 @@ def take_business_role(kb, org: dict, user_id: str, role: str, admin: dict) -> s
     return "taken"
 
 
+def give_business_role(kb, org: dict, user_id: str, role: str, admin: dict) -> str:
+    """An org admin gives a business role to one of their members; returns "given" or "held".
+
+    The page's counterpart of the console's Assign role (one place for what an org admin does).
+    Raises ValueError for a role that is no business role (org_admin, realm-management's, any
+    other) or a person who is no member of this organization.
+    """
+    if role not in kb.roles.business_roles:
+        raise ValueError(f"{role} is not a business role.")
+    if not kb.keycloak.is_member(org["id"], user_id):
+        raise ValueError("That person is not a member of your organization.")
+    added, _ = kb.keycloak.ensure_realm_roles(user_id, {role})
+    if not added:
+        return "held"
+    account_id = account_id_of(org)
+    if account_id:
+        record_membership_changed(kb, account_id, kb.keycloak.get_user(user_id), "roles_changed", actor_of_user(admin, admin["id"]),
+                                  f"give:{org['id']}:{user_id}:{role}:{utcnow().isoformat()}")
+    return "given"
+
+
+# -- the organization's pending invitations (Keycloak's record of them) ----------------------
+
+def pending_invitations(kb, org: dict) -> list[dict]:
+    """The organization's invitations whose link still works, as Keycloak lists them (newest first).
+
+    Keycloak holds every organization invitation, the CRM's and the page's alike, so this is
+    the one list; each row: id, email, name, sent (datetime or None), expires (datetime or None).
+    """
+    rows = []
+    for inv in kb.keycloak.organization_invitations(org["id"]):
+        if inv.get("status", "PENDING") != "PENDING":
+            continue
+        rows.append({"id": inv["id"], "email": (inv.get("email") or "").lower(),
+                     "name": " ".join(p for p in (inv.get("firstName"), inv.get("lastName")) if p),
+                     "sent": _from_epoch(inv.get("sentDate")), "expires": _from_epoch(inv.get("expiresAt"))})
+    return sorted(rows, key=lambda r: (r["sent"] is None, -(r["sent"].timestamp() if r["sent"] else 0), r["email"]))
+
+
+def _from_epoch(value):
+    """Keycloak's invitation times: epoch seconds or milliseconds; None when absent."""
+    from datetime import datetime, timezone
+
+    if not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, tz=timezone.utc)
+
+
+def _pending_invitation(kb, org: dict, invitation_id: str) -> dict | None:
+    """The organization's pending invitation with this id, or None (another organization's id is None too)."""
+    return next((i for i in pending_invitations(kb, org) if i["id"] == invitation_id), None)
+
+
+def resend_invitation(kb, org: dict, invitation_id: str, admin: dict) -> str:
+    """An org admin sends one of their organization's pending invitations again; returns "resent" or "gone".
+
+    The CRM's invitation goes again as the CRM's own resend does (invitation_lifecycle: a new
+    expiry, invitation.sent); one the CRM did not ask for, with Keycloak's resend.
+    """
+    inv = _pending_invitation(kb, org, invitation_id)
+    if inv is None:
+        return "gone"
+    actor = actor_of_user(admin, admin["id"])
+    cause = f"{actor.label} on the Keybridge page"
+    # The CRM's invitation is resent as the CRM's resend is (a new expiry; invitation.sent), another by Keycloak.
+    invitation_lifecycle.resend_organization_invitation(kb, org["id"], invitation_id, cause, email=inv["email"])
+    with kb.db.session() as session:
+        audit.record(session, "org_admin.invitation_resent", f"organization:{org['id']}", cause,
+                     {"email": inv["email"], "invitation_id": invitation_id})
+    return "resent"
+
+
+def revoke_invitation(kb, org: dict, invitation_id: str, admin: dict) -> str:
+    """An org admin withdraws one of their organization's pending invitations; returns "revoked" or "gone".
+
+    Keycloak deletes it, so its link stops working. When the CRM asked for it (a contact
+    invitation Keybridge sent), the CRM hears invitation.revoked once, like any revocation.
+    """
+    inv = _pending_invitation(kb, org, invitation_id)
+    if inv is None:
+        return "gone"
+    actor = actor_of_user(admin, admin["id"])
+    cause = f"{actor.label} on the Keybridge page"
+    # The CRM's invitation is revoked as the CRM's revoke is (its link ends; invitation.revoked once), another by Keycloak.
+    invitation_lifecycle.revoke_organization_invitation(kb, org["id"], invitation_id, cause, email=inv["email"])
+    with kb.db.session() as session:
+        audit.record(session, "org_admin.invitation_revoked", f"organization:{org['id']}", cause,
+                     {"email": inv["email"], "invitation_id": invitation_id})
+        for row in session.scalars(select(OrgAdminInvitation).where(
+                OrgAdminInvitation.organization_id == org["id"], OrgAdminInvitation.email == inv["email"],
+                OrgAdminInvitation.status == "pending")):
+            row.status, row.settled_at = "expired", utcnow()
+    return "revoked"
+
+
 def member_left(kb, org: dict, user: dict, actor: Actor, fact_id: str, identity_deleted: bool = False) -> str:
     """Someone is no longer a member: access ends, the delegation follows, the CRM is told."""
     if not identity_deleted:
@@ -367,32 +448,62 @@ def member_left(kb, org: dict, user: dict, actor: Actor, fact_id: str, identity_
 
 
 def settle_invitations(kb, now=None) -> int:
-    """Look at join links sent from the page: who joined becomes a member the admins see; returns how many settled."""
+    """Look at invitations sent from the page: who joined becomes a member the admins see; returns how many settled."""
     now = now or utcnow()
     recheck = timedelta(seconds=5 * kb.settings.events_poll_seconds)
     with kb.db.session() as session:
-        pending = [(i.id, i.organization_id, i.user_id, i.email, i.invited_by, i.invited_by_email)
-                   for i in session.scalars(select(OrgAdminInvitation).where(OrgAdminInvitation.status == "pending"))
+        pending = [i.id for i in session.scalars(select(OrgAdminInvitation).where(OrgAdminInvitation.status == "pending"))
                    if i.checked_at is None or i.checked_at <= now - recheck]
-    settled = 0
-    for inv_id, org_id, user_id, email, admin_id, admin_email in pending:
-        status = None
-        if kb.keycloak.is_member(org_id, user_id):
-            status = "joined"
-            org, user = kb.keycloak.get_organization(org_id), kb.keycloak.get_user(user_id)
-            if user is not None:
-                if not kb.keycloak.user_realm_roles(user_id) & set(kb.roles.business_roles):
-                    kb.keycloak.ensure_realm_roles(user_id, set(kb.roles.default_business_roles))
-                ensure_organization_delegation(kb, org_id, f"{email} joined on {admin_email}'s invitation")
-                if account_id_of(org):
-                    record_membership_changed(kb, account_id_of(org), user, "added", Actor(admin_email, admin_id),
-                                              f"join:{inv_id}")
-        elif not any(i.get("status", "PENDING") == "PENDING" for i in kb.keycloak.organization_invitations(org_id, email)):
-            status = "expired"  # expired, or deleted by an administrator
-        with kb.db.session() as session:
-            inv = session.get(OrgAdminInvitation, inv_id)
-            inv.checked_at = utcnow()
-            if status:
-                inv.status, inv.settled_at = status, utcnow()
-                settled += 1
-    return settled
+    return sum(_settle(kb, inv_id) for inv_id in pending)
+
+
+def settle_page_invitation(kb, user_id: str, cause: str) -> bool:
+    """A registration or join (Keycloak event) of someone an org admin invited from the page settles
+    that invitation at once; returns whether there was one (then it is no self-registration)."""
+    user = kb.keycloak.get_user(user_id)
+    email = ((user or {}).get("email") or "").lower()
+    if not email:
+        return False
+    with kb.db.session() as session:
+        rows = [(i.id, i.status, i.user_id) for i in session.scalars(select(OrgAdminInvitation).where(
+            OrgAdminInvitation.email == email, OrgAdminInvitation.status.in_(("pending", "joined"))))]
+    # The worker's pass may have settled it first (joined, with this user): the event is theirs all the same.
+    settled = [inv_id for inv_id, status, joined_by in rows
+               if (status == "joined" and joined_by == user_id) or (status == "pending" and _settle(kb, inv_id, user))]
+    if settled:
+        log.info("user %s joined on an org admin's invitation (%s)", user_id, cause)
+    return bool(settled)
+
+
+def _settle(kb, inv_id: int, user: dict | None = None) -> bool:
+    """One page invitation: joined (a member now: roles, delegation, the CRM told), expired (Keycloak holds
+    no pending invitation any more) or still pending. Returns whether it settled as joined."""
+    with kb.db.session() as session:
+        inv = session.get(OrgAdminInvitation, inv_id)
+        if inv is None or inv.status != "pending":
+            return False
+        org_id, user_id, email, admin_id, admin_email = inv.organization_id, inv.user_id, inv.email, inv.invited_by, inv.invited_by_email
+    if not user_id:  # a new person: their identity exists once they registered through the link
+        user = user or kb.keycloak.find_user_by_email(email)
+        user_id = user["id"] if user and (user.get("email") or "").lower() == email else ""
+    status = None
+    if user_id and kb.keycloak.is_member(org_id, user_id):
+        status = "joined"
+        org, user = kb.keycloak.get_organization(org_id), kb.keycloak.get_user(user_id)
+        if user is not None:
+            if not kb.keycloak.user_realm_roles(user_id) & set(kb.roles.business_roles):
+                kb.keycloak.ensure_realm_roles(user_id, set(kb.roles.default_business_roles))
+            ensure_organization_delegation(kb, org_id, f"{email} joined on {admin_email}'s invitation")
+            if account_id_of(org):
+                record_membership_changed(kb, account_id_of(org), user, "added", Actor(admin_email, admin_id),
+                                          f"join:{inv_id}")
+    elif not any(i.get("status", "PENDING") == "PENDING" for i in kb.keycloak.organization_invitations(org_id, email)):
+        status = "expired"  # expired, or revoked
+    with kb.db.session() as session:
+        inv = session.get(OrgAdminInvitation, inv_id)
+        inv.checked_at = utcnow()
+        if user_id and not inv.user_id:
+            inv.user_id = user_id
+        if status and inv.status == "pending":
+            inv.status, inv.settled_at = status, utcnow()
+    return status == "joined"

@@ -315,6 +315,34 @@ def _paths(inbound_refs: list[dict]) -> dict[str, dict]:
             **portal_session, "summary": "Remove someone from the organization", "operationId": "portalRemove",
             "parameters": [_path_param("user_id", "a member's Keycloak id")],
             "requestBody": csrf_form, "responses": {"302": {"description": "back to the page"}, "403": {"description": "refused", **html}}}},
+        "/portal/members/{user_id}/roles/give": {"post": {
+            **portal_session, "summary": "Give a business role (only those) to a member", "operationId": "portalGiveRole",
+            "parameters": [_path_param("user_id", "a member's Keycloak id")],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["csrf", "role"],
+                "properties": {"csrf": {"type": "string"}, "org": {"type": "string"}, "role": {"type": "string"}}}}}},
+            "responses": {"302": {"description": "back to the page"}, "400": {"description": "no business role, or no member", **html},
+                          "403": {"description": "refused", **html}}}},
+        "/portal/invitations/{invitation_id}/resend": {"post": {
+            **portal_session, "summary": "Send one of the organization's pending invitations again", "operationId": "portalResendInvitation",
+            "parameters": [_path_param("invitation_id", "the Keycloak id of one of the organization's pending invitations")],
+            "requestBody": csrf_form, "responses": {"302": {"description": "back to the page"},
+                                                    "404": {"description": "no such pending invitation here", **html},
+                                                    "403": {"description": "refused", **html}}}},
+        "/portal/invitations/{invitation_id}/revoke": {"post": {
+            **portal_session, "summary": "Revoke one of the organization's pending invitations (its link stops working)",
+            "operationId": "portalRevokeInvitation",
+            "parameters": [_path_param("invitation_id", "the Keycloak id of one of the organization's pending invitations")],
+            "requestBody": csrf_form, "responses": {"302": {"description": "back to the page"},
+                                                    "404": {"description": "no such pending invitation here", **html},
+                                                    "403": {"description": "refused", **html}}}},
+        "/portal/welcome": {"get": {"tags": ["portal"], "summary": "Where an invited person lands after accepting (signed in, "
+                                    "welcomed, sent on to their invitation's redirect_uri)", "operationId": "portalWelcome",
+                                    "responses": {"200": {"description": "the welcome page", **html},
+                                                  "302": {"description": "to the login first"}}}},
+        "/portal/logo.svg": {"get": {"tags": ["portal"], "summary": "The portal's logo", "operationId": "portalLogo",
+                                     "responses": {"200": {"description": "an SVG image",
+                                                           "content": {"image/svg+xml": {"schema": {"type": "string"}}}}}}},
         **_dashboard_paths(html, csrf_form),
     }
 

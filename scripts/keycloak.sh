@@ -19,7 +19,7 @@
 # builds the jar when its sources changed (mvn -o first, cached under
 # .cache/extension/ by source hash), puts it into the instance's providers/
 # (start-dev re-augments on its own), and restarts a running instance whose
-# jar or nudge settings (KEYBRIDGE_NUDGE_URL, KEYBRIDGE_NUDGE_SECRET) differ.
+# jar or nudge settings (KEYBRIDGE_NUDGE_URL, KEYBRIDGE_NUDGE_SECRET) or KEYBRIDGE_PORTAL_URL differ.
 #
 # start needs KEYBRIDGE_KEYCLOAK_CLIENT_SECRET, KEYBRIDGE_KEYCLOAK_DELEGATION_CLIENT_SECRET,
 # KC_SMTP_HOST and KC_SMTP_PORT: realm-config/*-realm.json refers to them as
@@ -114,7 +114,8 @@ build_extension() {
 
 launch_fingerprint() {
     # What a running instance must have been started with: the extension build and nudge settings.
-    printf '%s\n%s\n%s\n' "$(extension_hash)" "${KEYBRIDGE_NUDGE_URL:-}" "$(printf '%s' "${KEYBRIDGE_NUDGE_SECRET:-}" | sha256sum | cut -d' ' -f1)" \
+    printf '%s\n%s\n%s\n%s\n' "$(extension_hash)" "${KEYBRIDGE_NUDGE_URL:-}" "$(printf '%s' "${KEYBRIDGE_NUDGE_SECRET:-}" | sha256sum | cut -d' ' -f1)" \
+        "${KEYBRIDGE_PORTAL_URL:-}" \
         | sha256sum | cut -d' ' -f1
 }
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from .. import delegation, tasks
 from ..events import AccountUpsertedSchema
 from ..models import Account, AccountDomain
-from . import audit, contracts, invitations, records
+from . import audit, contracts, invitations, landing, records
 
 MANAGED_ATTRIBUTES = ("crm_account_id", "contract_status", "contract_ends_at")
 
@@ -121,6 +121,7 @@ def converge_account(kb, account_id: str, cause: str, data: dict | None = None) 
             return "unknown"
         data = AccountUpsertedSchema().load(record.state)
     org = ensure_organization(kb, data, cause)
+    org = landing.ensure_organization_landing(kb, org, cause)  # its invitations land on the welcome page
     ensure_account_row(kb, data, org)
     delegation.ensure_organization_delegation(kb, org["id"], cause)
     return contracts.follow_contract(kb, account_id, cause)

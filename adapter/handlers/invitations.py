@@ -20,7 +20,7 @@ from ..events import (IDENTITY_REGISTERED, INVITATION_ACCEPTED, INVITATION_REVOK
                       ContactInviteSchema, LeadInviteSchema)
 from ..errors import PermanentError, RetryableError
 from ..models import AccessRevocation, Invitation
-from . import access, audit, records
+from . import access, audit, landing, records
 
 log = logging.getLogger(__name__)
 
@@ -323,11 +323,8 @@ def invite_lead(kb, data: dict, cause: str, crm_time=None) -> str:
 
 
 def _lead_redirect(kb, redirect_uri: str | None) -> tuple[str, str]:
-    if redirect_uri:
-        return "customer-portal", redirect_uri
-    if kb.settings.invite_redirect_uri:
-        return "customer-portal", kb.settings.invite_redirect_uri
-    return "account-console", f"{kb.settings.keycloak_url.rstrip('/')}/realms/{kb.settings.keycloak_realm}/account/"
+    """The link's client and redirect: the adapter's welcome page when there is one (landing.py)."""
+    return landing.lead_link_redirect(kb, redirect_uri)
 
 
 def complete_lead_registration(kb, inv_id: int, user_id: str, cause: str, registered_at=None) -> None:

@@ -3,6 +3,8 @@
 - REGISTER / INVITE_ORG carrying an organization invitation (details.token_id, the id of
   Keycloak's invitation, present when the person came through the invitation link): the
   contact registered or joined.
+- REGISTER / INVITE_ORG of someone an org admin invited from the page (delegation.invite_member):
+  that invitation settles (a member with the default business roles; membership.changed).
 - REGISTER at the address of a pending contact invitation but without its link: only a
   VERIFIED address (emailVerified, asked of Keycloak now) completes the invitation. The
   realm does not verify addresses at registration, so anyone could otherwise register
@@ -61,6 +63,10 @@ def handle_keycloak_event(kb, event: dict) -> str:
         if ended:
             inv_id = None  # a verified address completes no ended invitation
         if inv_id is None:
+            from .. import delegation  # it imports this package
+
+            if delegation.settle_page_invitation(kb, user_id, cause):  # an org admin invited them from the page
+                return "joined_on_org_admin_invitation"
             if kind == "REGISTER":
                 return self_service.self_registered(kb, user_id, details, when, cause)
             return "no_invitation"

@@ -1,22 +1,30 @@
-"""The org admin page: what Keycloak's admin console cannot do for an admin of one organization.
+"""The org admin page: the one place for what an admin of one organization does.
 
 `/portal/`, behind a Keycloak login (the public client `keybridge-portal`, authorization
 code with PKCE; the sign-in is kept server-side, see web_login.py): an admin of a CRM
 organization (a member of it in its own `admins` group, org_admins.py; checked with Keycloak
 on every request, for that organization only) sees its members with their business roles,
-invites someone, removes someone, or takes a business role away (delegation.py says why the
-console cannot). Seeing their people and giving business roles happens in Keycloak's own
-admin console, under the permissions delegation.py keeps.
+gives and takes business roles (only those: realm-config/role-mapping.json), invites
+someone, removes someone, and sees the organization's pending invitations, which they can
+send again or revoke. Keycloak's admin console keeps working for those who prefer it (seeing
+people, giving roles; delegation.py says what it cannot do). Every form post carries the
+page's CSRF token; every id in a URL is checked to be a Keycloak id and to belong to the
+organization before anything is asked of Keycloak.
+
+`/portal/welcome` is where an invited person lands after accepting their invitation
+(handlers/landing.py): signed in, welcomed in the portal's look, then sent on to where
+their invitation said.
 """
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, flash, redirect, render_template_string, request, session, url_for
+from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template_string, request, session, url_for
 
 from .. import delegation, org_admins, web_login
+from ..handlers import landing
 from ..keycloak import is_keycloak_id
 from ..web_login import Refused as _Refused
 from ..web_login import require_csrf as _require_csrf
-from .pages import MEMBERS_PAGE, MESSAGE_PAGE
+from .pages import LOGO_SVG, MEMBERS_PAGE, MESSAGE_PAGE, WELCOME_PAGE
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 
@@ -39,6 +47,7 @@ def _kb():
 
 
 def _page(template: str, status: int = 200, **context):
+    context.setdefault("tagline", "Organization admin")
     return render_template_string(template, **context), status
 
 
@@ -55,6 +64,18 @@ def _require_member_id(user_id: str) -> None:
     """Keycloak user ids are UUIDs; anything else (`..`, `a/b`, ...) is nobody, and never reaches Keycloak."""
     if not is_keycloak_id(user_id):
         raise _Refused("There is no such member in your organization.", 404)
+
+
+def _require_invitation_id(invitation_id: str) -> None:
+    """Keycloak invitation ids are UUIDs too; anything else is no invitation of the organization."""
+    if not is_keycloak_id(invitation_id):
+        raise _Refused("There is no such invitation in your organization.", 404)
+
+
+@bp.get("/logo.svg")
+def logo():
+    """The portal's logo (the login theme's img/portal-logo.svg)."""
+    return Response(LOGO_SVG, mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
 
 # -- who is asking, for which organization ---------------------------------------------
@@ -84,15 +105,35 @@ def members():
     kb = _kb()
     people = []
     admins = org_admins.admin_ids(kb, org["id"])
+    business = set(kb.roles.business_roles)
     for member in sorted(kb.keycloak.organization_members(org["id"]), key=lambda m: (m.get("email") or "").lower()):
-        roles = kb.keycloak.user_realm_roles(member["id"])
+        held = kb.keycloak.user_realm_roles(member["id"]) & business
         people.append({"id": member["id"], "email": member.get("email") or member.get("username"),
                        "name": " ".join(p for p in (member.get("firstName"), member.get("lastName")) if p),
-                       "roles": sorted(roles & set(kb.roles.business_roles)),
+                       "roles": sorted(held), "can_give": sorted(business - held),
                        "admin": member["id"] in admins, "you": member["id"] == admin["id"]})
-    console = f"{kb.keycloak.openid_configuration()['issuer'].rsplit('/realms/', 1)[0]}/admin/{kb.settings.keycloak_realm}/console/"
-    return _page(MEMBERS_PAGE, org=org, people=people, admin=admin, csrf=session["csrf"], console=console,
+    return _page(MEMBERS_PAGE, org=org, people=people, admin=admin, csrf=session["csrf"],
+                 invitations=delegation.pending_invitations(kb, org),
                  organizations=org_admins.administered_organizations(kb, admin["id"]))
+
+
+@bp.get("/welcome")
+def welcome():
+    """Where an invited person lands after accepting (handlers/landing.py): signed in, welcomed, sent on.
+
+    Keycloak appends its own `code`, `session_state` and `iss` for its `account` client: they are
+    ignored (the adapter signs the person in with its own client)."""
+    user_id = web_login.signed_in_user_id()
+    if user_id is None:
+        return redirect(url_for("portal.login", next=url_for("portal.welcome")))
+    kb = _kb()
+    user = kb.keycloak.get_user(user_id)
+    if user is None or not user.get("enabled", True):
+        raise _Refused("Your account is not active. Your account manager can help.", 403)
+    destination, name = landing.destination(kb, user)
+    return _page(WELCOME_PAGE, tagline="Welcome", destination=destination, destination_name=name, delay=3,
+                 first_name=user.get("firstName"), organization=landing.organization_name(kb, user_id),
+                 title="Welcome to the Customer Portal")
 
 
 @bp.post("/invite")
@@ -125,6 +166,45 @@ def take_role(user_id: str, role: str):
     except ValueError as exc:
         raise _Refused(str(exc), 400) from None
     flash(f"{role} taken away." if outcome == "taken" else f"They did not hold {role}.")
+    return redirect(url_for("portal.members", org=org["id"]))
+
+
+@bp.post("/members/<user_id>/roles/give")
+def give_role(user_id: str):
+    _require_csrf()
+    _require_member_id(user_id)
+    admin, org = _admin_and_org()
+    if admin is None:
+        return redirect(url_for("portal.login"))
+    role = request.form.get("role") or ""
+    try:
+        outcome = delegation.give_business_role(_kb(), org, user_id, role, admin)
+    except ValueError as exc:
+        raise _Refused(f"{exc} Choose one of the business roles offered next to the person.", 400) from None
+    flash(f"{role} given." if outcome == "given" else f"They hold {role} already.")
+    return redirect(url_for("portal.members", org=org["id"]))
+
+
+@bp.post("/invitations/<invitation_id>/resend")
+def resend_invitation(invitation_id: str):
+    return _on_invitation(invitation_id, delegation.resend_invitation, "The invitation was sent again.")
+
+
+@bp.post("/invitations/<invitation_id>/revoke")
+def revoke_invitation(invitation_id: str):
+    return _on_invitation(invitation_id, delegation.revoke_invitation, "The invitation is revoked: its link no longer works.")
+
+
+def _on_invitation(invitation_id: str, act, done: str):
+    """Resend or revoke one of the organization's pending invitations (another organization's is no such invitation)."""
+    _require_csrf()
+    _require_invitation_id(invitation_id)
+    admin, org = _admin_and_org()
+    if admin is None:
+        return redirect(url_for("portal.login"))
+    if act(_kb(), org, invitation_id, admin) == "gone":
+        raise _Refused("There is no such invitation in your organization, or it was answered or revoked already.", 404)
+    flash(done)
     return redirect(url_for("portal.members", org=org["id"]))
 
 

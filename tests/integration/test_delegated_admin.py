@@ -26,7 +26,7 @@ from adapter import delegation
 from tests.conftest import envelope, signed_post
 
 from .conftest import run_until, wait_for_mail
-from .test_core_loop import PASSWORD, register_through_invitation, set_password_through_invitation
+from .test_core_loop import PASSWORD, register_through_invitation
 
 pytestmark = pytest.mark.integration
 
@@ -266,39 +266,48 @@ def test_an_org_admin_manages_their_members_in_the_console_and_on_the_page(
     assert refreshed.status_code == 200 and app_roles(refreshed.json()["access_token"]) == set()
     member_tokens = refreshed.json()
 
-    # 4. Invite a new person from the page: they choose a password and belong to Acme.
+    # 4. Invite a new person from the page (Keycloak's organization invitation, as the CRM's): she
+    #    registers through the link and belongs to Acme with the default business role.
     dee = f"dee.{unique}@acme-{unique}.example"
     page.fill("#invite input[name=email]", dee)
     page.fill("#invite input[name=first_name]", "Dee")
     page.fill("#invite input[name=last_name]", "Newcomer")
     page.click("#invite button[type=submit]")
     page.get_by_text(f"{dee} is invited").wait_for()
+    assert page.locator(f"#invitations tr[data-email='{dee}']").count() == 1
     shot(page, "06-page-invited")
+    context = chromium.new_context()
+    register_through_invitation(context.new_page(), wait_for_mail(mail_dir, to=dee)[0].link, "Dee", "Newcomer")
+    context.close()
     added = run_until(worker, lambda: changes(crm, change="added", actor=acme["admin_email"]), what="added at the CRM")
     assert added[0]["roles"] == ["member"] and added[0]["account_id"] == acme["account_id"]
-    context = chromium.new_context()
-    set_password_through_invitation(context.new_page(), wait_for_mail(mail_dir, to=dee)[0].link)
-    context.close()
-    dee_tokens = token(keycloak, dee)
-    dee_access = claims(dee_tokens["access_token"])
+    dee_access = claims(token(keycloak, dee)["access_token"])
     assert dee_access["organization"] == [acme["alias"]] and "docs:read" in dee_access["resource_access"]["customer-portal"]["roles"]
+    # Eve, who had an identity, is added to Acme by Keycloak's operator (an unmanaged member).
+    eve = f"eve.{unique}@acme-{unique}.example"
+    eve_id = realm_admin.create_user(eve, PASSWORD)
+    acme_org = adapter.extensions["keybridge"].keycloak.find_organization(acme["account_id"])["id"]
+    realm_admin.add_member(acme_org, eve_id)
+    realm_admin.give_realm_roles(eve_id, "member")
+    run_until(worker, lambda: _admin_events_done(adapter.extensions["keybridge"], f"organizations/{acme_org}/members"),
+              what="Eve's membership followed by Ada's permissions")
     page.goto(f"{keycloak.url}/admin/{keycloak.realm}/console/")
-    expected = {acme["admin_email"], acme["member_email"], dee}
+    expected = {acme["admin_email"], acme["member_email"], dee, eve}
     assert console_users(page, expected) == expected
     shot(page, "07-console-members-after-invite")
 
-    # 5. Remove Dee from the page: she keeps her identity, but her next refresh is refused and a new
+    # 5. Remove Eve from the page: she keeps her identity, but her next refresh is refused and a new
     #    login carries neither the organization nor an application role.
+    eve_tokens = token(keycloak, eve)
     page.goto(f"{adapter_url}/portal/")
-    page.locator(f"#members tr[data-email='{dee}']").get_by_role("button", name="Remove").click()
+    page.locator(f"#members tr[data-email='{eve}']").get_by_role("button", name="Remove").click()
     page.get_by_text("they are no longer a member").wait_for()
     shot(page, "08-page-removed")
-    dee_id = added[0]["user_id"]
-    removed = run_until(worker, lambda: changes(crm, change="removed", user_id=dee_id), what="removed at the CRM")
+    removed = run_until(worker, lambda: changes(crm, change="removed", user_id=eve_id), what="removed at the CRM")
     assert (removed[0]["actor"], removed[0]["roles"], removed[0]["identity_deleted"]) == (acme["admin_email"], [], False)
-    assert refresh(keycloak, dee_tokens).status_code == 400
-    after = claims(token(keycloak, dee)["access_token"])
-    assert "organization" not in after and app_roles(token(keycloak, dee)["access_token"]) == set()
+    assert refresh(keycloak, eve_tokens).status_code == 400
+    after = claims(token(keycloak, eve)["access_token"])
+    assert "organization" not in after and app_roles(token(keycloak, eve)["access_token"]) == set()
 
     # 6. Remove Bob, who registered through his invitation: Keycloak 26.7.3 deletes such a (managed) member.
     page.locator(f"#members tr[data-email='{acme['member_email']}']").get_by_role("button", name="Remove").click()
@@ -307,7 +316,7 @@ def test_an_org_admin_manages_their_members_in_the_console_and_on_the_page(
     assert (removed[0]["actor"], removed[0]["identity_deleted"]) == (acme["admin_email"], True)
     assert refresh(keycloak, member_tokens).status_code == 400
     page.goto(f"{keycloak.url}/admin/{keycloak.realm}/console/")
-    assert console_users(page, {acme["admin_email"]}) == {acme["admin_email"]}
+    assert console_users(page, {acme["admin_email"], dee}) == {acme["admin_email"], dee}
     shot(page, "09-console-members-after-removals")
 
 
@@ -487,11 +496,23 @@ def test_an_admin_of_one_organization_who_is_a_plain_member_of_another_cannot_ad
     assert f"amy.{unique}" in page.content() and f"ben.{unique}" not in page.content() and f"B {unique}" not in page.content()
     csrf = page.locator("#invite input[name=csrf]").input_value()
     assert page.request.get(f"{adapter_url}/portal/?org={org_b['id']}").status == 403
+    # B has an invitation waiting (sent by Keycloak's operator): B's, not hers.
+    realm_admin.call("POST", f"/organizations/{org_b['id']}/members/invite-user", data={"email": f"bea.{unique}@b-{unique}.example"})
+    (b_invitation,) = [i["id"] for i in realm_admin.call("GET", f"/organizations/{org_b['id']}/invitations").json()]
     for action, form in ((f"/portal/members/{ben}/remove", {}), (f"/portal/members/{ben}/roles/buyer/take", {}),
+                         (f"/portal/members/{ben}/roles/give", {"role": "billing_admin"}),
+                         (f"/portal/invitations/{b_invitation}/resend", {}), (f"/portal/invitations/{b_invitation}/revoke", {}),
                          ("/portal/invite", {"email": f"eve.{unique}@b-{unique}.example"})):
         answer = page.request.post(f"{adapter_url}{action}", form={"csrf": csrf, "org": org_b["id"], **form})
         assert answer.status == 403, (action, answer.status)
+    # With her own organization in the form, B's person and B's invitation are still nobody of hers.
+    for action, form, status in ((f"/portal/members/{ben}/roles/give", {"role": "billing_admin"}, 400),
+                                 (f"/portal/invitations/{b_invitation}/resend", {}, 404),
+                                 (f"/portal/invitations/{b_invitation}/revoke", {}, 404)):
+        answer = page.request.post(f"{adapter_url}{action}", form={"csrf": csrf, "org": org_a["id"], **form})
+        assert answer.status == status, (action, answer.status)
     shot(page, "10-page-other-organization-refused")
     context.close()
     assert ben in {m["id"] for m in realm_admin.call("GET", f"/organizations/{org_b['id']}/members").json()}
-    assert "buyer" in realm_admin.realm_roles(ben)
+    assert realm_admin.realm_roles(ben) & BUSINESS_ROLES == {"buyer"}
+    assert [i["id"] for i in realm_admin.call("GET", f"/organizations/{org_b['id']}/invitations").json()] == [b_invitation]

@@ -121,6 +121,28 @@ def test_a_dot_dot_member_id_cannot_reach_the_organization(adapter_url, acme, re
     assert page.locator(row).count() == 1
 
 
+def test_every_new_form_of_the_page_needs_its_csrf_token_and_a_real_id(adapter_url, acme, realm_admin, page, unique):
+    """Giving a role, sending an invitation again and revoking it: a post without the page's CSRF token
+    changes nothing (400), and an invitation id that is no Keycloak id never reaches Keycloak (404)."""
+    portal_login(page, adapter_url, acme["admin_email"])
+    realm_admin.call("POST", f"/organizations/{acme['org']}/members/invite-user", data={"email": f"ivy.{unique}@acme-{unique}.example"})
+    (invitation,) = [i["id"] for i in realm_admin.call("GET", f"/organizations/{acme['org']}/invitations").json()]
+    page.goto(f"{adapter_url}/portal/")
+    csrf = page.locator("#invite input[name=csrf]").get_attribute("value")
+    for action, form in ((f"/portal/members/{acme['member']}/roles/give", {"role": "billing_admin"}),
+                         (f"/portal/invitations/{invitation}/resend", {}), (f"/portal/invitations/{invitation}/revoke", {})):
+        for token in ({}, {"csrf": ""}, {"csrf": csrf[:-1] + ("A" if csrf[-1] != "A" else "B")}):
+            answer = page.request.post(f"{adapter_url}{action}", form={"org": acme["org"], **form, **token})
+            assert answer.status == 400, (action, token, answer.status)
+    for bad in ("..%3F", "%2E%2E", "not-an-id", f"{invitation}x"):
+        for verb in ("resend", "revoke"):
+            answer = page.request.post(f"{adapter_url}/portal/invitations/{bad}/{verb}", form={"csrf": csrf, "org": acme["org"]})
+            assert answer.status == 404, (bad, verb, answer.status)
+    assert "billing_admin" not in realm_admin.realm_roles(acme["member"])
+    assert [i["id"] for i in realm_admin.call("GET", f"/organizations/{acme['org']}/invitations").json()] == [invitation]
+    still_there(realm_admin, acme)
+
+
 def test_signing_out_ends_the_session_on_the_server_and_in_keycloak(adapter_url, acme, realm_admin, page):
     set_cookie = portal_login(page, adapter_url, acme["admin_email"])  # Keycloak on localhost, the page on 127.0.0.1: two sites
     assert "SameSite=Lax" in set_cookie and "HttpOnly" in set_cookie, set_cookie  # said, not left to the browser's default

@@ -56,6 +56,9 @@ DELEGATION_CLIENT_ID = "keybridge-delegation"
 # serve the adapter on this port (tests/integration/test_extension.py) receive them.
 NUDGE_PORT = 18700
 NUDGE_URL = f"http://127.0.0.1:{NUDGE_PORT}/internal/keycloak-nudge"
+# The adapter of the account console test listens here: Keycloak's account theme links to its page.
+PORTAL_PORT = 18710
+PORTAL_URL = f"http://127.0.0.1:{PORTAL_PORT}/portal/"
 NUDGE_SECRET = "whsec_" + "dGVzdC1ub2RnZS1zZWNyZXQtZm9yLWtleWJyaWRnZQ=="
 
 
@@ -280,6 +283,7 @@ def ensure_keycloak(
         "KC_BOOTSTRAP_ADMIN_PASSWORD": TEST_ADMIN_PASSWORD,
         "KEYBRIDGE_NUDGE_URL": NUDGE_URL,
         "KEYBRIDGE_NUDGE_SECRET": NUDGE_SECRET,
+        "KEYBRIDGE_PORTAL_URL": PORTAL_URL,
     }
     command = [str(KEYCLOAK_SCRIPT), "start", "--name", name, "--http-port", str(http_port),
                "--mgmt-port", str(mgmt_port or http_port + 1000), "--reimport-if-changed"]

@@ -170,20 +170,67 @@ def test_the_gateway_never_writes_a_permission_without_resources():
 
 # -- the org admin page: inviting and removing ------------------------------------------
 
-def test_an_admin_invites_a_new_person_who_becomes_a_member_the_admin_sees(kb, keycloak, acme):
+def test_an_admin_invites_a_new_person_who_becomes_a_member_the_admin_sees(kb, keycloak, worker, acme):
+    """The page's invitation is Keycloak's organization invitation, as the CRM's contact invitation is:
+    listed with the organization's pending invitations, and settled when the person registered."""
     admin = keycloak.users[acme["admin"]]
     assert delegation.invite_member(kb, acme["org"], "Dee@Acme.example", "Dee", "New", admin) == "invited"
 
-    dee = keycloak.find_user_by_email("dee@acme.example")
-    assert dee["id"] in keycloak.members[acme["org"]["id"]]
-    assert keycloak.user_roles[dee["id"]] == {"member"}
+    assert keycloak.find_user_by_email("dee@acme.example") is None, "nobody exists before they registered"
     (mail,) = keycloak.emails_to("dee@acme.example")
-    assert mail["kind"] == "actions" and mail["actions"] == ["UPDATE_PASSWORD"]
-    assert keycloak.grants(acme["admin"], "Users", dee["id"], "map-roles")
-    assert membership_changes(kb)[-1] == {"account_id": "A-1", "user_id": dee["id"], "contact_id": None, "change": "added",
-                                          "roles": ["member"], "actor": "ada@acme.example", "actor_user_id": acme["admin"]}
-    assert delegation.invite_member(kb, acme["org"], "dee@acme.example", None, None, admin) == "already_member"
+    assert mail["kind"] == "org_invite"
+    (pending,) = delegation.pending_invitations(kb, acme["org"])
+    assert (pending["email"], pending["name"]) == ("dee@acme.example", "Dee New")
+    assert delegation.invite_member(kb, acme["org"], "dee@acme.example", None, None, admin) == "already_invited"
     assert len(keycloak.emails_to("dee@acme.example")) == 1
+
+    dee, _ = keycloak.register_invited_user(pending["id"], "Dee", "New")  # a (managed) member now, as in Keycloak
+    drain(worker)
+
+    assert keycloak.user_roles[dee] == {"member"}
+    assert keycloak.grants(acme["admin"], "Users", dee, "map-roles")
+    assert membership_changes(kb)[-1] == {"account_id": "A-1", "user_id": dee, "contact_id": None, "change": "added",
+                                          "roles": ["member"], "actor": "ada@acme.example", "actor_user_id": acme["admin"]}
+    assert not any(e.type == "registration.pending_approval" for e in outbox_events(kb)), "no self-registration"
+    assert not [m for m in keycloak.emails_to("dee@acme.example") if m["kind"] != "org_invite"], "no verify email either"
+    drain(worker)
+    assert len([c for c in membership_changes(kb) if c["user_id"] == dee]) == 1
+    assert delegation.invite_member(kb, acme["org"], "dee@acme.example", None, None, admin) == "already_member"
+
+
+def test_an_admin_gives_only_business_roles_and_only_to_their_members(kb, keycloak, acme, globex):
+    admin = keycloak.users[acme["admin"]]
+    bob = acme["bob"]
+    assert delegation.give_business_role(kb, acme["org"], bob, "technical_contact", admin) == "given"
+    assert delegation.give_business_role(kb, acme["org"], bob, "technical_contact", admin) == "held"
+    assert "technical_contact" in keycloak.user_roles[bob]
+    change = membership_changes(kb)[-1]
+    assert (change["change"], change["actor"], change["user_id"]) == ("roles_changed", "ada@acme.example", bob)
+    for role in ("org_admin", "lead", "keybridge-operator", "realm-admin", ""):
+        with pytest.raises(ValueError, match="is not a business role"):
+            delegation.give_business_role(kb, acme["org"], bob, role, admin)
+    with pytest.raises(ValueError, match="not a member of your organization"):
+        delegation.give_business_role(kb, acme["org"], globex["gina"], "buyer", admin)
+    assert "org_admin" not in keycloak.user_roles[bob] and "buyer" not in keycloak.user_roles[globex["gina"]]
+
+
+def test_an_admin_resends_and_revokes_only_their_organizations_invitations(kb, keycloak, acme, globex):
+    admin = keycloak.users[acme["admin"]]
+    delegation.invite_member(kb, acme["org"], "dee@acme.example", "Dee", "New", admin)
+    delegation.invite_member(kb, globex["org"], "gwen@globex.example", "Gwen", "G", keycloak.users[globex["admin"]])
+    (ours,) = delegation.pending_invitations(kb, acme["org"])
+    (theirs,) = delegation.pending_invitations(kb, globex["org"])
+
+    assert delegation.resend_invitation(kb, acme["org"], theirs["id"], admin) == "gone"
+    assert delegation.revoke_invitation(kb, acme["org"], theirs["id"], admin) == "gone"
+    assert [i["id"] for i in delegation.pending_invitations(kb, globex["org"])] == [theirs["id"]]
+    assert len(keycloak.emails_to("gwen@globex.example")) == 1
+
+    assert delegation.resend_invitation(kb, acme["org"], ours["id"], admin) == "resent"
+    assert [m["kind"] for m in keycloak.emails_to("dee@acme.example")] == ["org_invite", "org_invite_resend"]
+    assert delegation.revoke_invitation(kb, acme["org"], ours["id"], admin) == "revoked"
+    assert delegation.pending_invitations(kb, acme["org"]) == []
+    assert delegation.revoke_invitation(kb, acme["org"], ours["id"], admin) == "gone"
 
 
 def test_someone_with_an_identity_gets_a_join_link_and_counts_once_they_joined(kb, keycloak, worker, acme, globex):
@@ -219,10 +266,13 @@ def test_a_join_link_that_lapsed_tells_nobody_anything(kb, keycloak, worker, acm
     assert [c for c in membership_changes(kb) if c["change"] == "added" and c["actor"] != "crm"] == []
 
 
-def test_an_admin_removes_someone_who_keeps_their_identity_but_no_role_nor_visibility(kb, keycloak, acme):
+def test_an_admin_removes_someone_who_keeps_their_identity_but_no_role_nor_visibility(kb, keycloak, worker, acme):
     admin = keycloak.users[acme["admin"]]
-    delegation.invite_member(kb, acme["org"], "dee@acme.example", "Dee", "New", admin)  # an unmanaged member
-    dee = keycloak.find_user_by_email("dee@acme.example")["id"]
+    dee = keycloak.add_user("dee@acme.example", "Dee", "New", password=True)  # joins with the identity they had: unmanaged
+    assert delegation.invite_member(kb, acme["org"], "dee@acme.example", "Dee", "New", admin) == "join_link_sent"
+    (invitation,) = keycloak.pending_invitations("dee@acme.example")
+    keycloak.join_through_link(invitation["id"])
+    drain(worker)
     assert delegation.remove_member(kb, acme["org"], dee, admin) == "removed"
 
     assert dee not in keycloak.members[acme["org"]["id"]]
@@ -293,12 +343,14 @@ def test_a_member_who_is_no_admin_is_turned_away(client, keycloak, acme):
     assert client.get("/portal/").status_code == 403
 
 
-def test_the_page_invites_and_removes_with_the_admin_as_actor(client, kb, keycloak, acme, globex):
+def test_the_page_invites_and_removes_with_the_admin_as_actor(client, kb, keycloak, worker, acme, globex):
     csrf = sign_in(client, keycloak, acme["admin"])
     org = acme["org"]["id"]
     r = client.post("/portal/invite", data={"csrf": csrf, "org": org, "email": "dee@acme.example", "first_name": "Dee"})
     assert r.status_code == 302
-    assert "dee@acme.example is invited" in client.get(r.headers["Location"]).get_data(as_text=True)
+    page = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "dee@acme.example is invited" in page and 'id="invitations"' in page and 'data-email="dee@acme.example"' in page
+    register(keycloak, worker, "dee@acme.example")
 
     assert client.post(f"/portal/members/{globex['gina']}/remove", data={"csrf": csrf, "org": org}).status_code == 404
     assert client.post(f"/portal/members/{acme['bob']}/remove", data={"csrf": "stale", "org": org}).status_code == 400
@@ -307,6 +359,53 @@ def test_the_page_invites_and_removes_with_the_admin_as_actor(client, kb, keyclo
     changes = [(c["change"], c["actor"]) for c in membership_changes(kb) if c["actor"] != "crm"]
     assert changes == [("added", "ada@acme.example"), ("removed", "ada@acme.example")]
     assert client.post("/portal/invite", data={"csrf": csrf, "org": globex["org"]["id"], "email": "x@y.example"}).status_code == 403
+
+
+def test_the_page_gives_business_roles_and_handles_only_its_own_invitations(client, kb, keycloak, acme, globex):
+    csrf = sign_in(client, keycloak, acme["admin"])
+    org, bob = acme["org"]["id"], acme["bob"]
+    r = client.post(f"/portal/members/{bob}/roles/give", data={"csrf": csrf, "org": org, "role": "billing_admin"})
+    assert r.status_code == 302 and "billing_admin given" in client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "billing_admin" in keycloak.user_roles[bob]
+    for role in ("org_admin", "keybridge-operator", "realm-admin", "lead"):  # only the business roles
+        r = client.post(f"/portal/members/{bob}/roles/give", data={"csrf": csrf, "org": org, "role": role})
+        assert r.status_code == 400 and "is not a business role" in r.get_data(as_text=True), role
+        assert role not in keycloak.user_roles[bob]
+    assert client.post(f"/portal/members/{globex['gina']}/roles/give",
+                       data={"csrf": csrf, "org": org, "role": "buyer"}).status_code == 400  # not her member
+    assert client.post(f"/portal/members/{bob}/roles/give", data={"csrf": "stale", "org": org, "role": "buyer"}).status_code == 400
+    assert client.post(f"/portal/members/{bob}/roles/give",
+                       data={"csrf": csrf, "org": globex["org"]["id"], "role": "buyer"}).status_code == 403
+
+    delegation.invite_member(kb, globex["org"], "gwen@globex.example", "Gwen", "G", keycloak.users[globex["admin"]])
+    (theirs,) = delegation.pending_invitations(kb, globex["org"])
+    for action in ("resend", "revoke"):
+        assert client.post(f"/portal/invitations/{theirs['id']}/{action}", data={"csrf": csrf, "org": org}).status_code == 404
+        assert client.post(f"/portal/invitations/{theirs['id']}/{action}",
+                           data={"csrf": csrf, "org": globex["org"]["id"]}).status_code == 403
+        assert client.post(f"/portal/invitations/..%2F{theirs['id']}/{action}", data={"csrf": csrf, "org": org}).status_code == 404
+        assert client.post(f"/portal/invitations/{theirs['id']}/{action}", data={"org": org}).status_code == 400
+    assert [i["id"] for i in delegation.pending_invitations(kb, globex["org"])] == [theirs["id"]]
+    assert len(keycloak.emails_to("gwen@globex.example")) == 1
+
+    client.post("/portal/invite", data={"csrf": csrf, "org": org, "email": "dee@acme.example", "first_name": "Dee"})
+    (ours,) = delegation.pending_invitations(kb, acme["org"])
+    r = client.post(f"/portal/invitations/{ours['id']}/resend", data={"csrf": csrf, "org": org})
+    assert r.status_code == 302 and "sent again" in client.get(r.headers["Location"]).get_data(as_text=True)
+    r = client.post(f"/portal/invitations/{ours['id']}/revoke", data={"csrf": csrf, "org": org})
+    assert r.status_code == 302 and "its link no longer works" in client.get(r.headers["Location"]).get_data(as_text=True)
+    assert delegation.pending_invitations(kb, acme["org"]) == []
+    assert client.post(f"/portal/invitations/{ours['id']}/revoke", data={"csrf": csrf, "org": org}).status_code == 404
+
+
+def test_revoking_the_crms_invitation_on_the_page_tells_the_crm(client, kb, keycloak, worker, acme):
+    deliver(client, worker, "contact.invite_requested", {"contact_id": "C-9", "email": "cleo@acme.example", "account_id": "A-1"})
+    csrf = sign_in(client, keycloak, acme["admin"])
+    (pending,) = delegation.pending_invitations(kb, acme["org"])
+    assert client.post(f"/portal/invitations/{pending['id']}/revoke", data={"csrf": csrf, "org": acme["org"]["id"]}).status_code == 302
+    (revoked,) = [e.data for e in outbox_events(kb) if e.type == "invitation.revoked"]
+    assert (revoked["contact_id"], revoked["email"], revoked["account_id"]) == ("C-9", "cleo@acme.example", "A-1")
+    assert keycloak.pending_invitations("cleo@acme.example") == []
 
 
 def test_an_admin_takes_a_business_role_and_the_crm_hears_it(kb, keycloak, acme, globex):
