@@ -84,7 +84,10 @@ def test_a_worker_killed_again_and_again_during_a_batch_sends_every_invitation_e
     client, kb = app.test_client(), app.extensions["keybridge"]
     account_id, domain, batch_id = f"ACC-{unique}", f"faults-{unique}.example", f"BATCH-{unique}"
     emails = [f"p{i}.{unique}@{domain}" for i in range(BATCH_SIZE)]
-    env = worker_env(settings)
+    # Small chunks, one at a time: the batch is fast enough to finish between two kills on a quiet machine
+    # otherwise, and a kill then lands inside a chunk (some of its invitations sent, none settled) more often.
+    env = {**worker_env(settings), "KEYBRIDGE_BATCH_CHUNK_SIZE": "5", "KEYBRIDGE_WORKER_THREADS": "1",
+           "KEYBRIDGE_KEYCLOAK_CONCURRENCY": "1"}
     log_path = stack.TEST_DIR / f"faults-worker-{unique}.log"
     log = open(log_path, "ab")
     worker = start_worker(env, log)
@@ -103,7 +106,7 @@ def test_a_worker_killed_again_and_again_during_a_batch_sends_every_invitation_e
             # (restarted) worker has settled this share of the items, a moment later.
             _wait(lambda: batch_state(kb, batch_id)[0] >= share * BATCH_SIZE, 180,
                   f"{share:.0%} of the batch (progress at the kills: {progress_at_kills})")
-            time.sleep(random.uniform(0, 1))
+            time.sleep(random.uniform(0, 0.3))
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=10)
             progress_at_kills.append(batch_state(kb, batch_id))
