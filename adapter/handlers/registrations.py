@@ -17,7 +17,9 @@
 
 A registration (or verified email) is a fact about the person: their access converges to
 the desired state (convergence.converge_person). A registration through the invitation
-of a contact whose newest CRM state is `left` is refused: it ends with no access.
+of a contact whose newest CRM state is `left` is refused: it ends with no access. It is
+settled by a `contact_registration` job under `contact:<id>`, in the order of that contact's
+CRM events: a `left` being handled while the registration is read cannot race it.
 """
 from __future__ import annotations
 
@@ -54,26 +56,16 @@ def handle_keycloak_event(kb, event: dict) -> str:
         return "ignored"
     if kind in CONTACT_REGISTRATION_TYPES:
         inv_id = _contact_invitation_for(kb, user_id, details)
-        if inv_id is not None and records.contact_left(kb, invitations.contact_of_invitation(kb, inv_id)):
-            # the CRM said they left before the registration was read
-            return contacts.refuse_registration(kb, inv_id, user_id, invitations.contact_of_invitation(kb, inv_id), cause)
-        ended = invitation_lifecycle.ended_before(kb, inv_id, when) if inv_id is not None else None
-        if ended and details.get("token_id"):  # its link worked a moment after it was revoked or expired
-            return invitation_lifecycle.refuse_ended_registration(kb, inv_id, user_id, ended, cause)
-        if ended:
-            inv_id = None  # a verified address completes no ended invitation
         if inv_id is None:
-            from .. import delegation  # it imports this package
-
-            if delegation.settle_page_invitation(kb, user_id, cause):  # an org admin invited them from the page
-                return "joined_on_org_admin_invitation"
-            if kind == "REGISTER":
-                return self_service.self_registered(kb, user_id, details, when, cause)
-            return "no_invitation"
-        _end_sessions_of_an_earlier_self_registration(kb, user_id, cause)
-        invitations.complete_contact_registration(kb, inv_id, user_id, cause, when)
-        convergence.converge_person(kb, user_id, cause)
-        return "registered"
+            return _registered_without_invitation(kb, user_id, kind, details, when, cause)
+        # In the contact's order: the CRM's events about this contact (it left, its invitation was
+        # revoked) may be running right now under `contact:<id>`; the registration is settled after them.
+        contact_id = invitations.contact_of_invitation(kb, inv_id)
+        with kb.db.session() as session:
+            tasks.enqueue(session, "contact_registration", f"{inv_id}:{user_id}:{event.get('id')}"[:200], payload={
+                "contact_id": contact_id, "invitation_id": inv_id, "user_id": user_id, "type": kind,
+                "details": details, "time": event.get("time"), "cause": cause})
+        return "registration_queued"
     if kind in LEAD_REGISTRATION_TYPES:
         with kb.db.session() as session:
             inv = session.scalar(select(Invitation).where(
@@ -95,6 +87,43 @@ def handle_keycloak_event(kb, event: dict) -> str:
     if kind in ("UPDATE_PROFILE", "UPDATE_EMAIL"):
         return self_service.profile_updated(kb, event, cause)
     return "ignored"
+
+
+@tasks.job("contact_registration", ordering_key=lambda p: f"contact:{p['contact_id']}")
+def run_contact_registration(kb, job) -> str:
+    """A registration through a contact's invitation, settled in the contact's order (after its pending CRM events)."""
+    p = job.payload
+    when = datetime.fromtimestamp(p["time"] / 1000, tz=timezone.utc) if p.get("time") else None
+    return settle_contact_registration(kb, p["invitation_id"], p["user_id"], p["type"], p.get("details") or {},
+                                       when, p["cause"])
+
+
+def settle_contact_registration(kb, inv_id: int, user_id: str, kind: str, details: dict, when, cause: str) -> str:
+    """The contact registered or joined through their invitation: the invitation completes, unless the
+    CRM's newest word is that they left (no access) or the invitation ended before it was used."""
+    contact_id = invitations.contact_of_invitation(kb, inv_id)
+    if records.contact_left(kb, contact_id):  # the CRM said they left before the registration was settled
+        return contacts.refuse_registration(kb, inv_id, user_id, contact_id, cause)
+    ended = invitation_lifecycle.ended_before(kb, inv_id, when)
+    if ended and details.get("token_id"):  # its link worked a moment after it was revoked or expired
+        return invitation_lifecycle.refuse_ended_registration(kb, inv_id, user_id, ended, cause)
+    if ended:  # a verified address completes no ended invitation
+        return _registered_without_invitation(kb, user_id, kind, details, when, cause)
+    _end_sessions_of_an_earlier_self_registration(kb, user_id, cause)
+    invitations.complete_contact_registration(kb, inv_id, user_id, cause, when)
+    convergence.converge_person(kb, user_id, cause)
+    return "registered"
+
+
+def _registered_without_invitation(kb, user_id: str, kind: str, details: dict, when, cause: str) -> str:
+    """A registration no contact invitation accounts for: an org admin's invitation from the page, or self-registration."""
+    from .. import delegation  # it imports this package
+
+    if delegation.settle_page_invitation(kb, user_id, cause):  # an org admin invited them from the page
+        return "joined_on_org_admin_invitation"
+    if kind == "REGISTER":
+        return self_service.self_registered(kb, user_id, details, when, cause)
+    return "no_invitation"
 
 
 def _contact_invitation_for(kb, user_id: str, details: dict) -> int | None:

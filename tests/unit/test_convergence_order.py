@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from adapter.db import utcnow
 from adapter.models import Job
-from tests.unit.fakes import drain
+from tests.unit.fakes import drain, outbox_events
 from tests.unit.test_desired_state import INVITE, acme, deliver_at, has_access, post_at  # noqa: F401 (acme: a fixture)
 
 
@@ -29,20 +29,24 @@ def test_a_registration_converges_the_contact_behind_the_contacts_pending_event(
     assert waiting_key == "contact:C-1"
     user_id, _ = keycloak.register_invited_user(invitation["id"])
 
-    drain(worker)  # the registration is read and completed; the contact's event still waits
+    drain(worker)  # the registration is read; it is settled behind the contact's waiting event
 
-    (converge,) = jobs_of(kb, "converge_record")
-    assert converge.ordering_key == "contact:C-1" and converge.status == "queued", \
-        "the contact is converged in the contact's order, not under the person's key beside its pending event"
-    assert converge.payload == {"kind": "contact", "crm_id": "C-1", "cause": converge.payload["cause"]}
-    assert "REGISTER" in converge.payload["cause"]
+    (settle,) = jobs_of(kb, "contact_registration")
+    assert settle.ordering_key == "contact:C-1" and settle.status == "queued", \
+        "the registration is settled in the contact's order, not under the person's key beside its pending event"
+    assert "REGISTER" in settle.payload["cause"] and jobs_of(kb, "converge_record") == []
+    assert outbox_events(kb, "identity.registered") == []
 
-    with kb.db.session() as session:  # the retry is due: the event, then the convergence
+    with kb.db.session() as session:  # the retry is due: the event, the registration, then the convergence
         session.get(Job, waiting.id).run_at = utcnow()
     drain(worker)
-    (event_job,), (converge,) = [j for j in jobs_of(kb, "inbound_event") if j.id == waiting.id], jobs_of(kb, "converge_record")
-    assert event_job.status == converge.status == "done"
+    (event_job,) = [j for j in jobs_of(kb, "inbound_event") if j.id == waiting.id]
+    (settle,), (converge,) = jobs_of(kb, "contact_registration"), jobs_of(kb, "converge_record")
+    assert event_job.status == settle.status == converge.status == "done"
+    assert event_job.id < settle.id and converge.ordering_key == "contact:C-1"
+    assert converge.payload == {"kind": "contact", "crm_id": "C-1", "cause": converge.payload["cause"]}
     assert has_access(keycloak, user_id) and {"buyer", "technical_contact"} <= keycloak.user_roles[user_id]
+    assert len(outbox_events(kb, "identity.registered")) == 1
 
 
 def test_the_same_fact_read_twice_queues_one_convergence(client, kb, keycloak, worker, acme):

@@ -79,6 +79,27 @@ def test_a_registration_read_after_the_contact_left_ends_with_no_access(client, 
     assert invitation_row(kb, "contact", "C-1").status == "refused"
 
 
+def test_a_registration_read_while_left_waits_in_the_queue_is_settled_after_it(client, kb, keycloak, worker, acme):
+    """A worker thread reads the registration (under the person's key) while `left` is queued under the contact's:
+    the registration waits for the contact's events, so `left` is taken first and the CRM hears no registration."""
+    from adapter.handlers import registrations
+
+    deliver_at(client, worker, "contact.invite_requested", INVITE, "2026-11-22T10:00:00Z")
+    (invitation,) = keycloak.pending_invitations()
+    user_id, event = keycloak.register_invited_user(invitation["id"])
+    keycloak.events.remove(event)
+    post_at(client, "contact.upserted", LEFT, "2026-11-22T10:05:00Z")  # accepted, its job not run yet
+
+    outcome = registrations.handle_keycloak_event(kb, event)  # another thread, at the same moment
+
+    assert outcome == "registration_queued"
+    assert outbox_events(kb, "identity.registered") == [] and invitation_row(kb, "contact", "C-1").status != "accepted"
+    drain(worker)
+    assert not has_access(keycloak, user_id) and keycloak.users[user_id]["enabled"] is False
+    assert outbox_events(kb, "identity.registered") == []
+    assert [e.details["reason"] for e in audit(kb, "registration.refused")] == ["contact_left"]
+
+
 def test_a_registration_that_keycloak_already_made_a_member_is_cut_off_when_left_arrives(client, kb, keycloak, worker, acme):
     """The registration happened (Keycloak made the person a member) but is not read yet: `left` finds them anyway."""
     deliver_at(client, worker, "contact.invite_requested", INVITE, "2026-11-22T10:00:00Z")
