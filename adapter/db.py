@@ -45,8 +45,10 @@ class Database:
     def autocommit_engine(self) -> Engine:
         """PostgreSQL: a second, small pool whose connections commit each statement as it runs and
         are not pinged before use, for the webhook hot path (inbox.store_event: one statement, one
-        round trip). Its caller retries once when a connection turns out to be dead."""
-        return create_engine(self.url, future=True, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8)
+        round trip). Its caller retries once when a connection turns out to be dead. Nothing is reset
+        when a connection goes back (no transaction is ever open on it: a rollback would be a wasted call)."""
+        return create_engine(self.url, future=True, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8,
+                             pool_reset_on_return=None)
 
     @property
     def is_postgres(self) -> bool:

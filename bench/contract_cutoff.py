@@ -63,6 +63,8 @@ from adapter.models import Job, OutboxEvent  # noqa: E402
 from adapter.runtime import Keybridge  # noqa: E402
 from tests.support import stack  # noqa: E402
 
+import procstat  # noqa: E402 (bench/, beside this file)
+
 SETUP_THREADS = 8
 PAGE_SIZE = 500
 
@@ -244,23 +246,10 @@ class Meter:
         # A private helper of the stack module, reused rather than copied: it finds
         # the listening process in /proc.
         self.keycloak_pid = stack._listener_pid(keycloak_port)
-        self.tick = os.sysconf("SC_CLK_TCK")
-
-    def _process_cpu(self, pid: int) -> float | None:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / self.tick
-
-    def _busy_cpu(self) -> float:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = values[3] + values[4]  # idle + iowait
-        return (sum(values[:8]) - idle) / self.tick
 
     def _read(self) -> tuple[float, float | None, float, float]:
-        kc = self._process_cpu(self.keycloak_pid) if self.keycloak_pid else None
-        return time.perf_counter(), kc, time.process_time(), self._busy_cpu()
+        kc = procstat.cpu_of(self.keycloak_pid) if self.keycloak_pid else None
+        return time.perf_counter(), kc, time.process_time(), procstat.busy_seconds()
 
     @contextmanager
     def phase(self) -> Iterator[Phase]:

@@ -49,6 +49,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import procstat  # noqa: E402 (bench/, beside this file)
+
 SECRET = "whsec_" + base64.b64encode(b"bench-ingest-secret-0123456789abcdef").decode()
 GUNICORN = ["--workers", "2", "--worker-class", "sync", "--backlog", "2048", "--log-level", "warning"]
 WRK_SCRIPT = r"""
@@ -190,47 +192,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu(pids: list[int]) -> float:
-    return sum(_cpu_by_pid(pids).values())
-
-
-def _cpu_by_pid(pids: list[int]) -> dict[int, float]:
-    out = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            out[pid] = (int(fields[11]) + int(fields[12])) / TICK
-        except OSError:
-            pass
-    return out
-
-
-def _cpu_delta(before: dict[int, float], pids: list[int]) -> float:
-    """CPU seconds since `before` of the processes alive at both ends (a backend that ended is not counted negative)."""
-    after = _cpu_by_pid(pids)
-    return sum(after[pid] - before[pid] for pid in after if pid in before)
-
-
-def _busy() -> float:
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(values[:8]) - values[3] - values[4]) / TICK
-
-
-def _postgres_pids() -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":  # the server and its backends, not this bench's own command line
-                    out.append(int(entry.name))
-            except OSError:
-                pass
-    return out
-
-
 # -- load -----------------------------------------------------------------------------------
 
 def full_load(port: int, requests_file: Path, seconds: int, connections: int, lua: Path) -> dict:
@@ -318,16 +279,15 @@ def one_round(args, workdir: Path, lua: Path) -> dict:
            "PYTHONPATH": str(REPO), "KEYBRIDGE_SESSION_SECRET": "s" * 40}
     requests_file = workdir / "requests.tsv"
     make_requests(requests_file, args.requests)
-    reqs = read_requests(requests_file)
     results = {}
     for name, spec, cwd in (("bare", "ingest_bare:app", workdir), ("keybridge", "adapter:create_app()", REPO)):
         server = Server(spec, env, cwd)
         try:
-            pg = _postgres_pids() if args.database == "postgres" else []
-            cpu0, gen0, pg0, busy0, t0 = _cpu(server.pids()), _cpu_children(), _cpu_by_pid(pg), _busy(), time.perf_counter()
+            pg = procstat.postgres_pids() if args.database == "postgres" else []
+            cpu0, gen0, pg0, busy0, t0 = procstat.cpu_total(server.pids()), _cpu_children(), procstat.cpu_by_pid(pg), procstat.busy_seconds(), time.perf_counter()
             full = full_load(server.port, requests_file, args.seconds, args.connections, lua)
-            pg = _postgres_pids() if args.database == "postgres" else []
-            cpu1, gen1, pg_cpu, busy1, t1 = _cpu(server.pids()), _cpu_children(), _cpu_delta(pg0, pg), _busy(), time.perf_counter()
+            pg = procstat.postgres_pids() if args.database == "postgres" else []
+            cpu1, gen1, pg_cpu, busy1, t1 = procstat.cpu_total(server.pids()), _cpu_children(), procstat.cpu_since(pg0, pg), procstat.busy_seconds(), time.perf_counter()
             full["cpu"] = {"server": cpu1 - cpu0, "wrk": gen1 - gen0, "postgres": pg_cpu,
                            "others": max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (gen1 - gen0) - pg_cpu),
                            "wall": t1 - t0}

@@ -18,8 +18,9 @@
 A registration (or verified email) is a fact about the person: their access converges to
 the desired state (convergence.converge_person). A registration through the invitation
 of a contact whose newest CRM state is `left` is refused: it ends with no access. It is
-settled by a `contact_registration` job under `contact:<id>`, in the order of that contact's
-CRM events: a `left` being handled while the registration is read cannot race it.
+settled by a `contact_registration` job under `contact:<id>` (a lead's by `lead_registration`
+under `lead:<id>`), in the order of that record's CRM events: a `left` or a revocation being
+handled while the registration is read cannot race it.
 """
 from __future__ import annotations
 
@@ -70,15 +71,12 @@ def handle_keycloak_event(kb, event: dict) -> str:
         with kb.db.session() as session:
             inv = session.scalar(select(Invitation).where(
                 Invitation.kind == "lead", Invitation.keycloak_user_id == user_id, Invitation.status.in_(OPEN)))
-            inv_id = inv.id if inv else None
-        if inv_id is None:
-            return "ignored"
-        if not _verified(kb, user_id):
-            log.warning("user %s changed their password but their address is not verified: lead invitation %s "
-                        "stays open (only its link completes it)", user_id, inv_id)
-            return "unverified"
-        invitations.complete_lead_registration(kb, inv_id, user_id, cause, when)
-        return "registered"
+            if inv is None:
+                return "ignored"
+            # In the lead's order, like a contact's registration: behind a revocation being handled right now.
+            tasks.enqueue(session, "lead_registration", f"{inv.id}:{user_id}:{event.get('id')}"[:200], payload={
+                "lead_id": inv.crm_id, "invitation_id": inv.id, "user_id": user_id, "time": event.get("time"), "cause": cause})
+        return "registration_queued"
     if kind == "VERIFY_EMAIL":
         outcome = self_service.email_verified(kb, user_id, cause)
         if outcome != "user_gone":
@@ -112,6 +110,29 @@ def settle_contact_registration(kb, inv_id: int, user_id: str, kind: str, detail
     _end_sessions_of_an_earlier_self_registration(kb, user_id, cause)
     invitations.complete_contact_registration(kb, inv_id, user_id, cause, when)
     convergence.converge_person(kb, user_id, cause)
+    return "registered"
+
+
+@tasks.job("lead_registration", ordering_key=lambda p: f"lead:{p['lead_id']}")
+def run_lead_registration(kb, job) -> str:
+    """A lead chose a password through their link, settled in the lead's order (after its pending CRM events)."""
+    p = job.payload
+    when = datetime.fromtimestamp(p["time"] / 1000, tz=timezone.utc) if p.get("time") else None
+    return settle_lead_registration(kb, p["invitation_id"], p["user_id"], when, p["cause"])
+
+
+def settle_lead_registration(kb, inv_id: int, user_id: str, when, cause: str) -> str:
+    """The lead registered: the invitation completes if it is still open (a revocation handled first ends it)
+    and Keycloak says the address is verified (the link does that; a password set otherwise completes nothing)."""
+    with kb.db.session() as session:
+        inv = session.get(Invitation, inv_id)
+        if inv is None or inv.status not in OPEN or inv.keycloak_user_id != user_id:
+            return "invitation_ended"
+    if not _verified(kb, user_id):
+        log.warning("user %s changed their password but their address is not verified: lead invitation %s "
+                    "stays open (only its link completes it)", user_id, inv_id)
+        return "unverified"
+    invitations.complete_lead_registration(kb, inv_id, user_id, cause, when)
     return "registered"
 
 

@@ -132,6 +132,36 @@ def test_a_lead_who_chose_a_password_is_not_disabled_by_a_revoke(client, kb, key
     assert invitation_row(kb, "lead", "L-1").status == "revoked"
 
 
+def test_a_lead_registration_read_while_its_revocation_waits_in_the_queue_is_settled_after_it(client, kb, keycloak, worker, clock):
+    """A worker thread reads the lead's new password (under the person's key) while the revocation is queued under the
+    lead's: the registration waits for it, so the CRM hears the revocation and not a registration as well."""
+    from adapter.handlers import registrations
+    from tests.conftest import envelope, signed_post
+
+    deliver(client, worker, "lead.invite_requested", LEE)
+    user_id = invitation_row(kb, "lead", "L-1").keycloak_user_id
+    event = keycloak.choose_password(user_id)
+    keycloak.events.remove(event)
+    assert signed_post(client, envelope("lead.invite_revoked", {"lead_id": "L-1"})).status_code == 202  # not run yet
+
+    assert registrations.handle_keycloak_event(kb, event) == "registration_queued"  # another thread, at that moment
+    assert outbox_events(kb, "identity.registered") == []
+    drain(worker)
+    assert invitation_row(kb, "lead", "L-1").status == "revoked"
+    assert outbox_events(kb, "identity.registered") == [] and len(outbox_events(kb, "invitation.revoked")) == 1
+    (settled,) = all_jobs(kb, "lead_registration")
+    assert settled.ordering_key == "lead:L-1" and settled.status == "done"
+
+
+def test_a_lead_registration_is_settled_in_the_leads_order(client, kb, keycloak, worker, clock):
+    deliver(client, worker, "lead.invite_requested", LEE)
+    user_id = invitation_row(kb, "lead", "L-1").keycloak_user_id
+    keycloak.choose_password(user_id)
+    drain(worker)
+    assert invitation_row(kb, "lead", "L-1").status == "accepted"
+    assert [e.data["lead_id"] for e in outbox_events(kb, "identity.registered")] == ["L-1"]
+
+
 # -- expiry ------------------------------------------------------------------------------
 
 def test_an_invitation_expires_when_the_crm_said_and_its_link_ends(client, kb, keycloak, worker, invited, clock):
