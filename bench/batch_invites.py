@@ -85,7 +85,7 @@ class Meter:
         self.keycloak_pid = keycloak_pid
 
     def read(self, workers: list[int]) -> dict:
-        pg = procstat.postgres_pids()  # its backends come and go: those alive at both ends are counted
+        pg = procstat.postgres_pids()  # its backends come and go (see between)
         return {"wall": time.perf_counter(), "keycloak": _cpu(self.keycloak_pid) if self.keycloak_pid else 0.0,
                 "workers": {p: _cpu(p) for p in workers}, "bench": time.process_time(),
                 "postgres": {p: _cpu(p) for p in pg}, "busy": procstat.busy_seconds(), "load": os.getloadavg()[0]}
@@ -93,7 +93,8 @@ class Meter:
     @staticmethod
     def between(a: dict, b: dict) -> dict:
         workers = sum(b["workers"].get(p, a["workers"][p]) - a["workers"][p] for p in a["workers"])
-        postgres = sum(b["postgres"][p] - a["postgres"][p] for p in a["postgres"] if p in b["postgres"])
+        # a backend that started during the phase (a new connection) counts whole, one that ended is lost
+        postgres = sum(seconds - a["postgres"].get(p, 0.0) for p, seconds in b["postgres"].items())
         used = {"keycloak": b["keycloak"] - a["keycloak"], "workers": workers, "bench": b["bench"] - a["bench"], "postgres": postgres}
         used["others"] = max(0.0, (b["busy"] - a["busy"]) - sum(used.values()))
         used["wall"] = b["wall"] - a["wall"]

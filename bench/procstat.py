@@ -35,9 +35,10 @@ def cpu_total(pids) -> float:
 
 
 def cpu_since(before: dict[int, float], pids) -> float:
-    """CPU seconds since `before` of the processes alive at both ends (one that ended is not counted negative)."""
+    """CPU seconds since `before` of `pids` (read now): a process that started since counts whole (e.g. a
+    database backend for a connection opened during the phase); one that ended since is not counted."""
     after = cpu_by_pid(pids)
-    return sum(after[pid] - before[pid] for pid in after if pid in before)
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def busy_seconds() -> float:
