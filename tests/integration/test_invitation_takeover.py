@@ -21,7 +21,7 @@ from adapter.models import Invitation, Job
 from tests.conftest import envelope, signed_post
 from tests.support import stack
 
-from .conftest import KeycloakAdminView, run_until
+from .conftest import KeycloakAdminView, run_until, save_screenshot
 from .test_core_loop import PASSWORD
 from .test_self_service import self_register
 
@@ -86,8 +86,7 @@ def test_registering_with_the_invited_admins_address_without_the_link_gives_the_
     page.fill("#password-confirm", PASSWORD)
     page.click("[type=submit]")
     page.get_by_text("An account with this email address already exists").wait_for(timeout=SLOW * 1000)
-    (stack.REPO_DIR / "test-artifacts").mkdir(exist_ok=True)
-    page.screenshot(path=str(stack.REPO_DIR / "test-artifacts" / "takeover-invitee-refused.png"))
+    save_screenshot(page, "takeover-invitee-refused.png")
     context.close()
     for _ in range(3):
         worker.run_once()
@@ -125,7 +124,7 @@ def test_registering_with_the_invited_admins_address_without_the_link_gives_the_
         page.fill("#password", NEW_PASSWORD)
         page.click("[type=submit]")
     page.wait_for_load_state()
-    page.screenshot(path=str(stack.REPO_DIR / "test-artifacts" / "takeover-owner-joined.png"))
+    save_screenshot(page, "takeover-owner-joined.png")
     context.close()
     registered = run_until(worker, lambda: crm.of_type("identity.registered"), timeout=SLOW, what="the owner joined, at the CRM")
     kc_admin = KeycloakAdminView(keycloak)  # a fresh token: the master admin's lives 60 s
