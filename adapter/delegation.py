@@ -388,9 +388,11 @@ def _from_epoch(value):
     return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, tz=timezone.utc)
 
 
-def _pending_invitation(kb, org: dict, invitation_id: str) -> dict | None:
-    """The organization's pending invitation with this id, or None (another organization's id is None too)."""
-    return next((i for i in pending_invitations(kb, org) if i["id"] == invitation_id), None)
+def _page_invitation(kb, org: dict, invitation_id: str, admin: dict) -> tuple[dict | None, str]:
+    """The organization's pending invitation with this id (None for another organization's too), and
+    the cause an org admin's action on it is audited with."""
+    inv = next((i for i in pending_invitations(kb, org) if i["id"] == invitation_id), None)
+    return inv, f"{actor_of_user(admin, admin['id']).label} on the Keybridge page"
 
 
 def resend_invitation(kb, org: dict, invitation_id: str, admin: dict) -> str:
@@ -399,11 +401,9 @@ def resend_invitation(kb, org: dict, invitation_id: str, admin: dict) -> str:
     The CRM's invitation goes again as the CRM's own resend does (invitation_lifecycle: a new
     expiry, invitation.sent); one the CRM did not ask for, with Keycloak's resend.
     """
-    inv = _pending_invitation(kb, org, invitation_id)
+    inv, cause = _page_invitation(kb, org, invitation_id, admin)
     if inv is None:
         return "gone"
-    actor = actor_of_user(admin, admin["id"])
-    cause = f"{actor.label} on the Keybridge page"
     # The CRM's invitation is resent as the CRM's resend is (a new expiry; invitation.sent), another by Keycloak.
     invitation_lifecycle.resend_organization_invitation(kb, org["id"], invitation_id, cause, email=inv["email"])
     with kb.db.session() as session:
@@ -418,11 +418,9 @@ def revoke_invitation(kb, org: dict, invitation_id: str, admin: dict) -> str:
     Keycloak deletes it, so its link stops working. When the CRM asked for it (a contact
     invitation Keybridge sent), the CRM hears invitation.revoked once, like any revocation.
     """
-    inv = _pending_invitation(kb, org, invitation_id)
+    inv, cause = _page_invitation(kb, org, invitation_id, admin)
     if inv is None:
         return "gone"
-    actor = actor_of_user(admin, admin["id"])
-    cause = f"{actor.label} on the Keybridge page"
     # The CRM's invitation is revoked as the CRM's revoke is (its link ends; invitation.revoked once), another by Keycloak.
     invitation_lifecycle.revoke_organization_invitation(kb, org["id"], invitation_id, cause, email=inv["email"])
     with kb.db.session() as session:

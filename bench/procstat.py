@@ -53,8 +53,9 @@ def postgres_pids() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    out.append(int(entry.name))
-            except OSError:
-                pass
+                name = (entry / "comm").read_text().strip()
+            except OSError:  # it ended while the list was read
+                continue
+            if name == "postgres":
+                out.append(int(entry.name))
     return out

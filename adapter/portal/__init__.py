@@ -17,6 +17,8 @@ their invitation said.
 """
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template_string, request, session, url_for
 
 from .. import delegation, org_admins, web_login
@@ -136,91 +138,91 @@ def welcome():
                  title="Welcome to the Customer Portal")
 
 
+URL_IDS = {"user_id": _require_member_id, "invitation_id": _require_invitation_id}  # how each id in a URL is checked
+
+
+def _form(view):
+    """A form of the page: its CSRF token checked, every id in its URL checked (URL_IDS), then the
+    signed-in admin and their organization found (the sign-in page when nobody is signed in).
+    The view gets them first, view(admin, org, **url values), and returns the message to show
+    on the member list, where the form goes back to."""
+    @functools.wraps(view)
+    def run(**values):
+        _require_csrf()
+        for name, value in values.items():
+            if name in URL_IDS:
+                URL_IDS[name](value)
+        admin, org = _admin_and_org()
+        if admin is None:
+            return redirect(url_for("portal.login"))
+        flash(view(admin, org, **values))
+        return redirect(url_for("portal.members", org=org["id"]))
+    return run
+
+
 @bp.post("/invite")
-def invite():
-    _require_csrf()
-    admin, org = _admin_and_org()
-    if admin is None:
-        return redirect(url_for("portal.login"))
+@_form
+def invite(admin, org):
     email = (request.form.get("email") or "").strip()
     if "@" not in email or len(email) > 320:
         raise _Refused("Give the email address of the person to invite.", 400)
     outcome = delegation.invite_member(_kb(), org, email, request.form.get("first_name") or None,
                                        request.form.get("last_name") or None, admin)
-    flash({"invited": f"{email} is invited: they got an email to choose their password.",
-           "join_link_sent": f"{email} already has an account: they got an email to join {org['name']}.",
-           "already_member": f"{email} is already a member.",
-           "already_invited": f"{email} has an invitation waiting already."}[outcome])
-    return redirect(url_for("portal.members", org=org["id"]))
+    return {"invited": f"{email} is invited: they got an email to choose their password.",
+            "join_link_sent": f"{email} already has an account: they got an email to join {org['name']}.",
+            "already_member": f"{email} is already a member.",
+            "already_invited": f"{email} has an invitation waiting already."}[outcome]
 
 
 @bp.post("/members/<user_id>/roles/<role>/take")
-def take_role(user_id: str, role: str):
-    _require_csrf()
-    _require_member_id(user_id)
-    admin, org = _admin_and_org()
-    if admin is None:
-        return redirect(url_for("portal.login"))
+@_form
+def take_role(admin, org, user_id: str, role: str):
     try:
         outcome = delegation.take_business_role(_kb(), org, user_id, role, admin)
     except ValueError as exc:
         raise _Refused(str(exc), 400) from None
-    flash(f"{role} taken away." if outcome == "taken" else f"They did not hold {role}.")
-    return redirect(url_for("portal.members", org=org["id"]))
+    return f"{role} taken away." if outcome == "taken" else f"They did not hold {role}."
 
 
 @bp.post("/members/<user_id>/roles/give")
-def give_role(user_id: str):
-    _require_csrf()
-    _require_member_id(user_id)
-    admin, org = _admin_and_org()
-    if admin is None:
-        return redirect(url_for("portal.login"))
+@_form
+def give_role(admin, org, user_id: str):
     role = request.form.get("role") or ""
     try:
         outcome = delegation.give_business_role(_kb(), org, user_id, role, admin)
     except ValueError as exc:
         raise _Refused(f"{exc} Choose one of the business roles offered next to the person.", 400) from None
-    flash(f"{role} given." if outcome == "given" else f"They hold {role} already.")
-    return redirect(url_for("portal.members", org=org["id"]))
+    return f"{role} given." if outcome == "given" else f"They hold {role} already."
 
 
 @bp.post("/invitations/<invitation_id>/resend")
-def resend_invitation(invitation_id: str):
-    return _on_invitation(invitation_id, delegation.resend_invitation, "The invitation was sent again.")
+@_form
+def resend_invitation(admin, org, invitation_id: str):
+    return _on_invitation(admin, org, invitation_id, delegation.resend_invitation, "The invitation was sent again.")
 
 
 @bp.post("/invitations/<invitation_id>/revoke")
-def revoke_invitation(invitation_id: str):
-    return _on_invitation(invitation_id, delegation.revoke_invitation, "The invitation is revoked: its link no longer works.")
+@_form
+def revoke_invitation(admin, org, invitation_id: str):
+    return _on_invitation(admin, org, invitation_id, delegation.revoke_invitation,
+                          "The invitation is revoked: its link no longer works.")
 
 
-def _on_invitation(invitation_id: str, act, done: str):
+def _on_invitation(admin, org, invitation_id: str, act, done: str) -> str:
     """Resend or revoke one of the organization's pending invitations (another organization's is no such invitation)."""
-    _require_csrf()
-    _require_invitation_id(invitation_id)
-    admin, org = _admin_and_org()
-    if admin is None:
-        return redirect(url_for("portal.login"))
     if act(_kb(), org, invitation_id, admin) == "gone":
         raise _Refused("There is no such invitation in your organization, or it was answered or revoked already.", 404)
-    flash(done)
-    return redirect(url_for("portal.members", org=org["id"]))
+    return done
 
 
 @bp.post("/members/<user_id>/remove")
-def remove(user_id: str):
-    _require_csrf()
-    _require_member_id(user_id)
-    admin, org = _admin_and_org()
-    if admin is None:
-        return redirect(url_for("portal.login"))
+@_form
+def remove(admin, org, user_id: str):
     try:
         outcome = delegation.remove_member(_kb(), org, user_id, admin)
     except ValueError as exc:
         raise _Refused(str(exc), 400) from None
     if outcome == "not_member":
         raise _Refused("That person is not a member of your organization.", 404)
-    flash("Removed: they are no longer a member and keep no business role." if outcome == "removed" else
-          "Removed: they had joined through an invitation, so Keycloak deleted their account with the membership.")
-    return redirect(url_for("portal.members", org=org["id"]))
+    return ("Removed: they are no longer a member and keep no business role." if outcome == "removed" else
+            "Removed: they had joined through an invitation, so Keycloak deleted their account with the membership.")
