@@ -5,6 +5,7 @@ it is already running; each test uses its own adapter database and unique CRM id
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -212,6 +213,25 @@ def chromium():
         b = p.chromium.launch(executable_path=stack.chromium_executable(), headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@contextlib.contextmanager
+def served(adapter, port: int = 0, public: bool = False):
+    """The adapter served over HTTP on loopback (`port` 0: a free one; keybridge-portal accepts any
+    loopback port); yields its URL. `public`: the adapter also knows it as its public URL (where
+    invited people land, handlers/landing.py)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, adapter, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    if public:
+        adapter.extensions["keybridge"].settings.public_url = url
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def save_screenshot(page, name: str, **options) -> None:

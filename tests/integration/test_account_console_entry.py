@@ -7,14 +7,13 @@ A plain member of the same organization sees no such entry.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.support import stack
 
+from .conftest import served
 from .test_core_loop import PASSWORD
 from .test_org_admin_page import acme, database_url, realm_admin  # noqa: F401 (fixtures)
 
@@ -32,13 +31,8 @@ def shot(page, name: str) -> None:
 @pytest.fixture
 def adapter_url(adapter):
     """The adapter where Keycloak's account theme expects it (KEYBRIDGE_PORTAL_URL of the test Keycloak)."""
-    server = make_server("127.0.0.1", stack.PORTAL_PORT, adapter, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{stack.PORTAL_PORT}"
-    adapter.extensions["keybridge"].settings.public_url = url
-    yield url
-    server.shutdown()
-    server.server_close()
+    with served(adapter, port=stack.PORTAL_PORT, public=True) as url:
+        yield url
 
 
 def account_console(page, kc, email: str) -> None:

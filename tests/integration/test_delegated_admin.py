@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from adapter import delegation
 from tests.conftest import envelope, signed_post
 
-from .conftest import run_until, wait_for_mail
+from .conftest import run_until, wait_for_mail, served
 from .test_core_loop import PASSWORD, register_through_invitation
 
 pytestmark = pytest.mark.integration
@@ -41,13 +39,8 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def adapter_url(adapter):
-    """The adapter served over HTTP on a free loopback port (keybridge-portal accepts any loopback port)."""
-    server = make_server("127.0.0.1", 0, adapter, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with served(adapter) as url:
+        yield url
 
 
 class RealmAdmin:

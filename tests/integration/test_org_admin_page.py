@@ -7,16 +7,14 @@ the person she invited join. Screenshots of each step go to test-artifacts/org-a
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from adapter import org_admins
 from tests.conftest import envelope, signed_post
 
-from .conftest import run_until, wait_for_mail
+from .conftest import run_until, wait_for_mail, served
 from .test_core_loop import PASSWORD, register_through_invitation
 from .test_delegated_admin import RealmAdmin
 
@@ -38,13 +36,8 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def adapter_url(adapter):
-    server = make_server("127.0.0.1", 0, adapter, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    adapter.extensions["keybridge"].settings.public_url = url
-    yield url
-    server.shutdown()
-    server.server_close()
+    with served(adapter, public=True) as url:
+        yield url
 
 
 @pytest.fixture

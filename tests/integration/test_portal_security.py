@@ -11,16 +11,14 @@ One adapter storage (SQLite) is enough: these tests are about the page and Keycl
 """
 from __future__ import annotations
 
-import threading
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from adapter import org_admins
 from tests.conftest import envelope, signed_post
 
-from .conftest import run_until
+from .conftest import run_until, served
 from .test_core_loop import PASSWORD
 from .test_delegated_admin import RealmAdmin, shot
 
@@ -34,12 +32,8 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def adapter_url(adapter):
-    """The adapter served over HTTP on a free loopback port (keybridge-portal accepts any loopback port)."""
-    server = make_server("127.0.0.1", 0, adapter, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with served(adapter) as url:
+        yield url
 
 
 @pytest.fixture
